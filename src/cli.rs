@@ -1,0 +1,137 @@
+//! Command-line surface (DESIGN.md §5): `run`, `validate`, `schema`, `demo`. Scripts and
+//! CI depend on these names and on the exit codes in [`crate::exit`].
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit;
+
+/// Chaos and availability testing: inject faults, probe the service, verify recovery.
+#[derive(Debug, Parser)]
+#[command(name = "shakeout", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output on stderr (repeat for more); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an experiment and verify its objectives (exit 0 met, 1 failed, 2 aborted, 3 cannot run, 4 revert unconfirmed).
+    Run(RunArgs),
+    /// Check experiment files without running them (exit 0 valid, 3 invalid).
+    Validate {
+        /// Experiment files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of experiment files (for editors and yaml-language-server).
+    Schema,
+    /// Run the built-in demo: a sample service, killed and restarted, with its measured RTO.
+    Demo(DemoArgs),
+    /// Run the sample HTTP service used by the demo and the tests.
+    #[command(hide = true)]
+    SampleService(crate::sample::SampleArgs),
+}
+
+/// Options of `shakeout run`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunArgs {
+    /// Experiment file.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Seed for every random choice (default: the file's `spec.seed`, else random).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Validate and print the plan; apply nothing, probe nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Report destinations and verbosity, shared by `run` and `demo`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OutputArgs {
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write a JUnit XML report here (one testcase per verdict).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write a Markdown summary here (for CI step summaries).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// No progress output; the summary still goes to stdout.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Options of `shakeout demo`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Port of the demo's sample service on 127.0.0.1 (default 18080).
+    #[arg(long, default_value_t = 18080)]
+    pub port: u16,
+}
+
+/// Set up `tracing` on stderr; RUST_LOG wins over `-v`.
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Run a parsed command line and return the process exit code.
+pub fn execute(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Validate { files } => validate(&files),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::experiment::schema()).unwrap_or_default()
+            );
+            exit::MET
+        }
+        Command::Run(args) => crate::run::run_file(&args),
+        Command::Demo(args) => crate::run::run_demo(&args),
+        Command::SampleService(args) => crate::sample::main(args),
+    }
+}
+
+fn validate(files: &[PathBuf]) -> i32 {
+    let mut code = exit::MET;
+    for file in files {
+        match crate::experiment::load(Path::new(file)) {
+            Ok(exp) => println!("{}: ok ({})", file.display(), exp.file.metadata.name),
+            Err(e) => {
+                eprintln!("{e}");
+                code = exit::CANNOT_RUN;
+            }
+        }
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

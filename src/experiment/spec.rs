@@ -1,0 +1,399 @@
+//! The experiment file as written by users: serde types that mirror the YAML one to one
+//! (camelCase names, unknown fields refused, units in every value). The JSON Schema that
+//! `shakeout schema` prints is generated from these types, so they are the reference.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use shakeout_api::{Dur, Percent, Rate, StatusRanges};
+
+/// One experiment document (`apiVersion: shakeout/v1`, `kind: Experiment`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExperimentFile {
+    /// Always `shakeout/v1`.
+    pub api_version: String,
+    /// Always `Experiment`.
+    pub kind: String,
+    pub metadata: Metadata,
+    pub spec: Spec,
+}
+
+/// Who the experiment is and how to find it in reports.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Metadata {
+    /// A short name: letters, digits, `-`, `_` and `.`.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What to probe, what to break and when, and what must hold.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Spec {
+    /// Hard upper bound for the whole run, recovery included.
+    pub duration: Dur,
+    /// Seed for every random choice; printed in the report so a run can be replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingSpec>,
+    /// Local processes started before the run and stopped after it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceSpec>,
+    /// Availability probes, sent at a constant rate for the whole run.
+    pub probes: Vec<ProbeSpec>,
+    /// The hypothesis checked before the first fault and again after recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady_state: Option<SteadyStateSpec>,
+    /// The fault timeline; faults may overlap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultSpec>,
+    /// What the run must show; each becomes a verdict.
+    #[serde(default)]
+    pub objectives: ObjectivesSpec,
+    /// Stop conditions: revert everything and stop early.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<AbortSpec>,
+}
+
+/// How outcomes are bucketed on the timeline.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RecordingSpec {
+    /// Width of the per-interval buckets (default 100ms); the resolution of RTO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<Dur>,
+}
+
+/// A probe: exactly one of `http` or `tcp`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProbeSpec {
+    pub name: String,
+    /// Sends per unit of time, like `200/s`: sends follow this schedule, not the responses.
+    pub rate: Rate,
+    /// Upper bound on requests in flight (default: enough for rate x timeout, at most 1024).
+    /// A send that cannot start before its deadline because of it counts as `missed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpProbeSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpProbeSpec>,
+}
+
+/// An HTTP/1.1 request per scheduled send.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpProbeSpec {
+    /// `http://host:port/path`.
+    pub url: String,
+    /// GET (default), HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Deadline for the whole request from its intended send time (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    /// Deadline for establishing the connection (default: `timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<ExpectSpec>,
+    /// `keepAlive` (default): reuse connections; `new`: one connection per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionMode>,
+}
+
+/// What a good HTTP response looks like.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExpectSpec {
+    /// Accepted statuses (default 200-299).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusRanges>,
+    /// A substring the response body must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+}
+
+/// Connection policy of an HTTP probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum ConnectionMode {
+    /// Reuse each connection for many requests (sees a restarted listener late).
+    #[default]
+    KeepAlive,
+    /// Open a new connection for every request (sees "process down" at once).
+    New,
+}
+
+/// A TCP connect per scheduled send; success is an established connection.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TcpProbeSpec {
+    /// `host:port`.
+    pub address: String,
+    /// Connect deadline from the intended send time (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+}
+
+/// The steady-state hypothesis.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SteadyStateSpec {
+    /// Length of the window checked before the first fault and again after recovery.
+    pub window: Dur,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<MinAvailability>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyBounds>,
+}
+
+/// A lower bound on availability (ok / scheduled).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MinAvailability {
+    pub min: Percent,
+}
+
+/// Upper bounds on latency percentiles (of successful requests, from intended send time).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LatencyBounds {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50: Option<MaxDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90: Option<MaxDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95: Option<MaxDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99: Option<MaxDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p999: Option<MaxDuration>,
+}
+
+impl LatencyBounds {
+    /// The bounds that are set, as (label, quantile, bound).
+    pub fn bounds(&self) -> Vec<(&'static str, f64, Dur)> {
+        [
+            ("p50", 0.50, &self.p50),
+            ("p90", 0.90, &self.p90),
+            ("p95", 0.95, &self.p95),
+            ("p99", 0.99, &self.p99),
+            ("p999", 0.999, &self.p999),
+        ]
+        .into_iter()
+        .filter_map(|(label, q, b)| b.as_ref().map(|b| (label, q, b.max)))
+        .collect()
+    }
+}
+
+/// An upper bound on a duration.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MaxDuration {
+    pub max: Dur,
+}
+
+/// One fault on the timeline: exactly one action (`exec`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FaultSpec {
+    pub name: String,
+    /// When to inject, from the start of probing.
+    pub at: Dur,
+    /// How long the fault lasts; its revert runs when it ends. Omit for one-shot faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecFaultSpec>,
+}
+
+/// Run a command as the fault, and optionally another as its revert.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExecFaultSpec {
+    /// Program and arguments (no shell). `${service.NAME.pid}` expands to a service's pid.
+    pub command: Vec<String>,
+    /// Run when the fault's duration ends, on abort and on interrupt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert: Option<Vec<String>>,
+    /// Deadline for each command (default 30s); past it the command is killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Which part of the run a verdict looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum During {
+    /// Before the first fault.
+    Baseline,
+    /// From the first fault's start to the last fault's end.
+    #[default]
+    Faults,
+    /// From the last fault's end until steady state holds again.
+    Recovery,
+    /// The final steady-state window after recovery.
+    Steady,
+    /// The whole run.
+    Run,
+}
+
+/// Objectives; each becomes one verdict per probe it applies to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObjectivesSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<AvailabilityObjective>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyObjective>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto: Option<RtoObjective>,
+}
+
+/// Availability over a part of the run must stay at or above `min`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AvailabilityObjective {
+    #[serde(default)]
+    pub during: During,
+    pub min: Percent,
+    /// Only this probe (default: every probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+}
+
+/// Latency percentiles over a part of the run must stay under their bounds.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LatencyObjective {
+    #[serde(default)]
+    pub during: During,
+    /// Only this probe (default: every probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50: Option<MaxDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90: Option<MaxDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95: Option<MaxDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99: Option<MaxDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p999: Option<MaxDuration>,
+}
+
+impl LatencyObjective {
+    /// The percentile bounds of this objective.
+    pub fn bounds(&self) -> LatencyBounds {
+        LatencyBounds {
+            p50: self.p50.clone(),
+            p90: self.p90.clone(),
+            p95: self.p95.clone(),
+            p99: self.p99.clone(),
+            p999: self.p999.clone(),
+        }
+    }
+}
+
+/// Measured recovery time must stay under `max`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RtoObjective {
+    pub max: Dur,
+    /// Only this probe (default: every probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+    /// How long availability must stay at the steady-state level to count as recovered (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_for: Option<Dur>,
+}
+
+/// Stop conditions, checked live on closed buckets.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AbortSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<AbortAvailability>,
+}
+
+/// Abort when a probe's availability stays below `below` for `for`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AbortAvailability {
+    pub below: Percent,
+    #[serde(rename = "for")]
+    pub for_: Dur,
+    /// Only this probe (default: any probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+}
+
+/// A local process supervised for the run (the service under test, usually).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceSpec {
+    pub name: String,
+    /// Program and arguments (no shell). `${exe}` is the running shakeout binary.
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory (default: the experiment file's directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<ReadySpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartSpec>,
+    /// Time between SIGTERM and SIGKILL when stopping (default 5s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace: Option<Dur>,
+}
+
+/// When a service counts as started: exactly one of `http` or `tcp`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReadySpec {
+    /// A URL that must answer 2xx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// A `host:port` that must accept a connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<String>,
+    /// Deadline for readiness (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Dur>,
+}
+
+/// What to do when a service exits during the run.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RestartSpec {
+    pub policy: RestartPolicy,
+    /// Wait this long before restarting (default 0s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Dur>,
+}
+
+/// Restart policy of a supervised service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RestartPolicy {
+    Never,
+    OnExit,
+}

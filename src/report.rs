@@ -1,0 +1,332 @@
+//! The run report: one data model, rendered for people (terminal, Markdown), for CI
+//! (JUnit XML) and for machines (JSON). The JSON form is this model serialized; its
+//! field names are a public contract (`schemaVersion` changes when one does).
+
+mod json;
+mod junit;
+mod markdown;
+mod terminal;
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use json::{report_schema, write_json};
+pub use junit::write_junit;
+pub use markdown::render_markdown;
+pub use terminal::render_terminal;
+
+/// Version of the JSON report format.
+pub const SCHEMA_VERSION: &str = "shakeout.report/v1";
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// Always `shakeout.report/v1` for this format.
+    pub schema_version: String,
+    pub experiment: ExperimentInfo,
+    pub run: RunInfo,
+    /// Phases as they happened, on the run's timeline.
+    pub phases: Vec<PhaseSpan>,
+    pub probes: Vec<ProbeReport>,
+    pub faults: Vec<FaultReport>,
+    /// Ground-truth events (service starts/exits, stop conditions), on the run's timeline.
+    pub events: Vec<Event>,
+    pub verdicts: Vec<Verdict>,
+}
+
+/// Which experiment ran.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentInfo {
+    pub name: String,
+    /// Path of the experiment file as given.
+    pub file: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// How the run went as a whole.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunInfo {
+    pub status: RunStatus,
+    /// The process exit code this run maps to (see DESIGN.md §5).
+    pub exit_code: i32,
+    /// Why the run stopped early or could not complete, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Seed of every random choice; `--seed` replays it.
+    pub seed: u64,
+    /// Wall-clock time of the run origin (t = 0 of every `*Ms` field), RFC 3339.
+    pub started_at: String,
+    /// Milliseconds from origin to the end of the run.
+    pub duration_ms: f64,
+    /// Width of the timeline buckets, milliseconds.
+    pub bucket_ms: f64,
+    pub shakeout_version: String,
+}
+
+/// Overall result of a run, mapped one to one to exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RunStatus {
+    /// Every verdict passed (exit 0).
+    Met,
+    /// At least one objective failed (exit 1).
+    Failed,
+    /// A stop condition fired; faults reverted (exit 2).
+    Aborted,
+    /// SIGINT/SIGTERM; faults reverted (exit 2).
+    Interrupted,
+    /// The experiment could not run (exit 3).
+    Error,
+    /// A revert could not be confirmed: a person must look (exit 4).
+    RevertUnconfirmed,
+}
+
+impl RunStatus {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            RunStatus::Met => 0,
+            RunStatus::Failed => 1,
+            RunStatus::Aborted | RunStatus::Interrupted => 2,
+            RunStatus::Error => 3,
+            RunStatus::RevertUnconfirmed => 4,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Met => "met",
+            RunStatus::Failed => "failed",
+            RunStatus::Aborted => "aborted",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Error => "error",
+            RunStatus::RevertUnconfirmed => "revertUnconfirmed",
+        }
+    }
+}
+
+/// One phase of the run.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseSpan {
+    /// `baseline`, `faults`, `recovery` or `steady`.
+    pub phase: String,
+    pub start_ms: f64,
+    pub end_ms: f64,
+}
+
+/// One probe's results.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeReport {
+    pub name: String,
+    /// `http` or `tcp`.
+    pub kind: String,
+    /// URL or address probed.
+    pub target: String,
+    pub rate_per_second: f64,
+    /// `keepAlive` or `new` for HTTP probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    pub max_in_flight: u64,
+    /// True when the prober's own scheduling lag, not the service, explains the latency.
+    pub prober_limited: bool,
+    /// Actual send time minus intended send time.
+    pub scheduling_lag: LatencySummary,
+    /// Per phase (only phases that happened), then the whole run as `run`.
+    pub phases: Vec<PhaseReport>,
+    /// Measured recovery, when there were faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto: Option<RtoReport>,
+    /// The timeline, one entry per bucket, keyed by intended send time.
+    pub timeline: Vec<BucketReport>,
+}
+
+/// Outcomes and latency in one phase.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseReport {
+    /// `baseline`, `faults`, `recovery`, `steady` or `run`.
+    pub phase: String,
+    /// Every send that was due, whatever became of it.
+    pub scheduled: u64,
+    pub ok: u64,
+    /// ok / scheduled in percent; absent when nothing was scheduled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_percent: Option<f64>,
+    /// Failed sends by kind (`status`, `body`, `timeout`, `connectTimeout`, `refused`, `reset`, `missed`, `other`); zero kinds omitted.
+    pub errors: BTreeMap<String, u64>,
+    /// Latency of ok responses from their intended send time.
+    pub latency: LatencySummary,
+}
+
+/// Percentiles of a latency histogram, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LatencySummary {
+    pub count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p999_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ms: Option<f64>,
+}
+
+/// Measured recovery of one probe (DESIGN.md §4). Times from the run origin.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RtoReport {
+    /// Start of the first fault.
+    pub fault_start_ms: f64,
+    /// End of the last fault.
+    pub fault_end_ms: f64,
+    /// Start of the first bucket below the steady-state level after the fault started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_failure_ms: Option<f64>,
+    /// Start of the first bucket after which availability stayed at the level for `stableForMs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_ms: Option<f64>,
+    /// firstFailure - faultStart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_detect_ms: Option<f64>,
+    /// recovered - firstFailure: the measured RTO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_recover_ms: Option<f64>,
+    /// recovered - faultEnd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_end_to_recovery_ms: Option<f64>,
+    /// Every time above is exact to this much: max(bucket width, 1 / rate).
+    pub resolution_ms: f64,
+    /// Per-bucket availability that counts as steady, percent.
+    pub level_percent: f64,
+    pub stable_for_ms: f64,
+    /// Why a time is missing: `no failure observed`, `not recovered before the run ended`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One bucket of the timeline.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketReport {
+    pub start_ms: f64,
+    pub scheduled: u64,
+    pub ok: u64,
+    /// Failed sends by kind; zero kinds omitted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ms: Option<f64>,
+}
+
+/// What a fault did.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultReport {
+    pub name: String,
+    /// `exec`.
+    pub kind: String,
+    /// Planned start, from origin.
+    pub at_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_duration_ms: Option<f64>,
+    /// `pending` (never started), `applied`, `reverted`, `failed`, `revertFailed`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply: Option<ActionReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert: Option<ActionReport>,
+}
+
+/// One command run by an exec fault (or its revert).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionReport {
+    pub command: Vec<String>,
+    pub started_ms: f64,
+    pub ended_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    pub success: bool,
+    /// Last bytes of standard output (at most 4 KiB).
+    pub stdout: String,
+    /// Last bytes of standard error (at most 4 KiB).
+    pub stderr: String,
+    /// Why the command could not run or was killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A ground-truth event on the timeline.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub at_ms: f64,
+    /// `service`, `fault`, `abort`, `signal`, `run`.
+    pub source: String,
+    pub message: String,
+}
+
+/// One checked objective or steady-state hypothesis.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    /// Stable identifier, e.g. `availability/checkout/faults`.
+    pub id: String,
+    /// `availability`, `latency`, `rto`, `steadyState`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+    /// Phase looked at (`baseline`, `faults`, `recovery`, `steady`, `run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub during: Option<String>,
+    pub status: VerdictStatus,
+    /// What was measured, human readable (e.g. `97.3%`, `412ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<String>,
+    /// What was required (e.g. `>= 95%`, `<= 500ms`).
+    pub required: String,
+    /// Why it was not measured, or extra context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Result of one verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum VerdictStatus {
+    Pass,
+    Fail,
+    NotMeasured,
+}
+
+impl VerdictStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictStatus::Pass => "pass",
+            VerdictStatus::Fail => "fail",
+            VerdictStatus::NotMeasured => "not measured",
+        }
+    }
+}
+
+/// Milliseconds as f64 from a Duration (reports use fractional ms).
+pub fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

@@ -1,0 +1,5 @@
+//! PLACEHOLDER (being written): Markdown summary.
+use super::Report;
+pub fn render_markdown(_r: &Report) -> String {
+    todo!()
+}
