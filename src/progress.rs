@@ -52,7 +52,7 @@ pub trait Progress: Send + Sync {
     /// The run's live state changed (called a few times a second).
     fn update(&self, status: &LiveStatus);
     /// Something happened worth a line of its own (fault applied, service restarted).
-    fn event(&self, at: Duration, message: &str);
+    fn event(&self, at_secs: f64, message: &str);
     /// The run is over; clear the bar.
     fn finish(&self);
 }
@@ -75,7 +75,7 @@ pub struct Quiet;
 
 impl Progress for Quiet {
     fn update(&self, _: &LiveStatus) {}
-    fn event(&self, _: Duration, _: &str) {}
+    fn event(&self, _: f64, _: &str) {}
     fn finish(&self) {}
 }
 
@@ -100,8 +100,8 @@ impl Progress for Plain {
             status.line()
         );
     }
-    fn event(&self, at: Duration, message: &str) {
-        eprintln!("[{:>7.1}s] {message}", at.as_secs_f64());
+    fn event(&self, at_secs: f64, message: &str) {
+        eprintln!("[{at_secs:>7.1}s] {message}");
     }
     fn finish(&self) {}
 }
@@ -129,9 +129,8 @@ impl Progress for Bar {
             .set_position(((status.elapsed.as_secs_f64() / total) * 1000.0).min(1000.0) as u64);
         self.bar.set_message(status.line());
     }
-    fn event(&self, at: Duration, message: &str) {
-        self.bar
-            .println(format!("[{:>7.1}s] {message}", at.as_secs_f64()));
+    fn event(&self, at_secs: f64, message: &str) {
+        self.bar.println(format!("[{at_secs:>7.1}s] {message}"));
     }
     fn finish(&self) {
         self.bar.finish_and_clear();

@@ -1,8 +1,595 @@
-//! PLACEHOLDER (being written): the runner.
-use crate::cli::{DemoArgs, RunArgs};
-pub fn run_file(_a: &RunArgs) -> i32 {
-    todo!()
+//! The runner: preflight (services up) -> baseline -> fault timeline -> recovery (until
+//! steady state holds again) -> final steady-state window -> report. It owns the clock:
+//! one origin instant for probes, faults and events, plus one wall-clock anchor.
+
+mod assemble;
+pub mod events;
+pub mod exec;
+mod faults;
+pub mod service;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{DemoArgs, OutputArgs, RunArgs};
+use crate::exit;
+use crate::experiment::{self, Experiment};
+use crate::probe::{self, Phase, ProbeConfig, Recorder};
+use crate::progress::{self, LiveStatus, Progress};
+use crate::report::{self, Report, RunStatus};
+use crate::verdict::{self, RtoWindow, DEFAULT_STABLE_FOR};
+use events::Events;
+use faults::FaultSet;
+use service::Services;
+
+/// The demo experiment, embedded so `shakeout demo` works from any directory.
+pub const DEMO_YAML: &str = include_str!("../experiments/demo.yaml");
+/// Port the embedded demo file uses; `--port` replaces it.
+const DEMO_PORT: &str = "18080";
+
+/// Default bucket width (the RTO resolution unless the rate is lower).
+pub const DEFAULT_BUCKET: Duration = Duration::from_millis(100);
+/// How often the runner looks at the clock, the buckets and the stop conditions.
+const TICK: Duration = Duration::from_millis(20);
+/// Extra wait past a probe's deadline before its bucket is considered complete.
+const CLOSE_MARGIN: Duration = Duration::from_millis(100);
+
+/// `shakeout run FILE`.
+pub fn run_file(args: &RunArgs) -> i32 {
+    let exp = match experiment::load(&args.file) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return exit::CANNOT_RUN;
+        }
+    };
+    run_loaded(&exp, &args.output, args.seed, args.dry_run)
 }
-pub fn run_demo(_a: &DemoArgs) -> i32 {
-    todo!()
+
+/// `shakeout demo`: the embedded demo experiment on `--port`.
+pub fn run_demo(args: &DemoArgs) -> i32 {
+    let text = DEMO_YAML.replace(DEMO_PORT, &args.port.to_string());
+    let exp = match experiment::parse(&text, Path::new("experiments/demo.yaml")) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return exit::CANNOT_RUN;
+        }
+    };
+    run_loaded(&exp, &args.output, None, false)
+}
+
+fn run_loaded(exp: &Experiment, output: &OutputArgs, seed: Option<u64>, dry_run: bool) -> i32 {
+    if let Err(e) = check_outputs(output) {
+        eprintln!("{e}");
+        return exit::CANNOT_RUN;
+    }
+    if dry_run {
+        print!("{}", plan(exp));
+        return exit::MET;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return exit::CANNOT_RUN;
+        }
+    };
+    let progress: Arc<dyn Progress> = Arc::from(progress::for_terminal(output.quiet));
+    let report = runtime.block_on(execute(exp, seed, progress.clone(), interrupt_on_signals()));
+    progress.finish();
+    print!("{}", report::render_terminal(&report));
+    let mut code = report.run.exit_code;
+    let mut write = |what: &str,
+                     path: &Option<std::path::PathBuf>,
+                     f: &dyn Fn(&Path) -> std::io::Result<()>| {
+        if let Some(path) = path {
+            if let Err(e) = f(path) {
+                eprintln!("cannot write the {what} report to {}: {e}", path.display());
+                code = code.max(exit::CANNOT_RUN);
+            }
+        }
+    };
+    write("JSON", &output.json, &|p| report::write_json(&report, p));
+    write("JUnit", &output.junit, &|p| report::write_junit(&report, p));
+    write("Markdown", &output.markdown, &|p| {
+        std::fs::write(p, report::render_markdown(&report))
+    });
+    code
+}
+
+/// Refuse to start when a report could not be written afterwards.
+fn check_outputs(output: &OutputArgs) -> Result<(), String> {
+    for (flag, path) in [
+        ("--json", &output.json),
+        ("--junit", &output.junit),
+        ("--markdown", &output.markdown),
+    ] {
+        let Some(path) = path else { continue };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(format!(
+                "{flag} {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            ));
+        }
+        if path.is_dir() {
+            return Err(format!(
+                "{flag} {}: is a directory; give a file name",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The plan `--dry-run` prints: what would run, when.
+pub fn plan(exp: &Experiment) -> String {
+    let spec = &exp.file.spec;
+    let mut out = format!(
+        "experiment {} ({}), at most {}\n",
+        exp.file.metadata.name,
+        exp.source.display(),
+        spec.duration
+    );
+    for s in &spec.services {
+        out.push_str(&format!("  service {}: {}\n", s.name, s.command.join(" ")));
+    }
+    for p in &spec.probes {
+        match ProbeConfig::from_spec(p) {
+            Ok(c) => out.push_str(&format!(
+                "  probe {}: {} at {}/s\n",
+                p.name,
+                c.target.describe(),
+                p.rate.per_second
+            )),
+            Err(e) => out.push_str(&format!("  probe {}: {e}\n", p.name)),
+        }
+    }
+    if let Some(ss) = &spec.steady_state {
+        out.push_str(&format!(
+            "  steady state checked over {} before the first fault and after recovery\n",
+            ss.window
+        ));
+    }
+    for f in &spec.faults {
+        let dur = f.duration.map(|d| format!(" for {d}")).unwrap_or_default();
+        if let Some(e) = &f.exec {
+            out.push_str(&format!(
+                "  at {} fault {}{dur}: exec {}\n",
+                f.at,
+                f.name,
+                e.command.join(" ")
+            ));
+            if let Some(r) = &e.revert {
+                out.push_str(&format!("      revert: {}\n", r.join(" ")));
+            }
+        }
+    }
+    out.push_str("dry run: nothing was started, applied or probed\n");
+    out
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM.
+pub fn interrupt_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    std::thread::spawn(move || {
+        // A tiny runtime of its own, so signals are seen even if the main one is busy.
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            t.cancel();
+        });
+    });
+    token
+}
+
+/// Why the main loop stopped.
+#[derive(Debug, Clone, PartialEq)]
+enum Stop {
+    /// The final steady-state window (or the plan) completed.
+    Done,
+    /// The hard `duration` was reached.
+    Duration,
+    /// The steady state did not hold before the first fault: nothing was injected.
+    SteadyStateBefore(String),
+    /// A stop condition fired.
+    Aborted(String),
+    /// SIGINT or SIGTERM.
+    Interrupted,
+}
+
+/// Run a validated experiment to its report. Never panics on bad targets: failures are data.
+pub async fn execute(
+    exp: &Experiment,
+    seed: Option<u64>,
+    progress: Arc<dyn Progress>,
+    interrupt: CancellationToken,
+) -> Report {
+    let spec = &exp.file.spec;
+    let seed = seed.or(spec.seed).unwrap_or_else(rand::random);
+    let events = Events::new(progress.clone());
+    let bucket = spec
+        .recording
+        .as_ref()
+        .and_then(|r| r.bucket)
+        .map(|d| d.0)
+        .unwrap_or(DEFAULT_BUCKET);
+    let configs: Result<Vec<ProbeConfig>, String> =
+        spec.probes.iter().map(ProbeConfig::from_spec).collect();
+    let configs = match configs {
+        Ok(c) => c,
+        Err(e) => return assemble::error_report(exp, seed, e),
+    };
+    let base_dir = exp
+        .source
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let services = match Services::start(&spec.services, &base_dir, &events).await {
+        Ok(s) => s,
+        Err(e) => return assemble::error_report(exp, seed, e),
+    };
+
+    let origin = Instant::now();
+    let started_at = SystemTime::now();
+    events.set_origin(origin);
+    let stop_probes = CancellationToken::new();
+    let recorders: Vec<Arc<Recorder>> = configs
+        .iter()
+        .map(|c| Arc::new(Recorder::new(&c.name, bucket)))
+        .collect();
+    let running: Vec<_> = configs
+        .iter()
+        .zip(&recorders)
+        .map(|(c, r)| probe::start(c.clone(), origin, r.clone(), stop_probes.child_token()))
+        .collect();
+
+    let mut faults = FaultSet::new(&spec.faults, origin, services.pids(), events.clone());
+    let mut run = LiveRun {
+        exp,
+        configs: &configs,
+        recorders: &recorders,
+        origin,
+        bucket,
+        progress: progress.as_ref(),
+    };
+    let (stop, timeline) = run.main_loop(&mut faults, &interrupt, &events).await;
+
+    // Stop injecting and revert whatever is still applied before anything else.
+    let fault_reports = faults.finish().await;
+    stop_probes.cancel();
+    for p in running {
+        p.stop().await;
+    }
+    let end = origin.elapsed();
+    services.stop_all().await;
+    let recordings: Vec<_> = recorders.iter().map(|r| r.finish(end)).collect();
+    assemble::report(assemble::Finished {
+        exp,
+        seed,
+        started_at,
+        end,
+        bucket,
+        configs: &configs,
+        recordings: &recordings,
+        timeline,
+        stop,
+        faults: fault_reports,
+        events: events.drain(origin),
+    })
+}
+
+/// Phase boundaries as they happened, from origin.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    pub faults_start: Option<Duration>,
+    pub faults_end: Option<Duration>,
+    pub steady_start: Option<Duration>,
+    pub steady_end: Option<Duration>,
+    /// Buckets up to here were used to decide recovery.
+    pub recovery_horizon: Option<Duration>,
+}
+
+struct LiveRun<'a> {
+    exp: &'a Experiment,
+    configs: &'a [ProbeConfig],
+    recorders: &'a [Arc<Recorder>],
+    origin: Instant,
+    bucket: Duration,
+    progress: &'a dyn Progress,
+}
+
+impl LiveRun<'_> {
+    fn set_phase(&self, at: Duration, phase: Phase) {
+        for r in self.recorders {
+            r.set_phase(at, phase);
+        }
+    }
+
+    /// Close every bucket whose sends have all reached their deadline; returns the horizon.
+    fn close_buckets(&self, now: Duration) -> Duration {
+        let mut horizon = now;
+        for (c, r) in self.configs.iter().zip(self.recorders) {
+            let h = now.saturating_sub(c.target.timeout() + CLOSE_MARGIN);
+            r.close_until(h);
+            horizon = horizon.min(h);
+        }
+        horizon
+    }
+
+    fn level(&self) -> f64 {
+        let ss = self.exp.file.spec.steady_state.as_ref();
+        ss.and_then(|s| s.availability.as_ref())
+            .map(|a| a.min.ratio())
+            .unwrap_or(1.0)
+    }
+
+    fn stable_for(&self) -> Duration {
+        let rto = self.exp.file.spec.objectives.rto.as_ref();
+        rto.and_then(|r| r.stable_for)
+            .map(|d| d.0)
+            .unwrap_or(DEFAULT_STABLE_FOR)
+    }
+
+    fn all_recovered(&self, fault_start: Duration, fault_end: Duration, horizon: Duration) -> bool {
+        self.configs.iter().zip(self.recorders).all(|(c, r)| {
+            let buckets = r.closed_since(0);
+            let w = RtoWindow {
+                fault_start,
+                fault_end,
+                until: horizon,
+                level: self.level(),
+                stable_for: self.stable_for(),
+                rate_per_second: rate_of(c),
+            };
+            // Recovery can only be judged on buckets after the faults ended.
+            horizon >= fault_end && verdict::recovered(&buckets, self.bucket, w)
+        })
+    }
+
+    /// The abort condition, if it fired: which probe and what it saw.
+    fn abort_check(&self) -> Option<String> {
+        let a = self.exp.file.spec.abort.as_ref()?.availability.as_ref()?;
+        let n = (a.for_.0.as_nanos() / self.bucket.as_nanos().max(1)).max(1) as usize;
+        for r in self.recorders {
+            if a.probe.as_deref().is_some_and(|p| p != r.name()) {
+                continue;
+            }
+            let closed = r.closed_len();
+            if closed < n {
+                continue;
+            }
+            let mut counts = probe::Counts::default();
+            for b in r.closed_since(closed - n) {
+                counts.merge(&b.counts);
+            }
+            if let Some(av) = counts.availability() {
+                if av < a.below.ratio() {
+                    return Some(format!(
+                        "probe `{}` availability {:.2}% over the last {} is below {}",
+                        r.name(),
+                        av * 100.0,
+                        a.for_,
+                        a.below
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    /// Check the steady state on what the baseline recorded so far.
+    fn steady_state_holds(&self) -> Result<(), String> {
+        let Some(ss) = &self.exp.file.spec.steady_state else {
+            return Ok(());
+        };
+        for r in self.recorders {
+            let stats = r.phase_snapshot(Phase::Baseline);
+            if let (Some(min), Some(av)) = (ss.availability.as_ref(), stats.counts.availability()) {
+                if av < min.min.ratio() {
+                    return Err(format!(
+                        "probe `{}` availability {:.3}% is below {}",
+                        r.name(),
+                        av * 100.0,
+                        min.min
+                    ));
+                }
+            }
+            if let Some(l) = &ss.latency {
+                for (label, q, max) in l.bounds() {
+                    if !stats.latency.is_empty() {
+                        let v = Duration::from_micros(stats.latency.value_at_quantile(q));
+                        if v > max.0 {
+                            return Err(format!(
+                                "probe `{}` {label} {} is above {}",
+                                r.name(),
+                                verdict::human(v),
+                                max
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn live_status(&self, phase: &str, now: Duration, faults: &FaultSet) -> LiveStatus {
+        LiveStatus {
+            phase: phase.into(),
+            elapsed: now,
+            total: self.exp.file.spec.duration.0,
+            probes: self
+                .recorders
+                .iter()
+                .map(|r| {
+                    let (counts, p99) = r.live_totals();
+                    (r.name().to_owned(), counts.availability(), p99)
+                })
+                .collect(),
+            active_faults: faults.active_names(),
+        }
+    }
+
+    async fn main_loop(
+        &mut self,
+        faults: &mut FaultSet,
+        interrupt: &CancellationToken,
+        events: &Events,
+    ) -> (Stop, Timeline) {
+        let spec = &self.exp.file.spec;
+        let hard_end = spec.duration.0;
+        let window = spec
+            .steady_state
+            .as_ref()
+            .map(|s| s.window.0)
+            .unwrap_or_default();
+        let first_fault = spec.faults.iter().map(|f| f.at.0).min();
+        let mut tl = Timeline::default();
+        let mut phase = "baseline";
+        let mut boundary_declared = false;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stop = loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = interrupt.cancelled() => {}
+            }
+            let now = self.origin.elapsed();
+            if interrupt.is_cancelled() {
+                events.push(
+                    "signal",
+                    "interrupted: stopping faults and reverting".into(),
+                );
+                break Stop::Interrupted;
+            }
+            let horizon = self.close_buckets(now);
+            self.progress.update(&self.live_status(phase, now, faults));
+            if now >= hard_end {
+                events.push(
+                    "run",
+                    format!("reached the experiment's duration of {}", spec.duration),
+                );
+                break Stop::Duration;
+            }
+            if let Some(why) = self.abort_check() {
+                events.push("abort", format!("stop condition: {why}"));
+                break Stop::Aborted(why);
+            }
+            match phase {
+                "baseline" => match first_fault {
+                    None => {
+                        // Nothing to inject: the baseline is the whole experiment.
+                        if now >= window.max(TICK) && spec.steady_state.is_some() {
+                            break Stop::Done;
+                        }
+                    }
+                    Some(at) => {
+                        // Declare the boundary ahead: samples are assigned by intended time.
+                        if !boundary_declared && now + 2 * TICK >= at {
+                            self.set_phase(at, Phase::Faults);
+                            boundary_declared = true;
+                        }
+                        if now >= at {
+                            if let Err(why) = self.steady_state_holds() {
+                                self.set_phase(at, Phase::Baseline);
+                                events.push("run", format!("steady state did not hold before the first fault ({why}); no fault was injected"));
+                                break Stop::SteadyStateBefore(why);
+                            }
+                            tl.faults_start = Some(at);
+                            faults.start_all();
+                            phase = "faults";
+                        }
+                    }
+                },
+                "faults" => {
+                    if faults.all_done() {
+                        tl.faults_end = Some(now);
+                        self.set_phase(now, Phase::Recovery);
+                        events.push("run", "all faults ended; waiting for recovery".into());
+                        phase = "recovery";
+                    }
+                }
+                "recovery" => {
+                    let (start, end) = (
+                        tl.faults_start.unwrap_or_default(),
+                        tl.faults_end.unwrap_or_default(),
+                    );
+                    if self.all_recovered(start, end, horizon) {
+                        tl.recovery_horizon = Some(horizon);
+                        tl.steady_start = Some(now);
+                        self.set_phase(now, Phase::Steady);
+                        events.push(
+                            "run",
+                            "steady state restored; final steady-state window".into(),
+                        );
+                        phase = "steady";
+                    }
+                }
+                _ => {
+                    if now >= tl.steady_start.unwrap_or_default() + window {
+                        break Stop::Done;
+                    }
+                }
+            }
+        };
+        let now = self.origin.elapsed();
+        if tl.steady_start.is_some() {
+            tl.steady_end = Some(now);
+        }
+        if tl.faults_start.is_some() && tl.faults_end.is_none() {
+            tl.faults_end = Some(now);
+        }
+        (stop, tl)
+    }
+}
+
+fn rate_of(c: &ProbeConfig) -> f64 {
+    match c.pace {
+        probe::Pace::Rate(r) => r,
+        probe::Pace::Max => f64::INFINITY,
+    }
+}
+
+/// Map the way a run stopped (and its fault outcomes) to the overall status.
+fn status_of(stop: &Stop, revert_failed: bool, any_fail: bool) -> RunStatus {
+    if revert_failed {
+        return RunStatus::RevertUnconfirmed;
+    }
+    match stop {
+        Stop::Interrupted => RunStatus::Interrupted,
+        Stop::Aborted(_) => RunStatus::Aborted,
+        Stop::SteadyStateBefore(_) => RunStatus::Failed,
+        Stop::Done | Stop::Duration if any_fail => RunStatus::Failed,
+        Stop::Done | Stop::Duration => RunStatus::Met,
+    }
 }

@@ -1,6 +1,151 @@
-//! PLACEHOLDER (being written): sample service.
+//! The sample HTTP service shipped with shakeout: the demo's target and the tests'.
+//! Small on purpose, with knobs that make its behaviour known (added delay, a stall on
+//! demand), so a measurement can be compared with the truth.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use shakeout_api::Dur;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// Options of the sample service.
 #[derive(Debug, clap::Args, Clone)]
-pub struct SampleArgs {}
-pub fn main(_a: SampleArgs) -> i32 {
-    todo!()
+pub struct SampleArgs {
+    /// Address to listen on (port 0 picks a free one; the chosen address is printed).
+    #[arg(long, default_value = "127.0.0.1:18080")]
+    pub listen: SocketAddr,
+    /// Delay added to every response (a known service time, for accuracy checks).
+    #[arg(long, default_value = "0s")]
+    pub delay: Dur,
+}
+
+struct State {
+    delay: Duration,
+    /// Responses are held until this instant (set by POST /admin/stall?for=DUR).
+    stalled_until: Mutex<Option<Instant>>,
+}
+
+/// Run the service until SIGTERM/SIGINT; returns the exit code.
+pub fn main(args: SampleArgs) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sample-service: cannot start runtime: {e}");
+            return crate::exit::CANNOT_RUN;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match TcpListener::bind(args.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("sample-service: cannot listen on {}: {e}", args.listen);
+                return crate::exit::CANNOT_RUN;
+            }
+        };
+        match listener.local_addr() {
+            Ok(addr) => println!("sample-service listening on {addr}"),
+            Err(e) => eprintln!("sample-service: {e}"),
+        }
+        let state = Arc::new(State {
+            delay: args.delay.0,
+            stalled_until: Mutex::new(None),
+        });
+        tokio::select! {
+            _ = serve(listener, state) => {}
+            _ = shutdown_signal() => {}
+        }
+        crate::exit::MET
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending::<()>().await,
+    }
+}
+
+async fn serve(listener: TcpListener, state: Arc<State>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(req, state.clone()));
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<State>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_owned();
+    if req.method() == hyper::Method::POST && path == "/admin/stall" {
+        let wanted = req
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("for=")))
+            .map(|v| v.parse::<Dur>());
+        return Ok(match wanted {
+            Some(Ok(d)) => {
+                *state.stalled_until.lock().await = Some(Instant::now() + d.0);
+                text(StatusCode::OK, format!("stalled for {d}\n"))
+            }
+            _ => text(
+                StatusCode::BAD_REQUEST,
+                "expected ?for=DURATION, like ?for=2s\n".into(),
+            ),
+        });
+    }
+    let until = *state.stalled_until.lock().await;
+    if let Some(until) = until {
+        tokio::time::sleep_until(until).await;
+    }
+    if !state.delay.is_zero() {
+        tokio::time::sleep(state.delay).await;
+    }
+    Ok(match path.as_str() {
+        "/health" => text(StatusCode::OK, "ok\n".into()),
+        "/" => text(
+            StatusCode::OK,
+            "hello from the shakeout sample service\n".into(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    })
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp
 }

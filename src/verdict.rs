@@ -1,1 +1,493 @@
-//! PLACEHOLDER (being written): verdicts.
+//! Objectives checked against recordings (DESIGN.md §4-5): availability, latency
+//! percentiles, steady state before and after, and the measured RTO. Each check is a
+//! [`Verdict`]: pass, fail (measured vs required) or not measured (and why).
+
+use std::time::Duration;
+
+use shakeout_api::Dur;
+
+use crate::experiment::spec::{During, LatencyBounds};
+use crate::experiment::Experiment;
+use crate::probe::{Bucket, Phase, PhaseStats, ProbeRecording};
+use crate::report::{ms, FaultReport, RtoReport, Verdict, VerdictStatus};
+
+/// Default stability window for RTO when the objective sets none.
+pub const DEFAULT_STABLE_FOR: Duration = Duration::from_secs(1);
+
+/// What the RTO measurement needs to know about the run.
+#[derive(Debug, Clone, Copy)]
+pub struct RtoWindow {
+    /// Start of the first fault.
+    pub fault_start: Duration,
+    /// End of the last fault.
+    pub fault_end: Duration,
+    /// Buckets up to here are considered (the end of the recovery phase, or of the run).
+    pub until: Duration,
+    /// Per-bucket availability (0..=1) that counts as steady.
+    pub level: f64,
+    pub stable_for: Duration,
+    pub rate_per_second: f64,
+}
+
+fn failed(b: &Bucket, level: f64) -> bool {
+    b.availability().is_some_and(|a| a < level)
+}
+
+/// Measured RTO over buckets keyed by intended send time (DESIGN.md §4): first failure is
+/// the first bucket below `level` from the fault's bucket on; recovery is the start of the
+/// trailing stretch of non-failing buckets, if it lasts at least `stable_for`.
+pub fn measure_rto(buckets: &[Bucket], width: Duration, w: RtoWindow) -> RtoReport {
+    let resolution = width.max(Duration::from_secs_f64(1.0 / w.rate_per_second.max(1e-9)));
+    let width_ns = width.as_nanos().max(1) as u64;
+    let first_idx = (w.fault_start.as_nanos() as u64 / width_ns) as usize;
+    let end_idx = ((w.until.as_nanos() as u64 / width_ns) as usize).min(buckets.len());
+    let mut report = RtoReport {
+        fault_start_ms: ms(w.fault_start),
+        fault_end_ms: ms(w.fault_end),
+        first_failure_ms: None,
+        recovered_ms: None,
+        time_to_detect_ms: None,
+        time_to_recover_ms: None,
+        fault_end_to_recovery_ms: None,
+        resolution_ms: ms(resolution),
+        level_percent: w.level * 100.0,
+        stable_for_ms: ms(w.stable_for),
+        note: None,
+    };
+    let window = buckets.get(first_idx..end_idx).unwrap_or(&[]);
+    let Some(first) = window.iter().position(|b| failed(b, w.level)) else {
+        report.time_to_recover_ms = Some(0.0);
+        report.note = Some("no failure observed".into());
+        return report;
+    };
+    let last = window
+        .iter()
+        .rposition(|b| failed(b, w.level))
+        .unwrap_or(first);
+    let first_start = window[first].start;
+    report.first_failure_ms = Some(ms(first_start));
+    report.time_to_detect_ms = Some(ms(first_start.saturating_sub(w.fault_start)));
+    let recovered = window[last].start + width;
+    let observed_end = Duration::from_nanos(end_idx as u64 * width_ns);
+    let stable = observed_end.saturating_sub(recovered);
+    if stable >= w.stable_for {
+        report.recovered_ms = Some(ms(recovered));
+        report.time_to_recover_ms = Some(ms(recovered - first_start));
+        report.fault_end_to_recovery_ms = Some(ms(recovered) - ms(w.fault_end));
+    } else {
+        report.note = Some(format!(
+            "not recovered before the run ended: steady for {} of the {} needed",
+            Dur(round_ms(stable)),
+            Dur(w.stable_for)
+        ));
+    }
+    report
+}
+
+/// True once the buckets up to `until` show recovery (used live to end the recovery phase).
+pub fn recovered(buckets: &[Bucket], width: Duration, w: RtoWindow) -> bool {
+    measure_rto(buckets, width, w).time_to_recover_ms.is_some()
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+/// One probe's results, as the verdicts see them.
+pub struct ProbeResult<'a> {
+    pub recording: &'a ProbeRecording,
+    pub rto: Option<&'a RtoReport>,
+    /// Length of each phase that happened, indexed by `Phase as usize` (zero when it did not).
+    pub phase_lengths: [Duration; 4],
+    /// How far the RTO measurement could look (end of recovery, or of the run).
+    pub observed_until: Duration,
+}
+
+/// Human duration for verdict text: `412µs`, `12.3ms`, `1.24s`.
+pub fn human(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us < 1000.0 {
+        format!("{us:.0}µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.1}ms", us / 1000.0)
+    } else {
+        format!("{:.2}s", us / 1e6)
+    }
+}
+
+fn during_str(d: During) -> &'static str {
+    match d {
+        During::Baseline => "baseline",
+        During::Faults => "faults",
+        During::Recovery => "recovery",
+        During::Steady => "steady",
+        During::Run => "run",
+    }
+}
+
+fn stats_for(p: &ProbeResult<'_>, d: During) -> PhaseStats {
+    match d {
+        During::Baseline => p.recording.phase(Phase::Baseline).clone(),
+        During::Faults => p.recording.phase(Phase::Faults).clone(),
+        During::Recovery => p.recording.phase(Phase::Recovery).clone(),
+        During::Steady => p.recording.phase(Phase::Steady).clone(),
+        During::Run => p.recording.total(),
+    }
+}
+
+fn verdict(id: String, kind: &str, probe: &str, during: &str, required: String) -> Verdict {
+    Verdict {
+        id,
+        kind: kind.into(),
+        probe: Some(probe.into()),
+        during: Some(during.into()),
+        status: VerdictStatus::NotMeasured,
+        measured: None,
+        required,
+        note: None,
+    }
+}
+
+fn availability_verdict(
+    id: String,
+    kind: &str,
+    probe: &str,
+    d: During,
+    stats: &PhaseStats,
+    min: f64,
+) -> Verdict {
+    let mut v = verdict(
+        id,
+        kind,
+        probe,
+        during_str(d),
+        format!(">= {}%", min * 100.0),
+    );
+    match stats.counts.availability() {
+        None => v.note = Some(format!("no sends were due during {}", during_str(d))),
+        Some(a) => {
+            v.measured = Some(format!(
+                "{:.3}% ({}/{})",
+                a * 100.0,
+                stats.counts.ok(),
+                stats.counts.scheduled()
+            ));
+            v.status = if a >= min {
+                VerdictStatus::Pass
+            } else {
+                VerdictStatus::Fail
+            };
+        }
+    }
+    v
+}
+
+fn latency_verdicts(
+    prefix: &str,
+    kind: &str,
+    probe: &str,
+    d: During,
+    stats: &PhaseStats,
+    bounds: &LatencyBounds,
+) -> Vec<Verdict> {
+    bounds
+        .bounds()
+        .into_iter()
+        .map(|(label, q, max)| {
+            let id = format!("{prefix}/{label}/{probe}/{}", during_str(d));
+            let mut v = verdict(
+                id,
+                kind,
+                probe,
+                during_str(d),
+                format!("{label} <= {}", human(max.0)),
+            );
+            if stats.latency.is_empty() {
+                v.note = Some(format!("no successful responses during {}", during_str(d)));
+            } else {
+                let value = Duration::from_micros(stats.latency.value_at_quantile(q));
+                v.measured = Some(format!("{label} {}", human(value)));
+                v.status = if value <= max.0 {
+                    VerdictStatus::Pass
+                } else {
+                    VerdictStatus::Fail
+                };
+            }
+            v
+        })
+        .collect()
+}
+
+fn applies(filter: &Option<String>, probe: &str) -> bool {
+    filter.as_deref().is_none_or(|f| f == probe)
+}
+
+/// Every verdict of a finished run, in a stable order.
+pub fn evaluate(
+    exp: &Experiment,
+    probes: &[ProbeResult<'_>],
+    faults: &[FaultReport],
+) -> Vec<Verdict> {
+    let spec = &exp.file.spec;
+    let mut out = Vec::new();
+    if let Some(ss) = &spec.steady_state {
+        for (when, phase, during) in [
+            ("before", Phase::Baseline, During::Baseline),
+            ("after", Phase::Steady, During::Steady),
+        ] {
+            for p in probes {
+                let name = p.recording.name.as_str();
+                let stats = p.recording.phase(phase);
+                let mut vs = Vec::new();
+                if let Some(a) = &ss.availability {
+                    vs.push(availability_verdict(
+                        format!("steadyState/{when}/availability/{name}"),
+                        "steadyState",
+                        name,
+                        during,
+                        stats,
+                        a.min.ratio(),
+                    ));
+                }
+                if let Some(l) = &ss.latency {
+                    vs.extend(latency_verdicts(
+                        &format!("steadyState/{when}/latency"),
+                        "steadyState",
+                        name,
+                        during,
+                        stats,
+                        l,
+                    ));
+                }
+                let length = p.phase_lengths[phase as usize];
+                let short = length + Duration::from_millis(1) < ss.window.0;
+                if when == "after" && short {
+                    for v in &mut vs {
+                        v.status = VerdictStatus::NotMeasured;
+                        v.note = Some(format!(
+                            "the run ended {} into the {} steady-state window after recovery",
+                            human(length),
+                            ss.window
+                        ));
+                    }
+                }
+                out.extend(vs);
+            }
+        }
+    }
+    let obj = &spec.objectives;
+    for p in probes {
+        let name = p.recording.name.as_str();
+        if let Some(a) = obj
+            .availability
+            .as_ref()
+            .filter(|a| applies(&a.probe, name))
+        {
+            let stats = stats_for(p, a.during);
+            out.push(availability_verdict(
+                format!("availability/{name}/{}", during_str(a.during)),
+                "availability",
+                name,
+                a.during,
+                &stats,
+                a.min.ratio(),
+            ));
+        }
+        if let Some(l) = obj.latency.as_ref().filter(|l| applies(&l.probe, name)) {
+            let stats = stats_for(p, l.during);
+            out.extend(latency_verdicts(
+                "latency",
+                "latency",
+                name,
+                l.during,
+                &stats,
+                &l.bounds(),
+            ));
+        }
+        if let Some(r) = obj.rto.as_ref().filter(|r| applies(&r.probe, name)) {
+            out.push(rto_verdict(name, r.max.0, p.rto, p.observed_until));
+        }
+    }
+    for f in faults {
+        if f.status == "failed" || f.status == "revertFailed" {
+            let action = if f.status == "failed" {
+                f.apply.as_ref()
+            } else {
+                f.revert.as_ref()
+            };
+            let what = action
+                .map(describe_action)
+                .unwrap_or_else(|| "did not run".into());
+            out.push(Verdict {
+                id: format!("fault/{}", f.name),
+                kind: "fault".into(),
+                probe: None,
+                during: None,
+                status: VerdictStatus::Fail,
+                measured: Some(what),
+                required: if f.status == "failed" {
+                    "apply command succeeds"
+                } else {
+                    "revert command succeeds"
+                }
+                .into(),
+                note: None,
+            });
+        }
+    }
+    out
+}
+
+/// `exit code 1`, `signal 9`, or the error.
+pub fn describe_action(a: &crate::report::ActionReport) -> String {
+    if let Some(e) = &a.error {
+        return e.clone();
+    }
+    match (a.exit_code, a.signal) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        _ => "no exit status".into(),
+    }
+}
+
+fn rto_verdict(probe: &str, max: Duration, rto: Option<&RtoReport>, until: Duration) -> Verdict {
+    let mut v = verdict(
+        format!("rto/{probe}"),
+        "rto",
+        probe,
+        "run",
+        format!("<= {}", human(max)),
+    );
+    v.during = None;
+    let Some(r) = rto else {
+        v.note = Some("no fault ran, so there was nothing to recover from".into());
+        return v;
+    };
+    let resolution = Duration::from_secs_f64(r.resolution_ms / 1000.0);
+    match r.time_to_recover_ms {
+        Some(t) => {
+            let t = Duration::from_secs_f64(t / 1000.0);
+            v.measured = Some(format!("{} (±{})", human(t), human(resolution)));
+            v.status = if t <= max {
+                VerdictStatus::Pass
+            } else {
+                VerdictStatus::Fail
+            };
+            v.note = r.note.clone();
+        }
+        None => {
+            v.note = r.note.clone();
+            // Still failing when observation ended: if that already exceeds the bound,
+            // the objective failed whatever happened later.
+            if let Some(first) = r.first_failure_ms {
+                let outage = until.saturating_sub(Duration::from_secs_f64(first / 1000.0));
+                if outage > max {
+                    v.measured = Some(format!("> {} (not recovered)", human(outage)));
+                    v.status = VerdictStatus::Fail;
+                }
+            }
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{Counts, Outcome};
+
+    fn buckets(pattern: &str) -> Vec<Bucket> {
+        // One char per 100 ms bucket: '.' ok (20 sends), 'x' all failed, ' ' empty.
+        pattern
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut counts = Counts::default();
+                match c {
+                    '.' => counts.add(Outcome::Ok, 20),
+                    'x' => counts.add(Outcome::Refused, 20),
+                    _ => {}
+                }
+                Bucket {
+                    start: Duration::from_millis(100 * i as u64),
+                    counts,
+                    max_us: 0,
+                    p99_us: 0,
+                }
+            })
+            .collect()
+    }
+
+    fn window(start_ms: u64, end_ms: u64, until_ms: u64) -> RtoWindow {
+        RtoWindow {
+            fault_start: Duration::from_millis(start_ms),
+            fault_end: Duration::from_millis(end_ms),
+            until: Duration::from_millis(until_ms),
+            level: 0.999,
+            stable_for: Duration::from_millis(500),
+            rate_per_second: 200.0,
+        }
+    }
+
+    #[test]
+    fn rto_is_first_failure_to_start_of_stable_stretch() {
+        //          0         1         2
+        let b = buckets("..........xxxxxxxxxx..........");
+        let r = measure_rto(&b, Duration::from_millis(100), window(950, 950, 3000));
+        assert_eq!(r.first_failure_ms, Some(1000.0));
+        assert_eq!(r.time_to_detect_ms, Some(50.0));
+        assert_eq!(r.recovered_ms, Some(2000.0));
+        assert_eq!(r.time_to_recover_ms, Some(1000.0));
+        assert_eq!(r.resolution_ms, 100.0);
+    }
+
+    #[test]
+    fn a_relapse_moves_recovery_to_the_last_failure() {
+        let b = buckets("..........xxx....x............");
+        let r = measure_rto(&b, Duration::from_millis(100), window(1000, 1000, 3000));
+        assert_eq!(r.recovered_ms, Some(1800.0));
+    }
+
+    #[test]
+    fn not_recovered_when_the_stable_stretch_is_too_short() {
+        let b = buckets("..........xxxxxxxxxx...");
+        let r = measure_rto(&b, Duration::from_millis(100), window(1000, 1000, 2300));
+        assert_eq!(r.time_to_recover_ms, None);
+        assert!(
+            r.note
+                .as_deref()
+                .unwrap_or("")
+                .contains("steady for 300ms of the 500ms"),
+            "{:?}",
+            r.note
+        );
+        assert!(!recovered(
+            &b,
+            Duration::from_millis(100),
+            window(1000, 1000, 2300)
+        ));
+    }
+
+    #[test]
+    fn no_failure_means_zero_rto_with_a_note() {
+        let b = buckets("..............................");
+        let r = measure_rto(&b, Duration::from_millis(100), window(1000, 1000, 3000));
+        assert_eq!(r.time_to_recover_ms, Some(0.0));
+        assert_eq!(r.note.as_deref(), Some("no failure observed"));
+    }
+
+    #[test]
+    fn failures_before_the_fault_are_not_counted_and_empty_buckets_are_neutral() {
+        let b = buckets("xx........ xx  xx.....  .......");
+        let r = measure_rto(&b, Duration::from_millis(100), window(1000, 1000, 3100));
+        assert_eq!(r.first_failure_ms, Some(1100.0));
+        assert_eq!(r.recovered_ms, Some(1700.0));
+        // Resolution is the larger of bucket width and the send interval.
+        let mut w = window(1000, 1000, 3100);
+        w.rate_per_second = 2.0;
+        assert_eq!(
+            measure_rto(&b, Duration::from_millis(100), w).resolution_ms,
+            500.0
+        );
+    }
+}

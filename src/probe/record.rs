@@ -364,6 +364,11 @@ impl Recorder {
         (counts, p99)
     }
 
+    /// Stats of one phase so far (for the steady-state gate before the first fault).
+    pub fn phase_snapshot(&self, phase: Phase) -> PhaseStats {
+        self.lock().phases[phase as usize].clone()
+    }
+
     /// Close everything and hand back the final recording.
     pub fn finish(&self, end: Duration) -> ProbeRecording {
         let end_ns = end.as_nanos() as u64;
