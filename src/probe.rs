@@ -38,6 +38,8 @@ pub struct ProbeConfig {
 }
 
 /// What a probe talks to.
+// Built once per probe and shared by reference: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Target {
     Http(HttpTarget),
