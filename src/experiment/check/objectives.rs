@@ -1,0 +1,101 @@
+//! Rules for `spec.objectives` and `spec.abort`: every probe they name exists, every
+//! latency objective bounds something, recovery needs a positive stability time. A typo
+//! in a probe name would otherwise pass a run by measuring nothing.
+
+use super::timeline::percentiles;
+use super::{listing, Checker};
+use crate::experiment::spec::Spec;
+
+pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
+    let probes: Vec<&str> = spec.probes.iter().map(|p| p.name.as_str()).collect();
+    let objectives = &spec.objectives;
+    let named = [
+        (
+            "spec.objectives.availability.probe",
+            objectives
+                .availability
+                .as_ref()
+                .and_then(|o| o.probe.as_deref()),
+        ),
+        (
+            "spec.objectives.latency.probe",
+            objectives.latency.as_ref().and_then(|o| o.probe.as_deref()),
+        ),
+        (
+            "spec.objectives.rto.probe",
+            objectives.rto.as_ref().and_then(|o| o.probe.as_deref()),
+        ),
+        (
+            "spec.abort.availability.probe",
+            spec.abort
+                .as_ref()
+                .and_then(|a| a.availability.as_ref())
+                .and_then(|a| a.probe.as_deref()),
+        ),
+    ];
+    for (path, probe) in named {
+        if let Some(probe) = probe.filter(|p| !probes.contains(p)) {
+            c.report(
+                path,
+                format!(
+                    "no probe named `{probe}`; probes: {} (leave `probe` out for every probe)",
+                    listing(&probes)
+                ),
+            );
+        }
+    }
+    if let Some(latency) = &objectives.latency {
+        percentiles(c, "spec.objectives.latency", &latency.bounds());
+    }
+    if let Some(rto) = &objectives.rto {
+        c.positive("spec.objectives.rto.stableFor", rto.stable_for, "like 1s");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{one, problems, BASE};
+
+    #[test]
+    fn objectives_on_existing_probes_pass() {
+        let text = format!(
+            "{BASE}  objectives:\n    availability: {{ min: 95%, probe: web }}\n    latency: {{ p99: {{ max: 1s }}, probe: web }}\n    rto: {{ max: 5s, stableFor: 2s, probe: web }}\n  abort:\n    availability: {{ below: 10%, for: 5s, probe: web }}\n"
+        );
+        assert_eq!(problems(&text), vec![]);
+    }
+
+    #[test]
+    fn objectives_name_existing_probes() {
+        let text = format!(
+            "{BASE}  objectives:\n    availability: {{ min: 95%, probe: wbe }}\n    latency: {{ p99: {{ max: 1s }}, probe: x }}\n    rto: {{ max: 5s, probe: y }}\n  abort:\n    availability: {{ below: 10%, for: 5s, probe: z }}\n"
+        );
+        let found = problems(&text);
+        let at: Vec<(usize, usize)> = found.iter().map(|d| (d.line, d.column)).collect();
+        assert_eq!(at, vec![(12, 38), (13, 41), (14, 28), (16, 49)]);
+        assert_eq!(
+            found[0].message,
+            "spec.objectives.availability.probe: no probe named `wbe`; probes: `web` \
+             (leave `probe` out for every probe)"
+        );
+        assert!(found[3]
+            .message
+            .starts_with("spec.abort.availability.probe: no probe named `z`"));
+    }
+
+    #[test]
+    fn latency_objective_sets_a_percentile() {
+        let text = format!("{BASE}  objectives:\n    latency: {{ during: run }}\n");
+        assert!(one(&text).starts_with(
+            "12:14: spec.objectives.latency: set at least one percentile: p50, p90, p95, p99 or p999"
+        ));
+    }
+
+    #[test]
+    fn rto_stable_for_positive() {
+        let text = format!("{BASE}  objectives:\n    rto: {{ max: 5s, stableFor: 0s }}\n");
+        assert_eq!(
+            one(&text),
+            "12:32: spec.objectives.rto.stableFor: must be greater than 0s, like 1s"
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! Rules for `spec.probes`: one target each, targets the prober can actually reach
+//! (http:// URLs, `host:port` addresses), sane limits. The URL and address checks are
+//! shared with service readiness checks.
+
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::Uri;
+
+use super::Checker;
+use crate::experiment::spec::{HttpProbeSpec, Spec};
+
+/// Methods the HTTP probe sends (`method:` is case-insensitive).
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
+    if spec.probes.is_empty() {
+        c.report(
+            "spec.probes",
+            "needs at least one probe, like `- { name: web, rate: 50/s, http: { url: http://127.0.0.1:8080/health } }`",
+        );
+    }
+    c.unique_names(
+        "probe",
+        spec.probes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("spec.probes[{i}]"), p.name.as_str())),
+    );
+    for (i, probe) in spec.probes.iter().enumerate() {
+        let path = format!("spec.probes[{i}]");
+        let name = &probe.name;
+        match (&probe.http, &probe.tcp) {
+            (Some(_), Some(_)) => c.report_key(
+                &format!("{path}.tcp"),
+                format!(
+                    "probe `{name}` has both `http` and `tcp`: a probe has exactly one; \
+                     split it into two probes"
+                ),
+            ),
+            (None, None) => c.report(
+                &path,
+                format!(
+                    "probe `{name}` has neither `http` nor `tcp`: add exactly one, like \
+                     `http: {{ url: http://127.0.0.1:8080/health }}` or \
+                     `tcp: {{ address: 127.0.0.1:5432 }}`"
+                ),
+            ),
+            _ => {}
+        }
+        if probe.max_in_flight == Some(0) {
+            c.report(
+                &format!("{path}.maxInFlight"),
+                "must be at least 1 (leave it out for rate x timeout, at most 1024)",
+            );
+        }
+        if let Some(http) = &probe.http {
+            check_http(c, &format!("{path}.http"), http);
+        }
+        if let Some(tcp) = &probe.tcp {
+            let path = format!("{path}.tcp");
+            if let Err(e) = host_port(&tcp.address) {
+                c.report(&format!("{path}.address"), e);
+            }
+            c.positive(&format!("{path}.timeout"), tcp.timeout, "like 500ms");
+        }
+    }
+}
+
+fn check_http(c: &mut Checker<'_>, path: &str, http: &HttpProbeSpec) {
+    if let Err(e) = http_url(&http.url) {
+        c.report(&format!("{path}.url"), e);
+    }
+    if let Some(method) = &http.method {
+        if !METHODS.contains(&method.to_ascii_uppercase().as_str()) {
+            c.report(
+                &format!("{path}.method"),
+                format!("`{method}` is not a method the probe sends: use one of {METHODS:?}"),
+            );
+        }
+    }
+    for (name, value) in &http.headers {
+        let at = format!("{path}.headers.{name}");
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            c.report_key(
+                &at,
+                format!("`{name}` is not a valid header name: use letters, digits and `-`, like X-Request-Id"),
+            );
+        } else if HeaderValue::from_str(value).is_err() {
+            c.report(
+                &at,
+                "not a valid header value: use visible ASCII characters, spaces and tabs, no line breaks",
+            );
+        }
+    }
+    c.positive(&format!("{path}.timeout"), http.timeout, "like 500ms");
+    c.positive(
+        &format!("{path}.connectTimeout"),
+        http.connect_timeout,
+        "like 200ms",
+    );
+}
+
+/// Checks an `http://host[:port]/path` URL; the error says what would be valid.
+pub(super) fn http_url(url: &str) -> Result<(), String> {
+    const SHAPE: &str = "expected http://host[:port]/path, like http://127.0.0.1:8080/health";
+    if !url.contains("://") {
+        return Err(format!("`{url}` has no scheme: {SHAPE}"));
+    }
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL ({e}): {SHAPE}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "`{url}`: https is not supported yet; use an http:// URL"
+            ))
+        }
+        Some(other) => {
+            return Err(format!(
+                "`{url}`: scheme `{other}` is not supported: {SHAPE}"
+            ))
+        }
+        None => return Err(format!("`{url}` has no scheme: {SHAPE}")),
+    }
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("`{url}` has no host: {SHAPE}"));
+    }
+    if authority.contains('@') {
+        return Err(format!(
+            "`{url}`: user info is not supported; send credentials with `headers`"
+        ));
+    }
+    // `Uri` accepts any digits as a port; the connection needs 1-65535.
+    if let Some(port) = uri.authority().and_then(|a| a.port()) {
+        if port.as_u16() == 0 {
+            return Err(format!("`{url}`: port must be 1-65535"));
+        }
+    } else if authority.ends_with(':') || (authority.contains(':') && !authority.ends_with(']')) {
+        return Err(format!("`{url}`: port must be 1-65535"));
+    }
+    Ok(())
+}
+
+/// Checks a `host:port` address; the error says what would be valid.
+pub(super) fn host_port(address: &str) -> Result<(), String> {
+    const SHAPE: &str = "expected host:port, like 127.0.0.1:5432, db:5432 or [::1]:5432";
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{address}` has no port: {SHAPE}"))?;
+    if host.is_empty() {
+        return Err(format!("`{address}` has no host: {SHAPE}"));
+    }
+    if host.chars().any(|ch| ch.is_whitespace() || ch == '/') {
+        return Err(format!("`{address}` is not a host and port: {SHAPE}"));
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(format!(
+            "`{address}`: write an IPv6 host in brackets: {SHAPE}"
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!(
+            "`{address}`: port `{port}` must be 1-65535: {SHAPE}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{one, problems, BASE};
+    use super::*;
+
+    #[test]
+    fn needs_a_probe() {
+        let text = BASE
+            .split("    - name: web")
+            .next()
+            .unwrap_or_default()
+            .replace("probes:", "probes: []");
+        assert!(one(&text).starts_with("7:11: spec.probes: needs at least one probe"));
+    }
+
+    #[test]
+    fn probe_names_unique_and_non_empty() {
+        let text = format!("{BASE}    - {{ name: web, rate: 1/s, tcp: {{ address: a:1 }} }}\n");
+        assert_eq!(
+            one(&text),
+            "11:15: spec.probes[1].name: probe name `web` is already used by spec.probes[0] \
+             at line 8, column 13: probe names must be unique"
+        );
+        let text = BASE.replace("name: web", "name: \"\"");
+        assert_eq!(
+            one(&text),
+            "8:13: spec.probes[0].name: probe name must not be empty"
+        );
+    }
+
+    #[test]
+    fn exactly_one_target() {
+        let both = format!("{BASE}      tcp: {{ address: 127.0.0.1:80 }}\n");
+        assert!(one(&both)
+            .starts_with("11:7: spec.probes[0].tcp: probe `web` has both `http` and `tcp`"));
+        let neither = BASE.replace("      http: { url: http://127.0.0.1:8080/health }\n", "");
+        assert!(one(&neither)
+            .starts_with("8:7: spec.probes[0]: probe `web` has neither `http` nor `tcp`"));
+    }
+
+    #[test]
+    fn http_fields() {
+        let text = BASE.replace(
+            "http: { url: http://127.0.0.1:8080/health }",
+            "http: { url: https://x/, method: FETCH, timeout: 0s, connectTimeout: 0ms, headers: { \"a b\": x, ok: \"v\\n\" } }",
+        );
+        let found: Vec<String> = problems(&text).into_iter().map(|d| d.message).collect();
+        assert_eq!(found.len(), 6, "{found:#?}");
+        assert!(found[0].contains("url: `https://x/`: https is not supported yet"));
+        assert!(found[1].contains("method: `FETCH` is not a method"));
+        assert!(found[2].contains("timeout: must be greater than 0s"));
+        assert!(found[3].contains("connectTimeout: must be greater than 0s"));
+        assert!(found[4].contains("`a b` is not a valid header name"));
+        assert!(found[5].contains("headers.ok: not a valid header value"));
+        let text = BASE.replace("url: http", "method: head, url: http");
+        assert_eq!(problems(&text), vec![]);
+    }
+
+    #[test]
+    fn tcp_and_limits() {
+        let text = BASE.replace(
+            "http: { url: http://127.0.0.1:8080/health }",
+            "tcp: { address: localhost, timeout: 0s }\n      maxInFlight: 0",
+        );
+        let found: Vec<String> = problems(&text).into_iter().map(|d| d.message).collect();
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(found[0].contains("tcp.address: `localhost` has no port"));
+        assert!(found[1].contains("tcp.timeout: must be greater than 0s"));
+        assert!(found[2].contains("maxInFlight: must be at least 1"));
+    }
+
+    #[test]
+    fn urls() {
+        for good in [
+            "http://127.0.0.1:8080/health",
+            "http://svc/",
+            "http://[::1]:80/x?q=1",
+            "http://h",
+        ] {
+            assert_eq!(http_url(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("https://h/", "https is not supported yet"),
+            ("127.0.0.1:8080/health", "has no scheme"),
+            ("ftp://h/", "scheme `ftp`"),
+            ("http://h:0/", "port must be 1-65535"),
+            ("http://h:99999/", "port must be 1-65535"),
+            ("http://u:p@h/", "user info"),
+            ("http:// h/", "is not a URL"),
+        ] {
+            let e = http_url(bad).err().unwrap_or_default();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        for good in ["127.0.0.1:5432", "db:1", "[::1]:80"] {
+            assert_eq!(host_port(good), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("db", "has no port"),
+            (":80", "has no host"),
+            ("::1:80", "brackets"),
+            ("db:0", "must be 1-65535"),
+            ("db:x", "must be 1-65535"),
+            ("http://db:80", "is not a host and port"),
+        ] {
+            let e = host_port(bad).err().unwrap_or_default();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+}

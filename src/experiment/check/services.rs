@@ -1,0 +1,116 @@
+//! Rules for `spec.services`: each supervised process has a unique name, a program to
+//! start and, when given, one readiness check the runner can perform.
+
+use super::probes::{host_port, http_url};
+use super::Checker;
+use crate::experiment::spec::Spec;
+
+pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
+    c.unique_names(
+        "service",
+        spec.services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("spec.services[{i}]"), s.name.as_str())),
+    );
+    for (i, service) in spec.services.iter().enumerate() {
+        let path = format!("spec.services[{i}]");
+        let name = &service.name;
+        if service.command.first().is_none_or(|p| p.is_empty()) {
+            c.report(
+                &format!("{path}.command"),
+                format!(
+                    "service `{name}` needs a program to run, like `[\"${{exe}}\", sample-service]` \
+                     or `[python3, -m, http.server, \"8080\"]`"
+                ),
+            );
+        }
+        let Some(ready) = &service.ready else {
+            continue;
+        };
+        let ready_path = format!("{path}.ready");
+        match (&ready.http, &ready.tcp) {
+            (Some(_), Some(_)) => c.report_key(
+                &format!("{ready_path}.tcp"),
+                format!("service `{name}` has both `ready.http` and `ready.tcp`: keep exactly one"),
+            ),
+            (None, None) => c.report(
+                &ready_path,
+                format!(
+                    "service `{name}` needs exactly one readiness check, like \
+                     `http: http://127.0.0.1:8080/health` or `tcp: 127.0.0.1:8080`"
+                ),
+            ),
+            _ => {}
+        }
+        if let Some(url) = &ready.http {
+            if let Err(e) = http_url(url) {
+                c.report(&format!("{ready_path}.http"), e);
+            }
+        }
+        if let Some(address) = &ready.tcp {
+            if let Err(e) = host_port(address) {
+                c.report(&format!("{ready_path}.tcp"), e);
+            }
+        }
+        c.positive(&format!("{ready_path}.within"), ready.within, "like 10s");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{one, problems, BASE};
+
+    fn with_services(services: &str) -> String {
+        format!("{BASE}  services:\n{services}")
+    }
+
+    #[test]
+    fn valid_services_pass() {
+        let text = with_services(
+            "    - { name: app, command: [app], ready: { tcp: \"127.0.0.1:80\", within: 5s } }\n    - { name: db, command: [db] }\n",
+        );
+        assert_eq!(problems(&text), vec![]);
+    }
+
+    #[test]
+    fn names_unique() {
+        let text =
+            with_services("    - { name: app, command: [a] }\n    - { name: app, command: [b] }\n");
+        assert_eq!(
+            one(&text),
+            "13:15: spec.services[1].name: service name `app` is already used by \
+             spec.services[0] at line 12, column 15: service names must be unique"
+        );
+    }
+
+    #[test]
+    fn command_non_empty() {
+        let text = with_services("    - { name: app, command: [] }\n");
+        assert!(one(&text)
+            .starts_with("12:29: spec.services[0].command: service `app` needs a program"));
+        let text = with_services("    - { name: app, command: [\"\"] }\n");
+        assert!(one(&text).contains("needs a program"));
+    }
+
+    #[test]
+    fn ready_exactly_one_valid_check() {
+        let text = with_services(
+            "    - name: app\n      command: [app]\n      ready: { http: \"http://h/\", tcp: \"h:1\" }\n",
+        );
+        assert!(one(&text).starts_with("14:35: spec.services[0].ready.tcp: service `app` has both"));
+        let text =
+            with_services("    - name: app\n      command: [app]\n      ready: { within: 0s }\n");
+        let found: Vec<String> = problems(&text).into_iter().map(|d| d.message).collect();
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found[0].contains("needs exactly one readiness check"));
+        assert!(found[1].contains("ready.within: must be greater than 0s"));
+        let text = with_services(
+            "    - name: app\n      command: [app]\n      ready: { http: \"https://h/\" }\n",
+        );
+        assert!(one(&text).contains("ready.http: `https://h/`: https is not supported yet"));
+        let text =
+            with_services("    - name: app\n      command: [app]\n      ready: { tcp: h }\n");
+        assert!(one(&text).contains("ready.tcp: `h` has no port"));
+    }
+}

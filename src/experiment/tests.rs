@@ -1,0 +1,174 @@
+//! Loader tests: the parse pipeline (documents, syntax, types, units) end to end, and a
+//! complete experiment that must load and survive a round trip unchanged.
+
+use std::path::Path;
+
+use super::*;
+
+const FULL: &str = include_str!("../../tests/good_input/full.yaml");
+
+fn err(text: &str) -> Vec<String> {
+    match parse(text, Path::new("x.yaml")) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.diagnostics.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// The only diagnostic for `text`, as printed.
+fn only(text: &str) -> String {
+    let found = err(text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    found[0].clone()
+}
+
+#[test]
+fn full_experiment_loads_and_round_trips() {
+    let exp = match parse(FULL, Path::new("full.yaml")) {
+        Ok(exp) => exp,
+        Err(e) => panic!("{e}"),
+    };
+    let spec = &exp.file.spec;
+    assert_eq!(exp.file.metadata.name, "checkout-survives-cache-restart");
+    assert_eq!(spec.probes.len(), 2);
+    assert_eq!(spec.services.len(), 2);
+    assert_eq!(
+        spec.faults[0].duration,
+        Some(shakeout_api::Dur::from_secs(30))
+    );
+    assert_eq!(
+        spec.objectives
+            .latency
+            .as_ref()
+            .map(|l| l.bounds().bounds().len()),
+        Some(5)
+    );
+    assert_eq!(exp.source, Path::new("full.yaml"));
+
+    let yaml = serde_yaml::to_string(&exp.file).unwrap_or_default();
+    let again = match parse(&yaml, Path::new("again.yaml")) {
+        Ok(exp) => exp,
+        Err(e) => panic!("{e}\n{yaml}"),
+    };
+    assert_eq!(serde_yaml::to_string(&again.file).unwrap_or_default(), yaml);
+    // Nothing was dropped on the way: the written text mentions every optional field.
+    for field in [
+        "bodyContains",
+        "connectTimeout",
+        "stableFor",
+        "stopGrace",
+        "p999",
+        "seed",
+    ] {
+        assert!(yaml.contains(field), "{field} missing from\n{yaml}");
+    }
+}
+
+#[test]
+fn syntax_errors_are_placed_and_the_trailing_position_is_dropped() {
+    let text = "apiVersion: shakeout/v1\nkind: Experiment\nmetadata:\n  name: x\n spec: {}\n";
+    assert_eq!(
+        only(text),
+        "x.yaml:5:2: invalid YAML: did not find expected key, while parsing a block mapping"
+    );
+    // A syntax error later in the file wins over a type error before it.
+    let text = "apiVersion: 1\nkind: [\n";
+    assert!(
+        only(text).starts_with("x.yaml:3:1: invalid YAML:"),
+        "{}",
+        only(text)
+    );
+}
+
+#[test]
+fn unknown_fields_list_the_valid_ones() {
+    let text = FULL.replace("  seed: 42", "  sed: 42");
+    let msg = only(&text);
+    assert!(
+        msg.starts_with(
+            "x.yaml:13:3: spec: unknown field `sed`, expected one of `duration`, `seed`"
+        ),
+        "{msg}"
+    );
+    assert!(!msg.contains(" at line "), "{msg}");
+}
+
+#[test]
+fn types_units_and_missing_fields() {
+    for (from, to, want) in [
+        (
+            "duration: 2m",
+            "duration: 120",
+            "x.yaml:12:13: spec.duration: invalid duration `120`: expected a duration with a unit",
+        ),
+        (
+            "min: 95%",
+            "min: 95",
+            "x.yaml:61:42: spec.objectives.availability.min: invalid percentage `95`",
+        ),
+        (
+            "rate: 200/s",
+            "rate: fast",
+            "x.yaml:30:13: spec.probes[0].rate: invalid rate `fast`",
+        ),
+        (
+            "maxInFlight: 64",
+            "maxInFlight: many",
+            "x.yaml:31:20: spec.probes[0].maxInFlight: invalid type: string \"many\", expected u32",
+        ),
+        (
+            "  duration: 2m\n",
+            "",
+            "x.yaml:12:3: spec: missing field `duration`",
+        ),
+    ] {
+        let msg = only(&FULL.replacen(from, to, 1));
+        assert!(msg.starts_with(want), "{from} -> {to}:\n{msg}");
+    }
+}
+
+#[test]
+fn one_document_per_file() {
+    let text = format!("{FULL}---\n{FULL}");
+    let msg = only(&text);
+    assert!(
+        msg.starts_with("x.yaml:66:1: a second YAML document starts here"),
+        "{msg}"
+    );
+    for empty in ["", "# nothing yet\n", "---\n", "~\n"] {
+        let msg = only(empty);
+        assert!(
+            msg.starts_with("x.yaml:1:1: the file is empty"),
+            "{empty:?}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn semantic_problems_are_all_reported() {
+    let text = FULL
+        .replace("kind: Experiment", "kind: Job")
+        .replace("probe: checkout, stableFor", "probe: nope, stableFor");
+    let found = err(&text);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].starts_with("x.yaml:4:7: kind:"));
+    assert!(
+        found[1].starts_with("x.yaml:63:29: spec.objectives.rto.probe: no probe named `nope`"),
+        "{}",
+        found[1]
+    );
+    let e = match parse(&text, Path::new("x.yaml")) {
+        Err(e) => e.to_string(),
+        Ok(_) => String::new(),
+    };
+    assert_eq!(e.lines().count(), 2);
+}
+
+#[test]
+fn unreadable_file() {
+    match load(Path::new("/nonexistent/shakeout.yaml")) {
+        Ok(_) => panic!("loaded a missing file"),
+        Err(e) => assert!(e
+            .to_string()
+            .starts_with("/nonexistent/shakeout.yaml:1:1: cannot read file:")),
+    }
+}
