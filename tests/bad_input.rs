@@ -94,7 +94,7 @@ macro_rules! bad_input {
         mod run {
             $(
                 #[test]
-                #[ignore = "needs run"]
+
                 fn $case() {
                     super::assert_refused("run", stringify!($case), $line, $column, $message);
                 }
@@ -118,6 +118,7 @@ bad_input! {
     fault_starts_after_duration => 16:11 "fault `marker-fault` starts at 90s, not before the end of the run (spec.duration: 1m): `at` must be less than 1m";
     fault_ends_after_duration => 17:17 "fault `marker-fault` ends at 70s, after the experiment's duration of 1m: its duration can be at most 10s here";
     fault_without_action => 19:7 "fault `nothing` has no action";
+    revert_without_duration => 19:17 "fault `marker-fault` has a revert but no `duration`";
     fault_before_steady_state_window => 16:11 "the baseline window must fit before the first fault, so `at` must be at least 10s";
     objective_missing_probe => 20:29 "spec.objectives.rto.probe: no probe named `checkout`; probes: `web`";
     abort_missing_probe => 20:49 "spec.abort.availability.probe: no probe named `api`; probes: `web`";

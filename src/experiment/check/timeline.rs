@@ -43,6 +43,16 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
                         "needs a program to run, like [systemctl, start, cache]; or leave `revert` out",
                     );
                 }
+                let has_revert = exec.revert.as_ref().is_some_and(|r| r.first().is_some_and(|p| !p.is_empty()));
+                if has_revert && fault.duration.is_none() {
+                    c.report(
+                        &format!("{exec_path}.revert"),
+                        format!(
+                            "fault `{name}` has a revert but no `duration`; the revert runs when the \
+                             duration ends, so add one (like `duration: 30s`) or leave `revert` out"
+                        ),
+                    );
+                }
                 c.positive(&format!("{exec_path}.timeout"), exec.timeout, "like 30s");
                 let args = exec.command.iter().chain(exec.revert.iter().flatten());
                 for missing in args.flat_map(|a| service_refs(a)).filter(|s| !services.contains(s)) {
@@ -163,6 +173,16 @@ mod tests {
         assert!(found[0].contains("exec.command: fault `a` needs a program"));
         assert!(found[1].contains("exec.revert: needs a program"));
         assert!(found[2].contains("exec.timeout: must be greater than 0s"));
+    }
+
+    #[test]
+    fn a_revert_needs_a_duration() {
+        let text = with_faults("    - { name: a, at: 1s, exec: { command: [x], revert: [y] } }\n");
+        let msg = one(&text);
+        assert!(
+            msg.contains("exec.revert: fault `a` has a revert but no `duration`"),
+            "{msg}"
+        );
     }
 
     #[test]
