@@ -2,6 +2,8 @@
 //! 127.0.0.1 (ephemeral ports): measured RTO against the ground truth, every exit code,
 //! a real SIGINT, and the reports it writes.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
