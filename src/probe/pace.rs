@@ -155,6 +155,7 @@ pub(crate) fn start(
                 schedule: Schedule::new(config.pace),
                 origin,
                 flag: Arc::clone(&flag),
+                token: stop.clone(),
             };
             let spawned = thread::Builder::new()
                 .name(format!("pacer-{}", config.name))
@@ -237,6 +238,9 @@ struct Pacer {
     schedule: Schedule,
     origin: Instant,
     flag: Arc<StopFlag>,
+    /// Checked directly too, so the thread ends even if the runtime that would have
+    /// raised the flag is gone.
+    token: CancellationToken,
 }
 
 impl Pacer {
@@ -251,6 +255,9 @@ impl Pacer {
         let stop = loop {
             if let Some(at) = self.flag.at() {
                 break at;
+            }
+            if self.token.is_cancelled() {
+                break Instant::now();
             }
             let Some(due) = self.origin.checked_add(self.schedule.offset(released)) else {
                 // Nothing more is ever due: wait for the stop.
