@@ -381,8 +381,9 @@ impl LiveRun<'_> {
                 stable_for: self.stable_for(),
                 rate_per_second: rate_of(c),
             };
-            // Recovery can only be judged on buckets after the faults ended.
-            horizon >= fault_end && verdict::recovered(&buckets, self.bucket, w)
+            // Judge only once a whole stability window after the faults' end is closed:
+            // before that, a failure the fault caused may not have reached the buckets yet.
+            horizon >= fault_end + w.stable_for && verdict::recovered(&buckets, self.bucket, w)
         })
     }
 

@@ -87,12 +87,13 @@ const PROBE: &str = r#"
       rate: 200/s
 "#;
 
+/// Time of the last event whose message contains `needle`.
 fn event_ms(report: &Value, needle: &str) -> f64 {
     report["events"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["message"].as_str().unwrap().contains(needle))
+        .rfind(|e| e["message"].as_str().unwrap().contains(needle))
         .unwrap_or_else(|| panic!("no event `{needle}` in {:#}", report["events"]))["atMs"]
         .as_f64()
         .unwrap()
