@@ -30,6 +30,11 @@ pub enum Command {
     },
     /// Print the JSON Schema of experiment files (for editors and yaml-language-server).
     Schema,
+    /// Check that every agent the experiment uses is reachable, authorised and capable; applies nothing (exit 0 ready, 3 not).
+    Preflight {
+        /// Experiment file.
+        file: PathBuf,
+    },
     /// Run the built-in demo: a sample service, killed and restarted, with its measured RTO.
     Demo(DemoArgs),
     /// Run the sample HTTP service used by the demo and the tests.
@@ -107,6 +112,7 @@ pub fn execute(cli: Cli) -> i32 {
             exit::MET
         }
         Command::Run(args) => crate::run::run_file(&args),
+        Command::Preflight { file } => crate::run::preflight_file(&file),
         Command::Demo(args) => crate::run::run_demo(&args),
         Command::SampleService(args) => crate::sample::main(args),
     }

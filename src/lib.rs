@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod experiment;
+pub mod fault;
 pub mod probe;
 pub mod progress;
 pub mod report;

@@ -290,6 +290,40 @@ pub struct FaultReport {
     /// The command that reverted the fault, once it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revert: Option<ActionReport>,
+    /// For `network` and `process` faults: what the node agent did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentActionReport>,
+}
+
+/// A fault applied through a node agent, and how its lease and revert went.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentActionReport {
+    /// Agent name (`embedded` for the controller's own).
+    pub agent: String,
+    pub url: String,
+    /// The agent's id for the fault (absent when apply failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_id: Option<String>,
+    /// `netem`, `nftables` or `nfqueue` for network faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<String>,
+    /// Processes the agent touched, as `pid name`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// When the agent confirmed the apply, ms from origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_ms: Option<f64>,
+    /// When the agent confirmed the revert, ms from origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverted_ms: Option<f64>,
+    /// Lease renewals that succeeded.
+    pub renewals: u64,
+    /// Renewals that failed (the agent reverts at its deadline if they keep failing).
+    pub renew_failures: u64,
+    /// What went wrong, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One command run by an exec fault (or its revert).

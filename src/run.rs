@@ -255,6 +255,10 @@ pub async fn execute(
         Ok(c) => c,
         Err(e) => return assemble::error_report(exp, seed, e),
     };
+    let agents = match prepare_agents(exp).await {
+        Ok(a) => a,
+        Err(e) => return assemble::error_report(exp, seed, e),
+    };
     let base_dir = exp
         .source
         .parent()
@@ -280,7 +284,12 @@ pub async fn execute(
         .map(|(c, r)| probe::start(c.clone(), origin, r.clone(), stop_probes.child_token()))
         .collect();
 
-    let mut faults = FaultSet::new(&spec.faults, origin, services.pids(), events.clone());
+    let ctx = faults::AgentContext {
+        agents,
+        experiment: exp.file.metadata.name.clone(),
+        seed,
+    };
+    let mut faults = FaultSet::new(&spec.faults, origin, services.pids(), events.clone(), ctx);
     let mut run = LiveRun {
         exp,
         configs: &configs,
@@ -312,6 +321,54 @@ pub async fn execute(
         stop,
         faults: fault_reports,
         events: events.drain(origin),
+    })
+}
+
+/// Connect to every agent the experiment uses and run the preflight checks: nothing is
+/// started or applied unless every agent is reachable, authorised and capable.
+async fn prepare_agents(exp: &Experiment) -> Result<crate::fault::Agents, String> {
+    let agents = crate::fault::connect(exp).map_err(|e| e.to_string())?;
+    let checks = crate::fault::preflight::check(exp, &agents).await;
+    if checks.iter().any(|c| !c.ok()) {
+        return Err(format!(
+            "preflight failed:\n{}",
+            crate::fault::preflight::render(&checks)
+        ));
+    }
+    Ok(agents)
+}
+
+/// `shakeout preflight FILE`: exit 0 when every agent is ready, 3 otherwise.
+pub fn preflight_file(file: &Path) -> i32 {
+    let exp = match experiment::load(file) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{e}");
+            return exit::CANNOT_RUN;
+        }
+    };
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("cannot start the async runtime");
+        return exit::CANNOT_RUN;
+    };
+    runtime.block_on(async {
+        let agents = match crate::fault::connect(&exp) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::CANNOT_RUN;
+            }
+        };
+        let checks = crate::fault::preflight::check(&exp, &agents).await;
+        print!("{}", crate::fault::preflight::render(&checks));
+        if checks.iter().all(|c| c.ok()) {
+            exit::MET
+        } else {
+            exit::CANNOT_RUN
+        }
     })
 }
 

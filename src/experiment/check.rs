@@ -2,6 +2,7 @@
 //! that exist, values above zero). Every rule reports and moves on, so a user fixes all
 //! problems in one pass; each message names the path, what is wrong and what is valid.
 
+mod agents;
 mod objectives;
 mod probes;
 mod services;
@@ -55,6 +56,7 @@ pub fn check(exp: &ExperimentFile, positions: &Positions, file: &str) -> Vec<Dia
     }
     probes::check(&mut c, spec);
     services::check(&mut c, spec);
+    agents::check(&mut c, spec);
     timeline::check(&mut c, spec);
     objectives::check(&mut c, spec);
     let mut found = c.found;

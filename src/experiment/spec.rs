@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use shakeout_api::{Dur, Percent, Rate, StatusRanges};
+use shakeout_api::{
+    Direction, Dur, Latency, Mechanism, Percent, Protocol, Rate, Selection, StatusRanges,
+};
 
 /// One experiment document (`apiVersion: shakeout/v1`, `kind: Experiment`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -60,6 +62,35 @@ pub struct Spec {
     /// Stop conditions: revert everything and stop early.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort: Option<AbortSpec>,
+    /// Node agents by name, for `network` and `process` faults. A fault that names no
+    /// agent uses one embedded in the controller (same code, same safety).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub agents: BTreeMap<String, AgentSpec>,
+}
+
+/// How to reach a node agent.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentSpec {
+    /// `http://host:port` or `https://host:port`.
+    pub url: String,
+    /// Where the bearer token comes from.
+    pub token_from: TokenFrom,
+    /// PEM file of the CA that signed the agent's certificate (for https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+}
+
+/// A secret's source: exactly one of `env` or `file`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TokenFrom {
+    /// Environment variable holding the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// File holding the token (relative to the experiment file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// How outcomes are bucketed on the timeline.
@@ -218,7 +249,125 @@ pub struct FaultSpec {
     pub duration: Option<Dur>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exec: Option<ExecFaultSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkFaultSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessFaultSpec>,
 }
+
+/// Latency, loss or blackhole through a node agent. Needs a `duration`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkFaultSpec {
+    /// Name in `spec.agents` (default: the embedded agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<Percent>,
+    /// Drop every matching packet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blackhole: Option<bool>,
+    /// `egress` (default), `ingress` or `both`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// Which packets: peers, ports, protocol (default: all traffic of the namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<PacketFilter>,
+    /// Whose network namespace (default: the agent's host namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<NamespaceSpec>,
+    /// Interface for netem (default: every non-loopback one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Force `netem`, `nftables` or `nfqueue` instead of the agent's choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<Mechanism>,
+}
+
+/// Packet filter of a network fault.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PacketFilter {
+    /// Peer addresses or CIDRs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
+    /// Peer ports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// `all` (default), `tcp`, `udp` or `icmp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+}
+
+/// A network namespace: exactly one field.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamespaceSpec {
+    /// The namespace of this process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// The namespace of a supervised service's process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The namespace of a Kubernetes pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+}
+
+/// Kill or pause processes through a node agent: exactly one of `kill` or `pause`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProcessFaultSpec {
+    /// Name in `spec.agents` (default: the embedded agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    pub target: ProcessTargetSpec,
+    /// Send a signal once (one-shot: no `duration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill: Option<KillSpec>,
+    /// SIGSTOP for the fault's `duration`, then SIGCONT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<PauseSpec>,
+    /// How many of the matches (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<Selection>,
+}
+
+/// Which processes: exactly one field.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProcessTargetSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Exact process name (`/proc/PID/comm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Regular expression on the command line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// A supervised service (its current pid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Every process of a Kubernetes pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+}
+
+/// The signal to send.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KillSpec {
+    /// `KILL` (default), `TERM`, `INT`, ... or a number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+}
+
+/// Pause has no options.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PauseSpec {}
 
 /// Run a command as the fault, and optionally another as its revert.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

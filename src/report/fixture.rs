@@ -266,6 +266,7 @@ fn kill_primary() -> FaultReport {
         error: None,
     };
     FaultReport {
+        agent: None,
         name: "kill-primary".to_string(),
         kind: "exec".to_string(),
         at_ms: 20_000.0,

@@ -207,6 +207,28 @@ pub(crate) fn prober_limited_warning(p: &ProbeReport) -> String {
     )
 }
 
+/// One line on what an agent did for a fault: where, which id and mechanism, the lease.
+pub(crate) fn agent_summary(a: &crate::report::AgentActionReport) -> String {
+    let mut parts = vec![format!("agent {} ({})", a.agent, a.url)];
+    if let Some(id) = &a.fault_id {
+        parts.push(format!("id {id}"));
+    }
+    if let Some(m) = &a.mechanism {
+        parts.push(format!("via {m}"));
+    }
+    if !a.targets.is_empty() {
+        parts.push(format!("targets {}", a.targets.join(", ")));
+    }
+    parts.push(format!("{} renewals", a.renewals));
+    if a.renew_failures > 0 {
+        parts.push(format!("{} failed renewals", a.renew_failures));
+    }
+    if let Some(e) = &a.error {
+        parts.push(format!("error: {e}"));
+    }
+    parts.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

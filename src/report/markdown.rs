@@ -145,7 +145,9 @@ fn faults(out: &mut String, r: &Report) {
             cell(&f.kind),
             duration(f.at_ms),
             cell(&f.status),
-            action(&f.apply),
+            f.agent
+                .as_ref()
+                .map_or_else(|| action(&f.apply), |a| cell(&format::agent_summary(a))),
             action(&f.revert),
         );
         for (label, a) in [("apply", &f.apply), ("revert", &f.revert)] {

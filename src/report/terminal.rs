@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use super::format::{
-    action_outcome, command, duration, errors, opt_duration, opt_percent, prober_limited_warning,
-    rto_summary, status_words, verdict_outcome, verdict_tag,
+    action_outcome, agent_summary, command, duration, errors, opt_duration, opt_percent,
+    prober_limited_warning, rto_summary, status_words, verdict_outcome, verdict_tag,
 };
 use super::{FaultReport, ProbeReport, Report};
 
@@ -96,6 +96,9 @@ fn fault(out: &mut String, f: &FaultReport) {
         duration(f.at_ms),
         f.status
     );
+    if let Some(a) = &f.agent {
+        let _ = writeln!(out, "    {}", agent_summary(a));
+    }
     for (label, action) in [("apply ", &f.apply), ("revert", &f.revert)] {
         let Some(a) = action else { continue };
         let _ = writeln!(

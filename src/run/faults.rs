@@ -13,8 +13,13 @@ use super::events::Events;
 use super::exec::run_command;
 use super::service::Pids;
 use crate::experiment::spec::FaultSpec;
-use crate::report::{ms, ActionReport, FaultReport};
+use crate::fault::request::{self, LEASE};
+use crate::fault::{AgentClient, Agents};
+use crate::report::{ms, ActionReport, AgentActionReport, FaultReport};
 use crate::verdict::describe_action;
+
+/// How long the controller keeps trying to get a revert confirmed by an agent.
+pub const REVERT_CONFIRM: Duration = Duration::from_secs(15);
 
 /// Deadline of each exec command unless the fault sets one.
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,11 +34,26 @@ pub struct FaultSet {
     tasks: JoinSet<(usize, FaultReport)>,
     reports: Vec<Option<FaultReport>>,
     active: Arc<Mutex<BTreeSet<String>>>,
+    ctx: Arc<AgentContext>,
+}
+
+/// What agent-backed faults need from the run.
+pub struct AgentContext {
+    pub agents: Agents,
+    pub experiment: String,
+    pub seed: u64,
 }
 
 impl FaultSet {
-    pub fn new(specs: &[FaultSpec], origin: Instant, pids: Pids, events: Events) -> Self {
+    pub fn new(
+        specs: &[FaultSpec],
+        origin: Instant,
+        pids: Pids,
+        events: Events,
+        ctx: AgentContext,
+    ) -> Self {
         FaultSet {
+            ctx: Arc::new(ctx),
             specs: specs.to_vec(),
             origin,
             pids,
@@ -55,6 +75,7 @@ impl FaultSet {
                 events: self.events.clone(),
                 cancel: self.cancel.clone(),
                 active: self.active.clone(),
+                ctx: self.ctx.clone(),
             };
             self.tasks.spawn(async move { (i, task.run().await) });
         }
@@ -111,13 +132,22 @@ struct FaultTask {
     events: Events,
     cancel: CancellationToken,
     active: Arc<Mutex<BTreeSet<String>>>,
+    ctx: Arc<AgentContext>,
 }
 
 impl FaultTask {
     fn blank(spec: &FaultSpec) -> FaultReport {
+        let kind = if spec.network.is_some() {
+            "network"
+        } else if spec.process.is_some() {
+            "process"
+        } else {
+            "exec"
+        };
         FaultReport {
+            agent: None,
             name: spec.name.clone(),
-            kind: "exec".into(),
+            kind: kind.into(),
             at_ms: ms(spec.at.0),
             planned_duration_ms: spec.duration.map(|d| ms(d.0)),
             status: "pending".into(),
@@ -136,6 +166,9 @@ impl FaultTask {
     }
 
     async fn run(self) -> FaultReport {
+        if request::is_agent_fault(&self.spec) {
+            return self.run_agent().await;
+        }
         let mut report = Self::blank(&self.spec);
         let Some(exec) = &self.spec.exec else {
             return report;
@@ -204,9 +237,192 @@ impl FaultTask {
         report
     }
 
+    /// Apply through the agent, renew the lease while the fault lasts, then revert and
+    /// insist on a confirmation. One-shot kills hold nothing, so they need no revert.
+    async fn run_agent(self) -> FaultReport {
+        let mut report = Self::blank(&self.spec);
+        let name = self.spec.name.clone();
+        let agent_name = self
+            .spec
+            .network
+            .as_ref()
+            .map(|n| n.agent.clone())
+            .or(self.spec.process.as_ref().map(|p| p.agent.clone()))
+            .flatten();
+        let label = agent_name.clone().unwrap_or_else(|| "embedded".into());
+        let Some(client) = self.ctx.agents.get(agent_name.as_deref()) else {
+            report.status = "failed".into();
+            report.agent = Some(agent_report(
+                &label,
+                "-",
+                Some(format!("agent `{label}` is not available")),
+            ));
+            return report;
+        };
+        let mut ar = agent_report(&label, &client.url, None);
+        let start = self.origin + self.spec.at.0;
+        tokio::select! {
+            _ = tokio::time::sleep_until(start.into()) => {}
+            _ = self.cancel.cancelled() => return report,
+        }
+        let pids = self.pids.clone();
+        let pid_of = move |s: &str| {
+            pids.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(s)
+                .copied()
+        };
+        let req = match request::apply_request(
+            &self.ctx.experiment,
+            &self.spec,
+            self.ctx.seed,
+            &pid_of,
+            false,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                self.events
+                    .push("fault", format!("{name} apply FAILED: {e}"));
+                report.status = "failed".into();
+                ar.error = Some(e);
+                report.agent = Some(ar);
+                return report;
+            }
+        };
+        self.set_active(true);
+        let applied = match client.apply(&req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.events
+                    .push("fault", format!("{name} apply FAILED: {e}"));
+                self.set_active(false);
+                report.status = "failed".into();
+                ar.error = Some(e.to_string());
+                report.agent = Some(ar);
+                return report;
+            }
+        };
+        ar.fault_id = Some(applied.id.clone());
+        ar.mechanism = applied.mechanism.map(|m| format!("{m:?}").to_lowercase());
+        ar.targets = applied
+            .targets
+            .iter()
+            .map(|t| format!("{} {}", t.pid, t.name))
+            .collect();
+        ar.applied_ms = Some(ms(self.origin.elapsed()));
+        report.status = "applied".into();
+        let mech = ar
+            .mechanism
+            .as_deref()
+            .map(|m| format!(" via {m}"))
+            .unwrap_or_default();
+        self.events.push(
+            "fault",
+            format!("{name} applied by agent {label}{mech} (id {})", applied.id),
+        );
+        if !request::holds_state(&self.spec) {
+            self.set_active(false);
+            report.agent = Some(ar);
+            return report;
+        }
+        let end = start + self.spec.duration.map(|d| d.0).unwrap_or_default();
+        self.keep_alive(&client, &applied.id, end, &mut ar).await;
+        match self.confirm_revert(&client, &applied.id).await {
+            Ok(()) => {
+                ar.reverted_ms = Some(ms(self.origin.elapsed()));
+                report.status = "reverted".into();
+                self.events
+                    .push("fault", format!("{name} reverted by agent {label}"));
+            }
+            Err(e) => {
+                let msg = format!(
+                    "revert of fault id {} on agent {label} ({}) not confirmed: {e}; if the agent is alive it reverts at its lease deadline (within {})",
+                    applied.id,
+                    client.url,
+                    shakeout_api::Dur(LEASE)
+                );
+                self.events.push("fault", format!("{name}: {msg}"));
+                ar.error = Some(msg);
+                report.status = "revertFailed".into();
+            }
+        }
+        self.set_active(false);
+        report.agent = Some(ar);
+        report
+    }
+
+    /// Renew the lease every third of it until the fault's end or a cancel.
+    async fn keep_alive(
+        &self,
+        client: &AgentClient,
+        id: &str,
+        end: Instant,
+        ar: &mut AgentActionReport,
+    ) {
+        let mut next = Instant::now() + LEASE / 3;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(end.into()) => return,
+                _ = self.cancel.cancelled() => {
+                    self.events.push("fault", format!("{}: reverting early", self.spec.name));
+                    return;
+                }
+                _ = tokio::time::sleep_until(next.into()) => {}
+            }
+            match client.renew(id, LEASE).await {
+                Ok(_) => ar.renewals += 1,
+                Err(e) => {
+                    ar.renew_failures += 1;
+                    tracing::warn!(error = %e, fault = %self.spec.name, "lease renewal failed");
+                    if e.status() == Some(404) {
+                        self.events.push(
+                            "fault",
+                            format!(
+                                "{}: the agent no longer holds it (lease lost): {e}",
+                                self.spec.name
+                            ),
+                        );
+                        return;
+                    }
+                }
+            }
+            next = Instant::now() + LEASE / 3;
+        }
+    }
+
+    /// DELETE until the agent confirms (a 404 confirms too), for at most [`REVERT_CONFIRM`].
+    async fn confirm_revert(&self, client: &AgentClient, id: &str) -> Result<(), String> {
+        let deadline = Instant::now() + REVERT_CONFIRM;
+        loop {
+            match client.revert(id).await {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
+                Err(e) => {
+                    tracing::warn!(error = %e, fault = %self.spec.name, "revert not confirmed yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
     /// Expand `${service.NAME.pid}` with the service's current pid.
     fn expand(&self, argv: &[String]) -> Result<Vec<String>, String> {
         argv.iter().map(|a| expand_pids(a, &self.pids)).collect()
+    }
+}
+
+fn agent_report(agent: &str, url: &str, error: Option<String>) -> AgentActionReport {
+    AgentActionReport {
+        agent: agent.into(),
+        url: url.into(),
+        fault_id: None,
+        mechanism: None,
+        targets: Vec::new(),
+        applied_ms: None,
+        reverted_ms: None,
+        renewals: 0,
+        renew_failures: 0,
+        error,
     }
 }
 

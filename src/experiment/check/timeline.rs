@@ -21,29 +21,55 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
     for (i, fault) in spec.faults.iter().enumerate() {
         let path = format!("spec.faults[{i}]");
         let name = &fault.name;
-        match &fault.exec {
-            None => c.report(
+        let actions = [
+            fault.exec.is_some(),
+            fault.network.is_some(),
+            fault.process.is_some(),
+        ];
+        match actions.iter().filter(|a| **a).count() {
+            0 => c.report(
                 &path,
                 format!(
-                    "fault `{name}` has no action: add one, like \
-                     `exec: {{ command: [systemctl, stop, cache] }}` (exec is the only action today)"
+                    "fault `{name}` has no action: add one of `exec`, `network` or `process`, \
+                     like `exec: {{ command: [systemctl, stop, cache] }}`"
                 ),
             ),
+            1 => {}
+            _ => c.report(
+                &path,
+                format!(
+                    "fault `{name}` has more than one action: use exactly one of `exec`, \
+                     `network` or `process` per fault (split it into several faults)"
+                ),
+            ),
+        }
+        super::agents::check_fault(c, spec, &path, fault);
+        match &fault.exec {
+            None => {}
             Some(exec) => {
                 let exec_path = format!("{path}.exec");
                 if exec.command.first().is_none_or(|p| p.is_empty()) {
                     c.report(
                         &format!("{exec_path}.command"),
-                        format!("fault `{name}` needs a program to run, like [systemctl, stop, cache]"),
+                        format!(
+                            "fault `{name}` needs a program to run, like [systemctl, stop, cache]"
+                        ),
                     );
                 }
-                if exec.revert.as_ref().is_some_and(|r| r.first().is_none_or(|p| p.is_empty())) {
+                if exec
+                    .revert
+                    .as_ref()
+                    .is_some_and(|r| r.first().is_none_or(|p| p.is_empty()))
+                {
                     c.report(
                         &format!("{exec_path}.revert"),
                         "needs a program to run, like [systemctl, start, cache]; or leave `revert` out",
                     );
                 }
-                let has_revert = exec.revert.as_ref().is_some_and(|r| r.first().is_some_and(|p| !p.is_empty()));
+                let has_revert = exec
+                    .revert
+                    .as_ref()
+                    .is_some_and(|r| r.first().is_some_and(|p| !p.is_empty()));
                 if has_revert && fault.duration.is_none() {
                     c.report(
                         &format!("{exec_path}.revert"),
@@ -55,7 +81,10 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
                 }
                 c.positive(&format!("{exec_path}.timeout"), exec.timeout, "like 30s");
                 let args = exec.command.iter().chain(exec.revert.iter().flatten());
-                for missing in args.flat_map(|a| service_refs(a)).filter(|s| !services.contains(s)) {
+                for missing in args
+                    .flat_map(|a| service_refs(a))
+                    .filter(|s| !services.contains(s))
+                {
                     c.report(
                         &exec_path,
                         format!(

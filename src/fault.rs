@@ -1,0 +1,40 @@
+//! Controller side of agent-backed faults: reaching agents (remote or embedded), turning
+//! experiment fault specs into agent requests, and checking before a run that every
+//! agent is reachable, authorised and capable (`shakeout preflight`).
+
+pub mod agent;
+pub mod preflight;
+pub mod request;
+
+pub use agent::{AgentClient, AgentError, Agents};
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::experiment::Experiment;
+
+/// Clients for every agent in `spec.agents` (tokens are read now, so a missing token is
+/// an error before anything runs).
+pub fn connect(exp: &Experiment) -> Result<Agents, AgentError> {
+    let base = exp
+        .source
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut agents = Agents::default();
+    for (name, spec) in &exp.file.spec.agents {
+        agents.named.insert(
+            name.clone(),
+            Arc::new(AgentClient::from_spec(name, spec, base)?),
+        );
+    }
+    Ok(agents)
+}
+
+/// Whether any fault runs on the embedded agent (an agent fault that names none).
+pub fn needs_embedded(exp: &Experiment) -> bool {
+    exp.file.spec.faults.iter().any(|f| {
+        f.network.as_ref().is_some_and(|n| n.agent.is_none())
+            || f.process.as_ref().is_some_and(|p| p.agent.is_none())
+    })
+}

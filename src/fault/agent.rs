@@ -1,0 +1,275 @@
+//! An HTTP client for one node agent (DESIGN.md §3 API): bearer token, JSON bodies,
+//! bounded time per call, and errors that name the agent and what it said.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use shakeout_api::{
+    ApplyRequest, ApplyResponse, Capabilities, Dur, ErrorBody, RenewRequest, RevertResponse,
+};
+
+use crate::experiment::spec::AgentSpec;
+
+/// Deadline of one call to an agent.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest answer read from an agent.
+const MAX_RESPONSE: usize = 1 << 20;
+
+/// Why a call to an agent failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AgentError {
+    #[error("agent {agent} ({url}): unreachable: {message}")]
+    Unreachable {
+        agent: String,
+        url: String,
+        message: String,
+    },
+    #[error("agent {agent} ({url}): {status} {}: {}{}", .body.code, .body.message, .body.field.as_ref().map(|f| format!(" (field {f})")).unwrap_or_default())]
+    Refused {
+        agent: String,
+        url: String,
+        status: u16,
+        body: ErrorBody,
+    },
+    #[error("agent {agent} ({url}): {message}")]
+    Protocol {
+        agent: String,
+        url: String,
+        message: String,
+    },
+    #[error("agent {agent}: {message}")]
+    Config { agent: String, message: String },
+}
+
+impl AgentError {
+    /// The HTTP status the agent answered, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            AgentError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// One agent: where it is and how to authenticate.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    pub name: String,
+    pub url: String,
+    authority: String,
+    base_path: String,
+    token: String,
+}
+
+impl AgentClient {
+    /// A client for `url` (http://host:port) with a bearer `token`.
+    pub fn new(name: &str, url: &str, token: &str) -> Result<Self, AgentError> {
+        let config = |message: String| AgentError::Config {
+            agent: name.into(),
+            message,
+        };
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| config(format!("url `{url}`: {e}")))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(config(format!(
+                    "url `{url}`: https agents are not supported by this build yet; reach the agent over http on a trusted network or through a tunnel"
+                )))
+            }
+            _ => return Err(config(format!("url `{url}`: use http://host:port"))),
+        }
+        let host = uri
+            .host()
+            .ok_or_else(|| config(format!("url `{url}` has no host")))?;
+        let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+        Ok(AgentClient {
+            name: name.into(),
+            url: url.into(),
+            authority,
+            base_path: uri.path().trim_end_matches('/').to_owned(),
+            token: token.into(),
+        })
+    }
+
+    /// From an experiment's `spec.agents` entry; the token is read now.
+    pub fn from_spec(name: &str, spec: &AgentSpec, base_dir: &Path) -> Result<Self, AgentError> {
+        let config = |message: String| AgentError::Config {
+            agent: name.into(),
+            message,
+        };
+        let token = match (&spec.token_from.env, &spec.token_from.file) {
+            (Some(var), _) => std::env::var(var).map_err(|_| {
+                config(format!(
+                    "tokenFrom.env: environment variable `{var}` is not set"
+                ))
+            })?,
+            (None, Some(file)) => std::fs::read_to_string(base_dir.join(file))
+                .map_err(|e| config(format!("tokenFrom.file `{file}`: {e}")))?,
+            (None, None) => return Err(config("tokenFrom: set `env` or `file`".into())),
+        };
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(config("the token is empty".into()));
+        }
+        if spec.ca.is_some() {
+            return Err(config(
+                "ca: https agents are not supported by this build yet".into(),
+            ));
+        }
+        Self::new(name, &spec.url, token)
+    }
+
+    fn err_unreachable(&self, message: String) -> AgentError {
+        AgentError::Unreachable {
+            agent: self.name.clone(),
+            url: self.url.clone(),
+            message,
+        }
+    }
+
+    fn err_protocol(&self, message: String) -> AgentError {
+        AgentError::Protocol {
+            agent: self.name.clone(),
+            url: self.url.clone(),
+            message,
+        }
+    }
+
+    /// One call: connect, send, read the whole (bounded) answer, map errors.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, AgentError> {
+        let fut = self.call_inner(method, path, body);
+        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(self.err_unreachable(format!("no answer within {}", Dur(CALL_TIMEOUT)))),
+        }
+    }
+
+    async fn call_inner<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, AgentError> {
+        let stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .map_err(|e| self.err_unreachable(e.to_string()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| self.err_unreachable(e.to_string()))?;
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base_path))
+            .header(hyper::header::HOST, &self.authority)
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            );
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| self.err_protocol(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| self.err_unreachable(e.to_string()))?;
+        let status = resp.status();
+        let limited = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE);
+        let bytes = limited
+            .collect()
+            .await
+            .map_err(|e| self.err_protocol(format!("reading the answer: {e}")))?
+            .to_bytes();
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| self.err_protocol(format!("unexpected answer to {path}: {e}")));
+        }
+        let body = serde_json::from_slice::<ErrorBody>(&bytes).unwrap_or_else(|_| ErrorBody {
+            code: status.canonical_reason().unwrap_or("error").to_owned(),
+            message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+            field: None,
+        });
+        Err(AgentError::Refused {
+            agent: self.name.clone(),
+            url: self.url.clone(),
+            status: status.as_u16(),
+            body,
+        })
+    }
+
+    /// `GET /v1/health` (no authentication needed).
+    pub async fn health(&self) -> Result<serde_json::Value, AgentError> {
+        self.call(Method::GET, "/v1/health", None).await
+    }
+
+    /// `GET /v1/capabilities` (checks the token too).
+    pub async fn capabilities(&self) -> Result<Capabilities, AgentError> {
+        self.call(Method::GET, "/v1/capabilities", None).await
+    }
+
+    /// `POST /v1/faults`.
+    pub async fn apply(&self, req: &ApplyRequest) -> Result<ApplyResponse, AgentError> {
+        let body = serde_json::to_vec(req).map_err(|e| self.err_protocol(e.to_string()))?;
+        self.call(Method::POST, "/v1/faults", Some(body)).await
+    }
+
+    /// `POST /v1/faults/{id}/renew`.
+    pub async fn renew(&self, id: &str, lease: Duration) -> Result<serde_json::Value, AgentError> {
+        let body = serde_json::to_vec(&RenewRequest {
+            lease: Some(Dur(lease)),
+        })
+        .map_err(|e| self.err_protocol(e.to_string()))?;
+        self.call(Method::POST, &format!("/v1/faults/{id}/renew"), Some(body))
+            .await
+    }
+
+    /// `DELETE /v1/faults/{id}`: a 404 means the agent no longer holds it (already
+    /// reverted, e.g. at its lease deadline), which confirms the revert too.
+    pub async fn revert(&self, id: &str) -> Result<RevertResponse, AgentError> {
+        match self
+            .call(Method::DELETE, &format!("/v1/faults/{id}"), None)
+            .await
+        {
+            Err(AgentError::Refused { status, .. }) if status == StatusCode::NOT_FOUND.as_u16() => {
+                Ok(RevertResponse {
+                    id: id.into(),
+                    reverted_now: false,
+                })
+            }
+            other => other,
+        }
+    }
+}
+
+/// The agents an experiment uses, by name; `None` is the embedded one.
+#[derive(Debug, Clone, Default)]
+pub struct Agents {
+    pub named: BTreeMap<String, Arc<AgentClient>>,
+    pub embedded: Option<Arc<AgentClient>>,
+}
+
+impl Agents {
+    /// The client for a fault's `agent:` field.
+    pub fn get(&self, name: Option<&str>) -> Option<Arc<AgentClient>> {
+        match name {
+            Some(n) => self.named.get(n).cloned(),
+            None => self.embedded.clone(),
+        }
+    }
+}

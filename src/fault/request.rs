@@ -1,0 +1,173 @@
+//! Turns an experiment's `network:` / `process:` fault into the agent's `ApplyRequest`,
+//! resolving what only the controller knows (a supervised service's current pid).
+
+use std::time::Duration;
+
+use shakeout_api::{
+    ApplyRequest, Dur, NetNamespace, NetworkFault, ProcessAction, ProcessFault, ProcessTarget,
+};
+
+use crate::experiment::spec::{FaultSpec as ExpFault, NetworkFaultSpec, ProcessFaultSpec};
+
+/// Lease the controller asks for; it renews at a third of it.
+pub const LEASE: Duration = Duration::from_secs(10);
+
+/// The agent request for an agent-backed fault, or why it cannot be built now.
+pub fn apply_request(
+    experiment: &str,
+    fault: &ExpFault,
+    seed: u64,
+    pid_of: &dyn Fn(&str) -> Option<u32>,
+    dry_run: bool,
+) -> Result<ApplyRequest, String> {
+    let service_pid = |s: &str| pid_of(s).ok_or_else(|| format!("service `{s}` is not running"));
+    let spec = match (&fault.network, &fault.process) {
+        (Some(n), None) => shakeout_api::FaultSpec::Network(network(n, &service_pid)?),
+        (None, Some(p)) => shakeout_api::FaultSpec::Process(process(p, seed, &service_pid)?),
+        _ => return Err(format!("fault `{}` is not an agent fault", fault.name)),
+    };
+    Ok(ApplyRequest {
+        experiment: experiment.into(),
+        fault: fault.name.clone(),
+        duration: fault.duration.unwrap_or(Dur::ZERO),
+        lease: Some(Dur(LEASE)),
+        dry_run,
+        spec,
+    })
+}
+
+fn network(
+    n: &NetworkFaultSpec,
+    service_pid: &dyn Fn(&str) -> Result<u32, String>,
+) -> Result<NetworkFault, String> {
+    let namespace = match &n.namespace {
+        None => NetNamespace::Host,
+        Some(ns) => match (ns.pid, &ns.service, &ns.pod_uid) {
+            (Some(pid), _, _) => NetNamespace::Pid(pid),
+            (None, Some(s), _) => NetNamespace::Pid(service_pid(s)?),
+            (None, None, Some(uid)) => NetNamespace::PodUid(uid.clone()),
+            (None, None, None) => NetNamespace::Host,
+        },
+    };
+    let to = n.to.clone().unwrap_or_default();
+    Ok(NetworkFault {
+        latency: n.latency.clone(),
+        loss: n.loss,
+        blackhole: n.blackhole.unwrap_or(false),
+        direction: n.direction.unwrap_or_default(),
+        peers: to.peers,
+        ports: to.ports,
+        protocol: to.protocol.unwrap_or_default(),
+        namespace,
+        interface: n.interface.clone(),
+        mechanism: n.mechanism,
+    })
+}
+
+fn process(
+    p: &ProcessFaultSpec,
+    seed: u64,
+    service_pid: &dyn Fn(&str) -> Result<u32, String>,
+) -> Result<ProcessFault, String> {
+    let t = &p.target;
+    let target = ProcessTarget {
+        pid: match (&t.pid, &t.service) {
+            (Some(pid), _) => Some(*pid),
+            (None, Some(s)) => Some(service_pid(s)?),
+            _ => None,
+        },
+        name: t.name.clone(),
+        pattern: t.pattern.clone(),
+        pod_uid: t.pod_uid.clone(),
+    };
+    let action = match (&p.kill, &p.pause) {
+        (Some(k), _) => ProcessAction::Kill {
+            signal: k.signal.clone().unwrap_or_else(|| "KILL".into()),
+        },
+        (None, Some(_)) => ProcessAction::Pause,
+        (None, None) => return Err("set `kill` or `pause`".into()),
+    };
+    Ok(ProcessFault {
+        target,
+        action,
+        select: p.select.clone(),
+        seed: Some(seed),
+    })
+}
+
+/// Whether a fault runs through an agent (and so needs a lease and a confirmed revert).
+pub fn is_agent_fault(f: &ExpFault) -> bool {
+    f.network.is_some() || f.process.is_some()
+}
+
+/// Whether the fault holds state on the agent until reverted (everything but a kill).
+pub fn holds_state(f: &ExpFault) -> bool {
+    f.network.is_some() || f.process.as_ref().is_some_and(|p| p.pause.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::spec::{KillSpec, PauseSpec, ProcessTargetSpec};
+
+    fn fault(process: ProcessFaultSpec, duration: Option<Dur>) -> ExpFault {
+        ExpFault {
+            name: "f".into(),
+            at: Dur::from_secs(1),
+            duration,
+            exec: None,
+            network: None,
+            process: Some(process),
+        }
+    }
+
+    #[test]
+    fn a_service_target_becomes_its_current_pid() {
+        let p = ProcessFaultSpec {
+            agent: None,
+            target: ProcessTargetSpec {
+                service: Some("db".into()),
+                ..Default::default()
+            },
+            kill: None,
+            pause: Some(PauseSpec {}),
+            select: None,
+        };
+        let f = fault(p, Some(Dur::from_secs(5)));
+        let req = apply_request("e", &f, 7, &|s| (s == "db").then_some(4242), false).unwrap();
+        let shakeout_api::FaultSpec::Process(pf) = &req.spec else {
+            panic!("{req:?}")
+        };
+        assert_eq!(pf.target.pid, Some(4242));
+        assert_eq!(pf.action, ProcessAction::Pause);
+        assert_eq!(req.duration, Dur::from_secs(5));
+        let err = apply_request("e", &f, 7, &|_| None, false).unwrap_err();
+        assert!(err.contains("service `db` is not running"));
+    }
+
+    #[test]
+    fn kill_defaults_to_sigkill_and_is_one_shot() {
+        let p = ProcessFaultSpec {
+            agent: None,
+            target: ProcessTargetSpec {
+                name: Some("postgres".into()),
+                ..Default::default()
+            },
+            kill: Some(KillSpec { signal: None }),
+            pause: None,
+            select: None,
+        };
+        let f = fault(p, None);
+        assert!(!holds_state(&f));
+        let req = apply_request("e", &f, 7, &|_| None, false).unwrap();
+        let shakeout_api::FaultSpec::Process(pf) = &req.spec else {
+            panic!()
+        };
+        assert_eq!(
+            pf.action,
+            ProcessAction::Kill {
+                signal: "KILL".into()
+            }
+        );
+    }
+}
