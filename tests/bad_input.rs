@@ -119,6 +119,11 @@ bad_input! {
     fault_ends_after_duration => 17:17 "fault `marker-fault` ends at 70s, after the experiment's duration of 1m: its duration can be at most 10s here";
     fault_without_action => 19:7 "fault `nothing` has no action";
     revert_without_duration => 19:17 "fault `marker-fault` has a revert but no `duration`";
+    network_without_duration => 19:7 "network fault `slow` needs a `duration`";
+    unknown_agent => 22:25 "no agent named `node-b` in spec.agents";
+    kill_with_duration => 21:17 "kill in fault `kill` is one-shot: remove `duration`";
+    bad_peer_cidr => 22:43 "`10.0.0.0/40` is not an address or CIDR";
+    two_actions => 15:7 "fault `marker-fault` has more than one action";
     fault_before_steady_state_window => 16:11 "the baseline window must fit before the first fault, so `at` must be at least 10s";
     objective_missing_probe => 20:29 "spec.objectives.rto.probe: no probe named `checkout`; probes: `web`";
     abort_missing_probe => 20:49 "spec.abort.availability.probe: no probe named `api`; probes: `web`";
