@@ -79,6 +79,10 @@ pub struct AgentSpec {
     /// PEM file of the CA that signed the agent's certificate (for https).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<String>,
+    /// Lease of each fault (default 10s): renewed every third of it while the run lives;
+    /// if the controller dies, the agent reverts within this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Dur>,
 }
 
 /// A secret's source: exactly one of `env` or `file`.

@@ -66,6 +66,8 @@ pub struct AgentClient {
     authority: String,
     base_path: String,
     token: String,
+    /// Lease asked for each fault on this agent.
+    pub lease: Duration,
 }
 
 impl AgentClient {
@@ -97,6 +99,7 @@ impl AgentClient {
             authority,
             base_path: uri.path().trim_end_matches('/').to_owned(),
             token: token.into(),
+            lease: crate::fault::request::LEASE,
         })
     }
 
@@ -125,7 +128,11 @@ impl AgentClient {
                 "ca: https agents are not supported by this build yet".into(),
             ));
         }
-        Self::new(name, &spec.url, token)
+        let mut client = Self::new(name, &spec.url, token)?;
+        if let Some(lease) = spec.lease {
+            client.lease = lease.0;
+        }
+        Ok(client)
     }
 
     fn err_unreachable(&self, message: String) -> AgentError {

@@ -9,7 +9,7 @@ use shakeout_api::{
 
 use crate::experiment::spec::{FaultSpec as ExpFault, NetworkFaultSpec, ProcessFaultSpec};
 
-/// Lease the controller asks for; it renews at a third of it.
+/// Default lease the controller asks for; it renews at a third of it.
 pub const LEASE: Duration = Duration::from_secs(10);
 
 /// The agent request for an agent-backed fault, or why it cannot be built now.
@@ -17,6 +17,7 @@ pub fn apply_request(
     experiment: &str,
     fault: &ExpFault,
     seed: u64,
+    lease: Duration,
     pid_of: &dyn Fn(&str) -> Option<u32>,
     dry_run: bool,
 ) -> Result<ApplyRequest, String> {
@@ -30,7 +31,7 @@ pub fn apply_request(
         experiment: experiment.into(),
         fault: fault.name.clone(),
         duration: fault.duration.unwrap_or(Dur::ZERO),
-        lease: Some(Dur(LEASE)),
+        lease: Some(Dur(lease)),
         dry_run,
         spec,
     })
@@ -134,14 +135,15 @@ mod tests {
             select: None,
         };
         let f = fault(p, Some(Dur::from_secs(5)));
-        let req = apply_request("e", &f, 7, &|s| (s == "db").then_some(4242), false).unwrap();
+        let req =
+            apply_request("e", &f, 7, LEASE, &|s| (s == "db").then_some(4242), false).unwrap();
         let shakeout_api::FaultSpec::Process(pf) = &req.spec else {
             panic!("{req:?}")
         };
         assert_eq!(pf.target.pid, Some(4242));
         assert_eq!(pf.action, ProcessAction::Pause);
         assert_eq!(req.duration, Dur::from_secs(5));
-        let err = apply_request("e", &f, 7, &|_| None, false).unwrap_err();
+        let err = apply_request("e", &f, 7, LEASE, &|_| None, false).unwrap_err();
         assert!(err.contains("service `db` is not running"));
     }
 
@@ -159,7 +161,7 @@ mod tests {
         };
         let f = fault(p, None);
         assert!(!holds_state(&f));
-        let req = apply_request("e", &f, 7, &|_| None, false).unwrap();
+        let req = apply_request("e", &f, 7, LEASE, &|_| None, false).unwrap();
         let shakeout_api::FaultSpec::Process(pf) = &req.spec else {
             panic!()
         };

@@ -13,13 +13,14 @@ use super::events::Events;
 use super::exec::run_command;
 use super::service::Pids;
 use crate::experiment::spec::FaultSpec;
-use crate::fault::request::{self, LEASE};
+use crate::fault::request;
 use crate::fault::{AgentClient, Agents};
 use crate::report::{ms, ActionReport, AgentActionReport, FaultReport};
 use crate::verdict::describe_action;
 
-/// How long the controller keeps trying to get a revert confirmed by an agent.
-pub const REVERT_CONFIRM: Duration = Duration::from_secs(15);
+/// Least time the controller keeps trying to get a revert confirmed (it tries for one
+/// lease: past that, a live agent has reverted on its own, and a dead one cannot answer).
+pub const MIN_REVERT_CONFIRM: Duration = Duration::from_secs(2);
 
 /// Deadline of each exec command unless the fault sets one.
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -339,7 +340,7 @@ impl FaultTask {
                     "revert of fault id {} on agent {label} ({}) not confirmed: {e}; if the agent is alive it reverts at its lease deadline (within {})",
                     applied.id,
                     client.url,
-                    shakeout_api::Dur(LEASE)
+                    shakeout_api::Dur(client.lease)
                 );
                 self.events.push("fault", format!("{name}: {msg}"));
                 ar.error = Some(msg);
@@ -359,7 +360,7 @@ impl FaultTask {
         end: Instant,
         ar: &mut AgentActionReport,
     ) {
-        let mut next = Instant::now() + LEASE / 3;
+        let mut next = Instant::now() + client.lease / 3;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(end.into()) => return,
@@ -369,7 +370,7 @@ impl FaultTask {
                 }
                 _ = tokio::time::sleep_until(next.into()) => {}
             }
-            match client.renew(id, LEASE).await {
+            match client.renew(id, client.lease).await {
                 Ok(_) => ar.renewals += 1,
                 Err(e) => {
                     ar.renew_failures += 1;
@@ -386,13 +387,14 @@ impl FaultTask {
                     }
                 }
             }
-            next = Instant::now() + LEASE / 3;
+            next = Instant::now() + client.lease / 3;
         }
     }
 
-    /// DELETE until the agent confirms (a 404 confirms too), for at most [`REVERT_CONFIRM`].
+    /// DELETE until the agent confirms (a 404 confirms too), for one lease (at least
+    /// [`MIN_REVERT_CONFIRM`]).
     async fn confirm_revert(&self, client: &AgentClient, id: &str) -> Result<(), String> {
-        let deadline = Instant::now() + REVERT_CONFIRM;
+        let deadline = Instant::now() + client.lease.max(MIN_REVERT_CONFIRM);
         loop {
             match client.revert(id).await {
                 Ok(_) => return Ok(()),
