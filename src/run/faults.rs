@@ -277,6 +277,7 @@ impl FaultTask {
             &self.ctx.experiment,
             &self.spec,
             self.ctx.seed,
+            client.lease,
             &pid_of,
             false,
         ) {
