@@ -1,8 +1,18 @@
-//! shakeout-agent: the node agent that applies faults under leases (DESIGN.md §3).
-//! Its fault API arrives with issue 3; until then the binary only reports its version
-//! and refuses to start, so nobody mistakes it for a working agent.
+//! shakeout-agent: the node agent that applies faults under leases and reverts them,
+//! whatever happens (DESIGN.md §3). The core (`Agent`) has no HTTP so the controller can
+//! embed it with the same safety; `server` puts it behind the authenticated JSON API.
 
-/// What this build of the agent can do.
-pub fn status() -> &'static str {
-    "shakeout-agent: the fault API (process, network faults, leases, sweep) is not built yet; see issue 3"
-}
+pub mod agent;
+pub mod audit;
+pub mod cli;
+pub mod error;
+pub mod fault;
+pub mod lease;
+pub mod ledger;
+pub mod policy;
+pub mod server;
+pub mod telemetry;
+
+pub use agent::{Agent, AgentConfig, Caller, ShutdownReport};
+pub use error::{AgentError, Result};
+pub use policy::{Policy, TokenPolicy};

@@ -291,7 +291,7 @@ pub struct SweepReport {
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     /// `unauthorized`, `forbidden`, `protectedTarget`, `badSpec`, `notFound`, `conflict`,
-    /// `tooLarge`, `unavailable`, `internal`.
+    /// `tooLarge`, `timeout` (408: the request body did not arrive in time), `unavailable`, `internal`.
     pub code: String,
     pub message: String,
     /// The request field at fault, for `badSpec` (e.g. `spec.network.loss`).

@@ -1,0 +1,460 @@
+//! The agent core, without HTTP: apply, renew, revert and list faults under leases,
+//! with the ledger, audit and policy in the path of every call. The HTTP server and the
+//! controller's embedded agent both drive this same type, so both get the same safety.
+
+mod apply;
+mod sweep;
+
+pub use apply::is_valid_id;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shakeout_api::{
+    ApplyRequest, ApplyResponse, Capabilities, Dur, FaultStatus, RenewRequest, RevertResponse,
+    SweepReport,
+};
+use tokio::sync::{Mutex, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{Action, Audit, Entry};
+use crate::error::{AgentError, Result};
+use crate::fault::net::Net;
+use crate::fault::process;
+use crate::fault::target::ProcRoot;
+use crate::lease::{self, Expiry, Lease};
+use crate::ledger::{Done, Ledger, Record};
+use crate::policy::{Policy, TokenPolicy};
+use crate::telemetry::{FaultEvent, Metrics};
+
+/// How many reverted fault ids are remembered, so a repeated revert answers 200
+/// (`revertedNow: false`) instead of 404.
+const TOMBSTONES: usize = 4096;
+
+/// Everything the agent needs to start.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Ledger and mechanism state live here; must survive an agent restart.
+    pub state_dir: PathBuf,
+    pub policy: Policy,
+    /// Default: `STATE_DIR/audit.jsonl`.
+    pub audit_log: Option<PathBuf>,
+    /// `/proc`, or a fixture tree in tests.
+    pub proc_root: ProcRoot,
+    /// Upper bound on `shutdown()`.
+    pub shutdown_grace: Duration,
+}
+
+impl AgentConfig {
+    /// Defaults: default policy, audit log in the state dir, host `/proc`, 10 s grace.
+    pub fn new(state_dir: impl Into<PathBuf>) -> AgentConfig {
+        AgentConfig {
+            state_dir: state_dir.into(),
+            policy: Policy::default(),
+            audit_log: None,
+            proc_root: ProcRoot::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Who is asking: the token's name and what its policy allows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    pub name: String,
+    pub policy: TokenPolicy,
+}
+
+/// What `shutdown()` managed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShutdownReport {
+    pub reverted: Vec<String>,
+    /// Faults that could not be reverted (or not within the grace), with why. They stay
+    /// in the ledger for the next start-up sweep.
+    pub failed: Vec<String>,
+}
+
+/// A fault the agent holds.
+#[derive(Debug, Clone)]
+struct Active {
+    record: Record,
+    lease: Lease,
+    /// Exclusive-target keys (a paused pid, a network namespace).
+    locks: Vec<String>,
+    target: String,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    faults: BTreeMap<String, Active>,
+    tombstones: VecDeque<String>,
+}
+
+impl State {
+    fn bury(&mut self, id: String) {
+        if self.tombstones.len() >= TOMBSTONES {
+            self.tombstones.pop_front();
+        }
+        self.tombstones.push_back(id);
+    }
+}
+
+struct Inner {
+    policy: Policy,
+    proc_root: ProcRoot,
+    ledger: Ledger,
+    audit: Audit,
+    metrics: Metrics,
+    net: Net,
+    state: Mutex<State>,
+    wake: Notify,
+    last_sweep: SweepReport,
+    stopping: AtomicBool,
+    grace: Duration,
+    cancel: CancellationToken,
+    self_pid: u32,
+}
+
+/// The agent: cheap to clone, every clone is the same agent.
+#[derive(Clone)]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// Open the state dir, run the start-up sweep (revert whatever a previous run left),
+    /// then start the reaper. Must be called inside a tokio runtime.
+    pub async fn start(config: AgentConfig) -> Result<Agent> {
+        let internal = |what: &str, e: &dyn std::fmt::Display| {
+            AgentError::Internal(format!("{what} {}: {e}", config.state_dir.display()))
+        };
+        std::fs::create_dir_all(&config.state_dir).map_err(|e| internal("state dir", &e))?;
+        let ledger = Ledger::open(&config.state_dir)?;
+        let audit_path = config
+            .audit_log
+            .clone()
+            .unwrap_or_else(|| config.state_dir.join("audit.jsonl"));
+        let audit = Audit::open(&audit_path).map_err(|e| internal("audit log", &e))?;
+        let metrics = Metrics::new();
+        let net = Net::new(&config.state_dir);
+        let last_sweep =
+            sweep::startup_sweep(&ledger, &net, &config.proc_root, &audit, &metrics).await;
+        let inner = Arc::new(Inner {
+            policy: config.policy,
+            proc_root: config.proc_root,
+            ledger,
+            audit,
+            metrics,
+            net,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            last_sweep,
+            stopping: AtomicBool::new(false),
+            grace: config.shutdown_grace,
+            cancel: CancellationToken::new(),
+            self_pid: std::process::id(),
+        });
+        {
+            // Ids the sweep reverted answer a late DELETE with 200, not 404.
+            let mut state = inner.state.lock().await;
+            for id in &inner.last_sweep.ledger_reverted {
+                state.bury(id.clone());
+            }
+        }
+        let agent = Agent { inner };
+        tokio::spawn(lease::reaper(agent.clone(), agent.inner.cancel.clone()));
+        Ok(agent)
+    }
+
+    /// The caller for a token name, with its policy.
+    pub fn caller(&self, token_name: &str) -> Caller {
+        Caller {
+            name: token_name.to_string(),
+            policy: self.inner.policy.for_token(token_name),
+        }
+    }
+
+    /// Apply a fault (or, with `dryRun`, only say what it would touch).
+    pub async fn apply(&self, caller: &Caller, req: ApplyRequest) -> Result<ApplyResponse> {
+        let mut entry = Entry::new(Action::Apply, &caller.name);
+        entry.experiment = req.experiment.clone();
+        entry.fault = req.fault.clone();
+        let kind = req.spec.kind();
+        let (result, id, target) = apply::apply(self, caller, req).await;
+        entry.fault_id = id.unwrap_or_else(|| "-".into());
+        entry.target = target;
+        if let Err(e) = &result {
+            if e.status() < 500 {
+                entry.action = Action::Refuse;
+            } else {
+                self.inner.metrics.fault(FaultEvent::Failed, kind);
+            }
+            tracing::warn!(token = %caller.name, fault = %entry.fault, code = e.code(), error = %e, "apply refused");
+        }
+        self.inner.audit.record(entry.outcome(&result));
+        result
+    }
+
+    /// Push a fault's lease deadline forward. Only its owner may renew it.
+    pub async fn renew(&self, caller: &Caller, id: &str, req: RenewRequest) -> Result<FaultStatus> {
+        let mut entry = Entry::new(Action::Renew, &caller.name);
+        entry.fault_id = id.to_string();
+        let result = self.renew_inner(caller, id, req, &mut entry).await;
+        if result.is_err() {
+            entry.action = Action::Refuse;
+        }
+        self.inner.audit.record(entry.outcome(&result));
+        result
+    }
+
+    async fn renew_inner(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: RenewRequest,
+        entry: &mut Entry,
+    ) -> Result<FaultStatus> {
+        let mut state = self.inner.state.lock().await;
+        let gone = state.tombstones.iter().any(|t| t == id);
+        let Some(active) = state.faults.get_mut(id) else {
+            return Err(AgentError::NotFound(if gone {
+                format!(
+                    "fault {id} was already reverted (expired, ended or deleted); apply it again"
+                )
+            } else {
+                format!("no fault {id}")
+            }));
+        };
+        entry.experiment = active.record.experiment.clone();
+        entry.fault = active.record.fault.clone();
+        entry.target = active.target.clone();
+        if active.record.owner != caller.name {
+            return Err(AgentError::Forbidden(format!(
+                "fault {id} belongs to token {}; only its owner may renew it",
+                active.record.owner
+            )));
+        }
+        let length = match req.lease {
+            Some(l) => apply::check_lease(l, &caller.policy)?,
+            None => active.lease.length,
+        };
+        active.lease.renew(length);
+        let status = status_of(active);
+        drop(state);
+        self.inner.wake.notify_one();
+        Ok(status)
+    }
+
+    /// Revert a fault now. Idempotent: a fault already reverted answers
+    /// `revertedNow: false`; an id the agent never issued (or forgot) is 404.
+    /// Any token may revert: undoing a fault is always safe.
+    pub async fn revert(&self, caller: &Caller, id: &str) -> Result<RevertResponse> {
+        let mut entry = Entry::new(Action::Revert, &caller.name);
+        entry.fault_id = id.to_string();
+        let mut state = self.inner.state.lock().await;
+        let result = match state.faults.remove(id) {
+            Some(active) => {
+                entry.experiment = active.record.experiment.clone();
+                entry.fault = active.record.fault.clone();
+                entry.target = active.target.clone();
+                self.undo(&mut state, active, None)
+                    .await
+                    .map(|()| RevertResponse {
+                        id: id.to_string(),
+                        reverted_now: true,
+                    })
+            }
+            None if state.tombstones.iter().any(|t| t == id) => {
+                entry = entry.note("already reverted");
+                Ok(RevertResponse {
+                    id: id.to_string(),
+                    reverted_now: false,
+                })
+            }
+            None => Err(AgentError::NotFound(format!("no fault {id}"))),
+        };
+        drop(state);
+        self.inner.audit.record(entry.outcome(&result));
+        result
+    }
+
+    /// Undo one fault (already removed from `state.faults`): signal or net revert, then
+    /// clear the ledger. On failure it goes back in, due again in a second.
+    async fn undo(&self, state: &mut State, mut active: Active, why: Option<Expiry>) -> Result<()> {
+        let kind = active.record.spec.kind();
+        let result = match &active.record.done {
+            Done::Paused { pids } => {
+                let (continued, errors) = process::continue_all(&self.inner.proc_root, pids);
+                tracing::info!(id = %active.record.id, ?continued, "processes continued");
+                match errors.is_empty() {
+                    true => Ok(()),
+                    false => Err(AgentError::Internal(errors.join("; "))),
+                }
+            }
+            Done::Net { applied } => self.inner.net.revert(applied).await.map_err(Into::into),
+            Done::NetPending => Ok(()),
+        };
+        let result = result.and_then(|()| Ok(self.inner.ledger.remove(&active.record.id)?));
+        match &result {
+            Ok(()) => {
+                let event = why.map_or(FaultEvent::Reverted, |w| FaultEvent::Expired(w.label()));
+                self.inner.metrics.fault(event, kind);
+                state.bury(active.record.id.clone());
+            }
+            Err(error) => {
+                tracing::error!(id = %active.record.id, %error, "revert failed; retrying");
+                self.inner.metrics.fault(FaultEvent::Failed, kind);
+                active.lease.retry_later();
+                state.faults.insert(active.record.id.clone(), active);
+            }
+        }
+        self.inner.metrics.active(state.faults.len());
+        result
+    }
+
+    /// Every fault the agent holds.
+    pub async fn list(&self) -> Vec<FaultStatus> {
+        let state = self.inner.state.lock().await;
+        state.faults.values().map(status_of).collect()
+    }
+
+    /// What this node offers, and what this caller may do.
+    pub fn capabilities(&self, caller: &Caller) -> Capabilities {
+        let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string());
+        let cgroup = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            "v2"
+        } else if std::path::Path::new("/sys/fs/cgroup/unified").exists() {
+            "hybrid"
+        } else {
+            "v1"
+        };
+        Capabilities {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            kernel: read("/proc/sys/kernel/osrelease").unwrap_or_else(|_| "unknown".into()),
+            cgroup: cgroup.to_string(),
+            mechanisms: self.inner.net.mechanisms(),
+            binaries: self.inner.net.binaries(),
+            fault_kinds: caller.policy.fault_kinds.clone(),
+            max_duration: caller.policy.max_duration,
+            last_sweep: self.inner.last_sweep.clone(),
+        }
+    }
+
+    /// Revert everything, within the configured grace, and stop the reaper. New applies
+    /// are refused from the moment this is called.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        let mut report = ShutdownReport::default();
+        let work = async {
+            let mut state = self.inner.state.lock().await;
+            let ids: Vec<String> = state.faults.keys().cloned().collect();
+            for id in ids {
+                let Some(active) = state.faults.remove(&id) else {
+                    continue;
+                };
+                let mut entry = Entry::new(Action::Revert, "-");
+                entry.experiment = active.record.experiment.clone();
+                entry.fault = active.record.fault.clone();
+                entry.fault_id = id.clone();
+                entry.target = active.target.clone();
+                let result = self.undo(&mut state, active, None).await;
+                match &result {
+                    Ok(()) => report.reverted.push(id),
+                    Err(e) => report.failed.push(format!("{id}: {e}")),
+                }
+                self.inner
+                    .audit
+                    .record(entry.outcome(&result).note("agent shutdown"));
+            }
+            // Failed reverts were put back for a retry; there is no later now.
+            state.faults.clear();
+        };
+        if tokio::time::timeout(self.inner.grace, work).await.is_err() {
+            report.failed.push(format!(
+                "shutdown grace of {} passed; what is left stays in the ledger",
+                Dur(self.inner.grace)
+            ));
+        }
+        self.inner.cancel.cancel();
+        tracing::info!(reverted = ?report.reverted, failed = ?report.failed, "agent shut down");
+        report
+    }
+
+    /// The start-up sweep's report.
+    pub fn last_sweep(&self) -> &SweepReport {
+        &self.inner.last_sweep
+    }
+
+    /// Prometheus text for `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Record a refusal that happened before the core saw the request (auth, size, JSON).
+    pub fn audit_refusal(&self, token: &str, error: &AgentError) {
+        self.inner
+            .audit
+            .record(Entry::new(Action::Refuse, token).outcome::<()>(&Err(error.clone())));
+    }
+
+    /// When the reaper must next act.
+    pub(crate) async fn next_due(&self) -> Option<Instant> {
+        let state = self.inner.state.lock().await;
+        state.faults.values().map(|a| a.lease.next()).min()
+    }
+
+    /// Resolves when faults were added or renewed.
+    pub(crate) async fn changed(&self) {
+        self.inner.wake.notified().await
+    }
+
+    /// Revert every fault due at `now`.
+    pub(crate) async fn reap(&self, now: Instant) {
+        let mut state = self.inner.state.lock().await;
+        let due: Vec<(String, Expiry)> = state
+            .faults
+            .iter()
+            .filter_map(|(id, a)| Some((id.clone(), a.lease.due(now)?)))
+            .collect();
+        for (id, why) in due {
+            let Some(active) = state.faults.remove(&id) else {
+                continue;
+            };
+            let action = match why {
+                Expiry::Lease => Action::Expire,
+                Expiry::End => Action::End,
+            };
+            let mut entry = Entry::new(action, &active.record.owner);
+            entry.experiment = active.record.experiment.clone();
+            entry.fault = active.record.fault.clone();
+            entry.fault_id = id.clone();
+            entry.target = active.target.clone();
+            tracing::info!(%id, reason = why.label(), "fault due; reverting");
+            let result = self.undo(&mut state, active, Some(why)).await;
+            self.inner.audit.record(entry.outcome(&result));
+        }
+    }
+}
+
+fn status_of(a: &Active) -> FaultStatus {
+    FaultStatus {
+        id: a.record.id.clone(),
+        experiment: a.record.experiment.clone(),
+        fault: a.record.fault.clone(),
+        owner: a.record.owner.clone(),
+        spec: a.record.spec.clone(),
+        applied_unix_ms: a.record.applied_unix_ms,
+        deadline_unix_ms: a.lease.deadline_unix_ms,
+        ends_unix_ms: a.lease.ends_unix_ms,
+    }
+}

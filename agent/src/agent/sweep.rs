@@ -1,0 +1,94 @@
+//! The start-up sweep (DESIGN.md §3.2): before serving anything, undo what a previous
+//! run of the agent left behind: continue the processes it paused (if each is still the
+//! same process), revert the network faults it recorded, then let the network layer
+//! delete every rule, qdisc and queue tagged as the agent's own.
+
+use shakeout_api::SweepReport;
+
+use crate::audit::{Action, Audit, Entry};
+use crate::fault::net::Net;
+use crate::fault::process;
+use crate::fault::target::ProcRoot;
+use crate::ledger::{Done, Ledger};
+use crate::telemetry::Metrics;
+
+/// Run the sweep and report it (log, metrics, audit; the caller keeps it for
+/// `capabilities.lastSweep`).
+pub(super) async fn startup_sweep(
+    ledger: &Ledger,
+    net: &Net,
+    root: &ProcRoot,
+    audit: &Audit,
+    metrics: &Metrics,
+) -> SweepReport {
+    let (records, mut errors) = ledger.load();
+    let mut report = SweepReport::default();
+    for record in records {
+        let mut entry = Entry::new(Action::Sweep, &record.owner);
+        entry.experiment = record.experiment.clone();
+        entry.fault = record.fault.clone();
+        entry.fault_id = record.id.clone();
+        let outcome: Result<String, String> = match &record.done {
+            Done::Paused { pids } => {
+                let (continued, errs) = process::continue_all(root, pids);
+                report.processes_continued.extend(&continued);
+                match errs.is_empty() {
+                    true => Ok(format!("continued pids {continued:?}")),
+                    false => Err(errs.join("; ")),
+                }
+            }
+            Done::Net { applied } => net
+                .revert(applied)
+                .await
+                .map(|()| format!("reverted {:?} fault", applied.mechanism))
+                .map_err(|e| e.to_string()),
+            // Whatever it installed carries the agent's tag; `net.sweep()` removes it.
+            Done::NetPending => {
+                Ok("network fault was never confirmed; tagged-rule sweep covers it".into())
+            }
+        };
+        match outcome {
+            Ok(note) => {
+                if let Err(e) = ledger.remove(&record.id) {
+                    errors.push(e.to_string());
+                }
+                tracing::info!(id = %record.id, %note, "sweep reverted ledger entry");
+                report.ledger_reverted.push(record.id.clone());
+                audit.record(entry.note(note));
+            }
+            Err(e) => {
+                // Kept in the ledger: the next start tries again.
+                tracing::error!(id = %record.id, error = %e, "sweep could not revert ledger entry");
+                errors.push(format!("{}: {e}", record.id));
+                let mut entry = entry.note(e);
+                entry.result = "error";
+                entry.code = Some("internal");
+                audit.record(entry);
+            }
+        }
+    }
+    let net_report = net.sweep().await;
+    report.ledger_reverted.extend(net_report.ledger_reverted);
+    report.rules_deleted.extend(net_report.rules_deleted);
+    report
+        .processes_continued
+        .extend(net_report.processes_continued);
+    errors.extend(net_report.errors);
+    report.errors = errors;
+    let cleaned = report.ledger_reverted.len()
+        + report.rules_deleted.len()
+        + report.processes_continued.len();
+    metrics.swept(cleaned);
+    if cleaned > 0 || !report.errors.is_empty() {
+        tracing::warn!(
+            ledger_reverted = ?report.ledger_reverted,
+            rules_deleted = ?report.rules_deleted,
+            processes_continued = ?report.processes_continued,
+            errors = ?report.errors,
+            "start-up sweep cleaned what a previous run left"
+        );
+    } else {
+        tracing::info!("start-up sweep: nothing to clean");
+    }
+    report
+}

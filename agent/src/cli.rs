@@ -1,0 +1,178 @@
+//! The agent's command line and its whole life as a daemon: load tokens, policy and TLS,
+//! start the core (which sweeps first), serve, and on SIGTERM/SIGINT revert everything
+//! within the grace before exiting. `main.rs` only parses, sets up logging and maps errors.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{Agent, AgentConfig};
+use crate::policy::{Policy, PolicyError};
+use crate::server::auth::{TokenError, Tokens};
+use crate::server::tls::{self, TlsError};
+use crate::server::{self, Limits, ServerConfig};
+
+/// shakeout node agent: applies faults under leases and reverts them, whatever happens.
+#[derive(Debug, Parser)]
+#[command(name = "shakeout-agent", version, about)]
+pub struct Args {
+    /// Address to listen on (`127.0.0.1:0` picks a free port; the bound address is
+    /// printed on stdout as `listening ADDR`).
+    #[arg(long, env = "SHAKEOUT_AGENT_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// File of `name:secret` lines, one per accepted bearer token.
+    #[arg(long, env = "SHAKEOUT_AGENT_TOKENS")]
+    pub tokens: PathBuf,
+    /// Directory for the ledger (must survive restarts; the start-up sweep reads it).
+    #[arg(long, env = "SHAKEOUT_AGENT_STATE_DIR")]
+    pub state_dir: PathBuf,
+    /// Policy file (YAML or JSON). Default: every kind, max duration 10m.
+    #[arg(long, env = "SHAKEOUT_AGENT_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// TLS certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "SHAKEOUT_AGENT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); needs --tls-cert.
+    #[arg(long, env = "SHAKEOUT_AGENT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Audit log (JSON lines). Default: STATE_DIR/audit.jsonl.
+    #[arg(long, env = "SHAKEOUT_AGENT_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, env = "SHAKEOUT_AGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Longest time the agent spends reverting faults on SIGTERM/SIGINT.
+    #[arg(long, env = "SHAKEOUT_AGENT_SHUTDOWN_GRACE", default_value = "10s")]
+    pub shutdown_grace: shakeout_api::Dur,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Tokens(#[from] TokenError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("start: {0}")]
+    Start(#[from] crate::error::AgentError),
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
+    #[error("shutdown left faults behind (they stay in the ledger for the next start): {0}")]
+    Unreverted(String),
+}
+
+/// Run the agent until SIGTERM or SIGINT.
+pub async fn run(args: Args) -> Result<(), RunError> {
+    let tokens = Tokens::load(&args.tokens)?;
+    let policy = match &args.policy {
+        Some(p) => Policy::load(p)?,
+        None => Policy::default(),
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(tls::server_config(c, k)?),
+        _ => None,
+    };
+    let mut config = AgentConfig::new(&args.state_dir);
+    config.policy = policy;
+    config.audit_log = args.audit_log.clone();
+    config.shutdown_grace = args.shutdown_grace.0;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: args.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| RunError::Listen {
+        addr: args.listen,
+        source,
+    })?;
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
+    let agent = Agent::start(config).await?;
+    let stop = CancellationToken::new();
+    let server_config = ServerConfig {
+        tokens,
+        tls: tls.clone(),
+        limits: Limits {
+            shutdown_grace: Duration::from_secs(2),
+            ..Limits::default()
+        },
+    };
+    let server = tokio::spawn(server::serve(
+        listener,
+        agent.clone(),
+        server_config,
+        stop.clone(),
+    ));
+    // Tests and wrappers read this line to find a port chosen by the kernel.
+    println!("listening {addr}");
+    tracing::info!(%addr, tls = tls.is_some(), "agent serving");
+    let which = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = which, "stopping: reverting every fault");
+    let report = agent.shutdown().await;
+    stop.cancel();
+    if let Err(error) = server.await {
+        tracing::warn!(%error, "server task ended badly");
+    }
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::Unreverted(report.failed.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent_and_reads_env() {
+        Args::command().debug_assert();
+        let args = Args::try_parse_from([
+            "shakeout-agent",
+            "--tokens",
+            "/t",
+            "--state-dir",
+            "/s",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(args.log_format, LogFormat::Json);
+        assert_eq!(args.shutdown_grace.0, Duration::from_secs(10));
+        assert!(Args::try_parse_from([
+            "shakeout-agent",
+            "--tokens",
+            "/t",
+            "--state-dir",
+            "/s",
+            "--tls-cert",
+            "/c"
+        ])
+        .is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! Process faults: send a signal once (kill), or SIGSTOP now and SIGCONT at revert
+//! (pause). Every signal is checked against the process's start time first, so a pid
+//! the kernel recycled since the fault was applied is never touched.
+
+use std::str::FromStr;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use super::target::{Proc, ProcRoot};
+use crate::error::{AgentError, Result};
+
+/// A process the agent paused, as the ledger records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PausedPid {
+    pub pid: u32,
+    /// `/proc/PID/stat` field 22 when it was paused.
+    pub start_time: u64,
+}
+
+impl From<&Proc> for PausedPid {
+    fn from(p: &Proc) -> Self {
+        PausedPid {
+            pid: p.pid,
+            start_time: p.start_time,
+        }
+    }
+}
+
+/// `KILL`, `SIGKILL`, `sigterm`, `9`... as a signal.
+pub fn parse_signal(text: &str) -> Result<Signal> {
+    let bad = || {
+        AgentError::bad_spec(
+            "spec.process.action.kill.signal",
+            format!(
+                "unknown signal `{text}`: use a name like KILL, TERM, SIGINT or a number like 9"
+            ),
+        )
+    };
+    let t = text.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let upper = t.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&name).map_err(|_| bad())
+}
+
+/// Send `signal` to `pid` if it is still the process that started at `start_time`.
+/// Returns false when the process is gone or was replaced (nothing to do).
+pub fn signal_if_same(root: &ProcRoot, pid: u32, start_time: u64, signal: Signal) -> Result<bool> {
+    if !root.same_process(pid, start_time) {
+        return Ok(false);
+    }
+    let raw =
+        i32::try_from(pid).map_err(|_| AgentError::Internal(format!("pid {pid} out of range")))?;
+    match kill(Pid::from_raw(raw), signal) {
+        Ok(()) => Ok(true),
+        // It exited between the check and the signal: the same as gone.
+        Err(nix::errno::Errno::ESRCH) => Ok(false),
+        Err(e) => Err(AgentError::Internal(format!("{signal} to pid {pid}: {e}"))),
+    }
+}
+
+/// Continue every paused process that is still the same one; returns those continued.
+/// Errors are collected, not returned early: one stuck pid must not keep others stopped.
+pub fn continue_all(root: &ProcRoot, paused: &[PausedPid]) -> (Vec<u32>, Vec<String>) {
+    let mut continued = Vec::new();
+    let mut errors = Vec::new();
+    for p in paused {
+        match signal_if_same(root, p.pid, p.start_time, Signal::SIGCONT) {
+            Ok(true) => continued.push(p.pid),
+            Ok(false) => {}
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (continued, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_or_number() {
+        assert_eq!(parse_signal("KILL").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("SIGKILL").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("term").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal(" 15 ").unwrap(), Signal::SIGTERM);
+        for bad in ["", "NOPE", "999", "-1"] {
+            let err = parse_signal(bad).unwrap_err();
+            assert_eq!(err.code(), "badSpec", "{bad}");
+        }
+    }
+
+    #[test]
+    fn recycled_pid_is_not_signalled() {
+        let root = ProcRoot::default();
+        let me = root.proc(std::process::id()).unwrap();
+        // Same pid, different start time: must be refused without sending anything.
+        let sent = signal_if_same(&root, me.pid, me.start_time + 1, Signal::SIGSTOP).unwrap();
+        assert!(!sent);
+        // The real start time matches; signal 0-like harmless SIGCONT.
+        assert!(signal_if_same(&root, me.pid, me.start_time, Signal::SIGCONT).unwrap());
+    }
+}

@@ -1,0 +1,225 @@
+//! The on-disk ledger (DESIGN.md §3.2): one JSON file per fault in `STATE_DIR/ledger/`,
+//! written and fsynced BEFORE the fault is applied and removed after it is reverted, so
+//! an agent killed at any instant leaves a record the next start-up sweep can undo.
+//! Writes are atomic (temp file, fsync, rename, fsync the directory).
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use shakeout_api::FaultSpec;
+
+use crate::fault::net::NetApplied;
+use crate::fault::process::PausedPid;
+
+/// Ledger I/O errors; they carry the file they concern.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("ledger {path}: {source}")]
+    Encode {
+        path: String,
+        source: serde_json::Error,
+    },
+}
+
+/// What the agent did (or is about to do) for a fault: enough to undo it after a crash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Done {
+    /// Processes being (or already) stopped with SIGSTOP.
+    Paused { pids: Vec<PausedPid> },
+    /// A network fault whose mechanism has not answered yet; the sweep's tagged-rule
+    /// clean-up covers whatever it may have installed.
+    NetPending,
+    /// A network fault as its mechanism reported it.
+    Net { applied: NetApplied },
+}
+
+/// One ledger file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub id: String,
+    pub owner: String,
+    pub experiment: String,
+    pub fault: String,
+    pub spec: FaultSpec,
+    pub applied_unix_ms: u64,
+    pub ends_unix_ms: u64,
+    pub done: Done,
+}
+
+/// The ledger directory.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    dir: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
+    move |source| LedgerError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Ledger {
+    /// Open (create) `state_dir/ledger`.
+    pub fn open(state_dir: &Path) -> Result<Ledger, LedgerError> {
+        let dir = state_dir.join("ledger");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        Ok(Ledger { dir })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Write (or replace) a record durably.
+    pub fn write(&self, record: &Record) -> Result<(), LedgerError> {
+        let path = self.path(&record.id);
+        let tmp = self.dir.join(format!(".{}.tmp", record.id));
+        let bytes = serde_json::to_vec_pretty(record).map_err(|source| LedgerError::Encode {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+        file.write_all(&bytes).map_err(io_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        self.sync_dir()
+    }
+
+    /// Remove a record; a missing one is fine (revert is idempotent).
+    pub fn remove(&self, id: &str) -> Result<(), LedgerError> {
+        let path = self.path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => self.sync_dir(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// The rename or unlink is only durable once the directory itself is synced.
+    fn sync_dir(&self) -> Result<(), LedgerError> {
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))
+    }
+
+    /// Every record, plus a message per unreadable file. A corrupt file is renamed to
+    /// `*.corrupt` (kept for a human, reported once) instead of stopping the agent.
+    pub fn load(&self) -> (Vec<Record>, Vec<String>) {
+        let mut records = Vec::new();
+        let mut errors = Vec::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) => return (records, vec![format!("ledger {}: {e}", self.dir.display())]),
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+        paths.sort();
+        for path in paths {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                // A write that never reached its rename: the fault was not applied yet.
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+            if !name.ends_with(".json") {
+                continue;
+            }
+            let parsed = fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Record>(&b).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(r) => records.push(r),
+                Err(e) => {
+                    let aside = path.with_extension("corrupt");
+                    let _ = fs::rename(&path, &aside);
+                    errors.push(format!(
+                        "ledger entry {} unreadable ({e}); moved to {}",
+                        path.display(),
+                        aside.display()
+                    ));
+                }
+            }
+        }
+        (records, errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shakeout_api::{ProcessAction, ProcessFault, ProcessTarget};
+
+    use super::*;
+
+    fn record(id: &str) -> Record {
+        Record {
+            id: id.into(),
+            owner: "ci".into(),
+            experiment: "e".into(),
+            fault: "f".into(),
+            spec: FaultSpec::Process(ProcessFault {
+                target: ProcessTarget {
+                    pid: Some(42),
+                    ..Default::default()
+                },
+                action: ProcessAction::Pause,
+                select: None,
+                seed: None,
+            }),
+            applied_unix_ms: 1,
+            ends_unix_ms: 2,
+            done: Done::Paused {
+                pids: vec![PausedPid {
+                    pid: 42,
+                    start_time: 7,
+                }],
+            },
+        }
+    }
+
+    #[test]
+    fn write_load_remove_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        ledger.write(&record("a")).unwrap();
+        ledger.write(&record("b")).unwrap();
+        let (records, errors) = ledger.load();
+        assert!(errors.is_empty());
+        assert_eq!(records, vec![record("a"), record("b")]);
+        ledger.remove("a").unwrap();
+        ledger.remove("a").unwrap();
+        assert_eq!(ledger.load().0, vec![record("b")]);
+    }
+
+    #[test]
+    fn corrupt_entry_is_reported_once_and_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        ledger.write(&record("good")).unwrap();
+        std::fs::write(ledger.dir().join("bad.json"), b"{not json").unwrap();
+        std::fs::write(ledger.dir().join(".half.tmp"), b"{").unwrap();
+        let (records, errors) = ledger.load();
+        assert_eq!(records.len(), 1);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("bad.json"));
+        assert!(ledger.dir().join("bad.corrupt").exists());
+        assert!(!ledger.dir().join(".half.tmp").exists());
+        assert!(ledger.load().1.is_empty(), "reported once");
+    }
+}
