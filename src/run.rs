@@ -3,6 +3,7 @@
 //! one origin instant for probes, faults and events, plus one wall-clock anchor.
 
 mod assemble;
+mod embedded;
 pub mod events;
 pub mod exec;
 mod faults;
@@ -255,7 +256,7 @@ pub async fn execute(
         Ok(c) => c,
         Err(e) => return assemble::error_report(exp, seed, e),
     };
-    let agents = match prepare_agents(exp).await {
+    let (agents, local_agent) = match prepare_agents(exp, &events).await {
         Ok(a) => a,
         Err(e) => return assemble::error_report(exp, seed, e),
     };
@@ -267,7 +268,12 @@ pub async fn execute(
         .to_path_buf();
     let services = match Services::start(&spec.services, &base_dir, &events).await {
         Ok(s) => s,
-        Err(e) => return assemble::error_report(exp, seed, e),
+        Err(e) => {
+            if let Some(a) = local_agent {
+                a.stop().await;
+            }
+            return assemble::error_report(exp, seed, e);
+        }
     };
 
     let origin = Instant::now();
@@ -308,6 +314,14 @@ pub async fn execute(
     }
     let end = origin.elapsed();
     services.stop_all().await;
+    if let Some(a) = local_agent {
+        for failed in a.stop().await {
+            events.push(
+                "agent",
+                format!("embedded agent could not revert: {failed}"),
+            );
+        }
+    }
     let recordings: Vec<_> = recorders.iter().map(|r| r.finish(end)).collect();
     assemble::report(assemble::Finished {
         exp,
@@ -326,16 +340,34 @@ pub async fn execute(
 
 /// Connect to every agent the experiment uses and run the preflight checks: nothing is
 /// started or applied unless every agent is reachable, authorised and capable.
-async fn prepare_agents(exp: &Experiment) -> Result<crate::fault::Agents, String> {
-    let agents = crate::fault::connect(exp).map_err(|e| e.to_string())?;
+async fn prepare_agents(
+    exp: &Experiment,
+    events: &Events,
+) -> Result<(crate::fault::Agents, Option<embedded::Embedded>), String> {
+    let mut agents = crate::fault::connect(exp).map_err(|e| e.to_string())?;
+    let mut local = None;
+    if crate::fault::needs_embedded(exp) {
+        let (e, swept) = embedded::Embedded::start().await?;
+        for line in swept {
+            events.push(
+                "agent",
+                format!("embedded agent swept what a dead controller left: {line}"),
+            );
+        }
+        agents.embedded = Some(e.client.clone());
+        local = Some(e);
+    }
     let checks = crate::fault::preflight::check(exp, &agents).await;
     if checks.iter().any(|c| !c.ok()) {
+        if let Some(e) = local {
+            e.stop().await;
+        }
         return Err(format!(
             "preflight failed:\n{}",
             crate::fault::preflight::render(&checks)
         ));
     }
-    Ok(agents)
+    Ok((agents, local))
 }
 
 /// `shakeout preflight FILE`: exit 0 when every agent is ready, 3 otherwise.
