@@ -1,0 +1,3 @@
+//! Faults the agent applies; each kind lives in its own module.
+
+pub mod net;
