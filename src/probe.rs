@@ -4,8 +4,11 @@
 
 pub mod record;
 
+mod claim;
+mod classify;
 mod http;
 mod pace;
+mod pool;
 mod tcp;
 
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use hyper::{HeaderMap, Method, Uri};
 use shakeout_api::StatusRanges;
 use tokio_util::sync::CancellationToken;
 
-pub use pace::{Pace, RunningProbe};
+pub use pace::{Pace, ProbeStats, RunningProbe};
 pub use record::{Bucket, Counts, Outcome, Phase, PhaseStats, ProbeRecording, Recorder};
 
 use crate::experiment::spec::{ConnectionMode, ProbeSpec};
@@ -38,7 +41,7 @@ pub struct ProbeConfig {
 }
 
 /// What a probe talks to.
-// Built once per probe and shared by reference: the size difference costs nothing.
+// Built once per probe; boxing the HTTP variant would only add an indirection.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Target {

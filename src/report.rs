@@ -2,6 +2,10 @@
 //! (JUnit XML) and for machines (JSON). The JSON form is this model serialized; its
 //! field names are a public contract (`schemaVersion` changes when one does).
 
+mod atomic;
+#[cfg(test)]
+mod fixture;
+mod format;
 mod json;
 mod junit;
 mod markdown;
@@ -26,14 +30,19 @@ pub const SCHEMA_VERSION: &str = "shakeout.report/v1";
 pub struct Report {
     /// Always `shakeout.report/v1` for this format.
     pub schema_version: String,
+    /// Which experiment ran.
     pub experiment: ExperimentInfo,
+    /// How the run went as a whole: status, exit code, seed, timing.
     pub run: RunInfo,
     /// Phases as they happened, on the run's timeline.
     pub phases: Vec<PhaseSpan>,
+    /// One entry per probe, in the order of the experiment file.
     pub probes: Vec<ProbeReport>,
+    /// One entry per fault, in the order of the experiment file.
     pub faults: Vec<FaultReport>,
     /// Ground-truth events (service starts/exits, stop conditions), on the run's timeline.
     pub events: Vec<Event>,
+    /// Every objective and steady-state check, in the order of the experiment file.
     pub verdicts: Vec<Verdict>,
 }
 
@@ -41,9 +50,11 @@ pub struct Report {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExperimentInfo {
+    /// Experiment name from the file.
     pub name: String,
     /// Path of the experiment file as given.
     pub file: String,
+    /// Labels from the experiment file, for grouping runs.
     pub labels: BTreeMap<String, String>,
 }
 
@@ -51,6 +62,7 @@ pub struct ExperimentInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunInfo {
+    /// Overall result; decides `exitCode`.
     pub status: RunStatus,
     /// The process exit code this run maps to (see DESIGN.md §5).
     pub exit_code: i32,
@@ -65,6 +77,7 @@ pub struct RunInfo {
     pub duration_ms: f64,
     /// Width of the timeline buckets, milliseconds.
     pub bucket_ms: f64,
+    /// Version of shakeout that ran the experiment.
     pub shakeout_version: String,
 }
 
@@ -87,6 +100,7 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Process exit code for this status (DESIGN.md §5).
     pub fn exit_code(self) -> i32 {
         match self {
             RunStatus::Met => 0,
@@ -96,6 +110,8 @@ impl RunStatus {
             RunStatus::RevertUnconfirmed => 4,
         }
     }
+
+    /// The JSON spelling of this status.
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Met => "met",
@@ -114,7 +130,9 @@ impl RunStatus {
 pub struct PhaseSpan {
     /// `baseline`, `faults`, `recovery` or `steady`.
     pub phase: String,
+    /// Start, milliseconds from the run origin.
     pub start_ms: f64,
+    /// End, milliseconds from the run origin.
     pub end_ms: f64,
 }
 
@@ -122,15 +140,18 @@ pub struct PhaseSpan {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProbeReport {
+    /// Probe name from the experiment file.
     pub name: String,
     /// `http` or `tcp`.
     pub kind: String,
     /// URL or address probed.
     pub target: String,
+    /// Scheduled sends per second.
     pub rate_per_second: f64,
     /// `keepAlive` or `new` for HTTP probes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
+    /// Bound on concurrent sends; a send due beyond it counts as `missed`.
     pub max_in_flight: u64,
     /// True when the prober's own scheduling lag, not the service, explains the latency.
     pub prober_limited: bool,
@@ -153,6 +174,7 @@ pub struct PhaseReport {
     pub phase: String,
     /// Every send that was due, whatever became of it.
     pub scheduled: u64,
+    /// Sends that got an ok response.
     pub ok: u64,
     /// ok / scheduled in percent; absent when nothing was scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,19 +189,27 @@ pub struct PhaseReport {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LatencySummary {
+    /// Number of recorded values; the percentiles are absent when 0.
     pub count: u64,
+    /// Smallest value, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_ms: Option<f64>,
+    /// Mean, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mean_ms: Option<f64>,
+    /// Median, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p50_ms: Option<f64>,
+    /// 90th percentile, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p90_ms: Option<f64>,
+    /// 99th percentile, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99_ms: Option<f64>,
+    /// 99.9th percentile, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p999_ms: Option<f64>,
+    /// Largest value, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ms: Option<f64>,
 }
@@ -211,6 +241,7 @@ pub struct RtoReport {
     pub resolution_ms: f64,
     /// Per-bucket availability that counts as steady, percent.
     pub level_percent: f64,
+    /// How long availability had to stay at the level to count as recovered, milliseconds.
     pub stable_for_ms: f64,
     /// Why a time is missing: `no failure observed`, `not recovered before the run ended`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,14 +252,19 @@ pub struct RtoReport {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BucketReport {
+    /// Start of the bucket (intended send time), milliseconds from the run origin.
     pub start_ms: f64,
+    /// Sends due in this bucket.
     pub scheduled: u64,
+    /// Sends due in this bucket that got an ok response.
     pub ok: u64,
     /// Failed sends by kind; zero kinds omitted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errors: BTreeMap<String, u64>,
+    /// 99th percentile latency of ok responses, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99_ms: Option<f64>,
+    /// Largest latency of an ok response, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ms: Option<f64>,
 }
@@ -237,17 +273,21 @@ pub struct BucketReport {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FaultReport {
+    /// Fault name from the experiment file.
     pub name: String,
     /// `exec`.
     pub kind: String,
     /// Planned start, from origin.
     pub at_ms: f64,
+    /// How long the fault was meant to stay applied, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planned_duration_ms: Option<f64>,
     /// `pending` (never started), `applied`, `reverted`, `failed`, `revertFailed`.
     pub status: String,
+    /// The command that applied the fault, once it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apply: Option<ActionReport>,
+    /// The command that reverted the fault, once it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revert: Option<ActionReport>,
 }
@@ -256,13 +296,19 @@ pub struct FaultReport {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionReport {
+    /// Program and arguments, as executed.
     pub command: Vec<String>,
+    /// When the command started, milliseconds from the run origin.
     pub started_ms: f64,
+    /// When the command ended, milliseconds from the run origin.
     pub ended_ms: f64,
+    /// Exit status, when the process exited normally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// Signal that ended the process, when it was killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
+    /// True when the command did what was asked (exit status 0).
     pub success: bool,
     /// Last bytes of standard output (at most 4 KiB).
     pub stdout: String,
@@ -277,9 +323,11 @@ pub struct ActionReport {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
+    /// When it happened, milliseconds from the run origin.
     pub at_ms: f64,
     /// `service`, `fault`, `abort`, `signal`, `run`.
     pub source: String,
+    /// What happened, human readable.
     pub message: String,
 }
 
@@ -296,6 +344,7 @@ pub struct Verdict {
     /// Phase looked at (`baseline`, `faults`, `recovery`, `steady`, `run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub during: Option<String>,
+    /// Pass, fail, or not measured.
     pub status: VerdictStatus,
     /// What was measured, human readable (e.g. `97.3%`, `412ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -311,12 +360,16 @@ pub struct Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum VerdictStatus {
+    /// The objective was met.
     Pass,
+    /// The objective was not met; `measured` and `required` say by how much.
     Fail,
+    /// There was nothing to judge (e.g. no ok responses in the phase); `note` says why.
     NotMeasured,
 }
 
 impl VerdictStatus {
+    /// Lower-case words for people (`not measured`), not the JSON spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             VerdictStatus::Pass => "pass",

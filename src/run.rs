@@ -99,10 +99,20 @@ fn run_loaded(exp: &Experiment, output: &OutputArgs, seed: Option<u64>, dry_run:
     };
     write("JSON", &output.json, &|p| report::write_json(&report, p));
     write("JUnit", &output.junit, &|p| report::write_junit(&report, p));
+    // Appended, not replaced: CI step summaries ($GITHUB_STEP_SUMMARY) collect every step's.
     write("Markdown", &output.markdown, &|p| {
-        std::fs::write(p, report::render_markdown(&report))
+        append(p, &report::render_markdown(&report))
     });
     code
+}
+
+fn append(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(text.as_bytes())
 }
 
 /// Refuse to start when a report could not be written afterwards.

@@ -1,5 +1,237 @@
-//! PLACEHOLDER (being written): Markdown summary.
-use super::Report;
-pub fn render_markdown(_r: &Report) -> String {
-    todo!()
+//! The Markdown summary CI shows next to a job (GitHub's `$GITHUB_STEP_SUMMARY`): status
+//! first, then verdicts, then the numbers behind them. User text is escaped so an odd
+//! probe name or command cannot break a table.
+
+use std::fmt::Write as _;
+
+use super::format::{
+    self, action_outcome, command, duration, errors, offset, opt_duration, opt_percent,
+    prober_limited_warning, rto_summary, status_words,
+};
+use super::{ActionReport, Report, RunStatus, VerdictStatus};
+
+/// Renders the run summary as GitHub-flavoured Markdown.
+pub fn render_markdown(r: &Report) -> String {
+    let mut out = String::new();
+    headline(&mut out, r);
+    verdicts(&mut out, r);
+    probes(&mut out, r);
+    faults(&mut out, r);
+    events(&mut out, r);
+    let replay = format!("shakeout run {} --seed {}", r.experiment.file, r.run.seed);
+    let _ = writeln!(
+        out,
+        "\nSeed `{}`: replay with {}.",
+        r.run.seed,
+        code(&replay)
+    );
+    out
 }
+
+fn headline(out: &mut String, r: &Report) {
+    let (emoji, what) = match r.run.status {
+        RunStatus::Met => ("✅", "objectives met"),
+        RunStatus::Failed => ("❌", "objectives failed"),
+        RunStatus::Aborted => ("⚠️", "aborted by a stop condition, faults reverted"),
+        RunStatus::Interrupted => ("⚠️", "interrupted, faults reverted"),
+        RunStatus::Error => ("💥", "could not run"),
+        RunStatus::RevertUnconfirmed => ("🚨", "faults not confirmed reverted: a person must look"),
+    };
+    let _ = writeln!(
+        out,
+        "## {emoji} {}: {what}\n\n**{}** (exit {}) · seed `{}` · started {} · ran {} · {}\n",
+        text(&r.experiment.name),
+        status_words(r.run.status),
+        r.run.exit_code,
+        r.run.seed,
+        text(&r.run.started_at),
+        duration(r.run.duration_ms),
+        text(&r.experiment.file),
+    );
+    if let Some(reason) = &r.run.reason {
+        let _ = writeln!(out, "> **Reason:** {}\n", text(reason));
+    }
+    for p in r.probes.iter().filter(|p| p.prober_limited) {
+        let _ = writeln!(out, "> ⚠️ {}\n", text(&prober_limited_warning(p)));
+    }
+}
+
+fn verdicts(out: &mut String, r: &Report) {
+    if r.verdicts.is_empty() {
+        return;
+    }
+    out.push_str("### Verdicts\n\n| Status | Verdict | Measured | Required | Note |\n");
+    out.push_str("| --- | --- | --- | --- | --- |\n");
+    for v in &r.verdicts {
+        let status = match v.status {
+            VerdictStatus::Pass => "✅ pass",
+            VerdictStatus::Fail => "❌ fail",
+            VerdictStatus::NotMeasured => "⏭️ not measured",
+        };
+        let _ = writeln!(
+            out,
+            "| {status} | {} | {} | {} | {} |",
+            cell(&v.id),
+            cell(v.measured.as_deref().unwrap_or(format::NONE)),
+            cell(&v.required),
+            cell(v.note.as_deref().unwrap_or("")),
+        );
+    }
+    out.push('\n');
+}
+
+fn probes(out: &mut String, r: &Report) {
+    if r.probes.is_empty() {
+        return;
+    }
+    out.push_str("### Probes\n");
+    for p in &r.probes {
+        let _ = writeln!(
+            out,
+            "\n#### {} — {} {} at {}/s\n",
+            text(&p.name),
+            text(&p.kind),
+            code(&p.target),
+            p.rate_per_second
+        );
+        out.push_str("| Phase | Scheduled | OK | p50 | p90 | p99 | max | Errors |\n");
+        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+        for ph in &p.phases {
+            let l = &ph.latency;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                cell(&ph.phase),
+                ph.scheduled,
+                opt_percent(ph.availability_percent),
+                opt_duration(l.p50_ms),
+                opt_duration(l.p90_ms),
+                opt_duration(l.p99_ms),
+                opt_duration(l.max_ms),
+                cell(&errors(&ph.errors)),
+            );
+        }
+        if let Some(rto) = &p.rto {
+            let _ = writeln!(out, "\n**RTO:** {}", text(&rto_summary(rto)));
+        }
+    }
+    out.push('\n');
+}
+
+fn faults(out: &mut String, r: &Report) {
+    if r.faults.is_empty() {
+        return;
+    }
+    out.push_str("### Faults\n\n| Fault | Kind | At | Status | Apply | Revert |\n");
+    out.push_str("| --- | --- | ---: | --- | --- | --- |\n");
+    let mut failed_output = String::new();
+    for f in &r.faults {
+        let action = |a: &Option<ActionReport>| {
+            a.as_ref().map_or_else(
+                || format::NONE.to_string(),
+                |a| {
+                    cell(&format!(
+                        "{} → {}",
+                        code(&command(&a.command)),
+                        action_outcome(a)
+                    ))
+                },
+            )
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            cell(&f.name),
+            cell(&f.kind),
+            duration(f.at_ms),
+            cell(&f.status),
+            action(&f.apply),
+            action(&f.revert),
+        );
+        for (label, a) in [("apply", &f.apply), ("revert", &f.revert)] {
+            if let Some(a) = a
+                .as_ref()
+                .filter(|a| !a.success && !a.stderr.trim().is_empty())
+            {
+                let fence = fence(&a.stderr);
+                let _ = write!(
+                    failed_output,
+                    "\n<details><summary>{} {label} stderr</summary>\n\n{fence}text\n{}\n{fence}\n\n</details>\n",
+                    text(&f.name),
+                    a.stderr.trim_end(),
+                );
+            }
+        }
+    }
+    out.push_str(&failed_output);
+    out.push('\n');
+}
+
+fn events(out: &mut String, r: &Report) {
+    if r.events.is_empty() {
+        return;
+    }
+    out.push_str("<details><summary>Events</summary>\n\n| At | Source | Event |\n");
+    out.push_str("| ---: | --- | --- |\n");
+    for e in &r.events {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            offset(e.at_ms),
+            cell(&e.source),
+            cell(&e.message)
+        );
+    }
+    out.push_str("\n</details>\n");
+}
+
+/// Text for a table cell: a `|` would end the cell and a newline the table, and `<`
+/// could open an HTML tag that swallows the rest of the summary.
+fn cell(s: &str) -> String {
+    text(s).replace('|', r"\|")
+}
+
+/// Free text on one line, safe from accidental HTML. Only a `<` that could open a tag
+/// (`<b`, `</`, `<!`, `<?`) is escaped, so `<= 30s` stays readable in the raw text.
+fn text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' | '\r' => out.push(' '),
+            '<' if chars
+                .peek()
+                .is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?')) =>
+            {
+                out.push_str("&lt;")
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An inline code span that survives backticks in its content (CommonMark: the fence
+/// must be longer than any backtick run inside).
+fn code(s: &str) -> String {
+    let ticks = "`".repeat(longest_run(s, '`') + 1);
+    let pad = if s.starts_with('`') || s.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{ticks}{pad}{}{pad}{ticks}", s.replace(['\n', '\r'], " "))
+}
+
+/// A code-block fence longer than any backtick run in `s` (at least three).
+fn fence(s: &str) -> String {
+    "`".repeat((longest_run(s, '`') + 1).max(3))
+}
+
+fn longest_run(s: &str, c: char) -> usize {
+    s.split(|x| x != c).map(str::len).max().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,223 @@
-//! PLACEHOLDER (being written): terminal summary.
-use super::Report;
-pub fn render_terminal(_r: &Report) -> String {
-    todo!()
+//! The result a person reads on stdout when a run ends: aligned plain text (no colour, so
+//! it survives pipes and CI logs), ending in one `RESULT:` line that matches the exit code.
+
+use std::fmt::Write as _;
+
+use super::format::{
+    action_outcome, command, duration, errors, opt_duration, opt_percent, prober_limited_warning,
+    rto_summary, status_words, verdict_outcome, verdict_tag,
+};
+use super::{FaultReport, ProbeReport, Report};
+
+/// Renders the run summary for a terminal; ends with a newline.
+pub fn render_terminal(r: &Report) -> String {
+    let mut out = String::new();
+    header(&mut out, r);
+    for p in &r.probes {
+        probe(&mut out, p);
+    }
+    if !r.faults.is_empty() {
+        out.push_str("\nfaults\n");
+        for f in &r.faults {
+            fault(&mut out, f);
+        }
+    }
+    verdicts(&mut out, r);
+    footer(&mut out, r);
+    out
 }
+
+fn header(out: &mut String, r: &Report) {
+    let _ = writeln!(out, "{}  ({})", r.experiment.name, r.experiment.file);
+    let _ = writeln!(
+        out,
+        "started {}, ran {}, timeline buckets {}, shakeout {}",
+        r.run.started_at,
+        duration(r.run.duration_ms),
+        duration(r.run.bucket_ms),
+        r.run.shakeout_version
+    );
+}
+
+fn probe(out: &mut String, p: &ProbeReport) {
+    let connection = p
+        .connection
+        .as_deref()
+        .map_or(String::new(), |c| format!(", {c}"));
+    let _ = writeln!(
+        out,
+        "\nprobe {}  {} {}  {}/s{connection}, max in flight {}",
+        p.name, p.kind, p.target, p.rate_per_second, p.max_in_flight
+    );
+    let mut t = Table::new(
+        &[
+            "phase",
+            "scheduled",
+            "ok",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "errors",
+        ],
+        &[1, 2, 3, 4, 5, 6],
+    );
+    for ph in &p.phases {
+        let l = &ph.latency;
+        t.row(vec![
+            ph.phase.clone(),
+            ph.scheduled.to_string(),
+            opt_percent(ph.availability_percent),
+            opt_duration(l.p50_ms),
+            opt_duration(l.p90_ms),
+            opt_duration(l.p99_ms),
+            opt_duration(l.max_ms),
+            errors(&ph.errors),
+        ]);
+    }
+    t.render(out, "  ");
+    if let Some(rto) = &p.rto {
+        let _ = writeln!(out, "  RTO: {}", rto_summary(rto));
+    }
+    if p.prober_limited {
+        let _ = writeln!(out, "  WARNING: {}", prober_limited_warning(p));
+    }
+}
+
+fn fault(out: &mut String, f: &FaultReport) {
+    let planned = f
+        .planned_duration_ms
+        .map_or(String::new(), |d| format!(" for {}", duration(d)));
+    let _ = writeln!(
+        out,
+        "  {} ({}) at {}{planned}: {}",
+        f.name,
+        f.kind,
+        duration(f.at_ms),
+        f.status
+    );
+    for (label, action) in [("apply ", &f.apply), ("revert", &f.revert)] {
+        let Some(a) = action else { continue };
+        let _ = writeln!(
+            out,
+            "    {label}  {} -> {}",
+            command(&a.command),
+            action_outcome(a)
+        );
+        // Output of a failed command is the first thing a person needs; success is quiet.
+        if !a.success {
+            for line in a
+                .stderr
+                .trim_end()
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .iter()
+                .rev()
+            {
+                let _ = writeln!(out, "            | {line}");
+            }
+        }
+    }
+}
+
+fn verdicts(out: &mut String, r: &Report) {
+    if r.verdicts.is_empty() {
+        return;
+    }
+    out.push_str("\nverdicts\n");
+    let mut t = Table::new(&[], &[]);
+    for v in &r.verdicts {
+        let mut outcome = verdict_outcome(v);
+        if let (Some(note), super::VerdictStatus::Pass | super::VerdictStatus::Fail) =
+            (&v.note, v.status)
+        {
+            let _ = write!(outcome, " ({note})");
+        }
+        t.row(vec![
+            verdict_tag(v.status).to_string(),
+            v.id.clone(),
+            outcome,
+        ]);
+    }
+    t.render(out, "  ");
+}
+
+fn footer(out: &mut String, r: &Report) {
+    out.push('\n');
+    if let Some(reason) = &r.run.reason {
+        let _ = writeln!(out, "reason: {reason}");
+    }
+    let _ = writeln!(
+        out,
+        "seed: {} (replay with --seed {})",
+        r.run.seed, r.run.seed
+    );
+    // Last line on purpose: `tail -n1` in a script gets the outcome.
+    let _ = writeln!(
+        out,
+        "RESULT: {} (exit {})",
+        status_words(r.run.status),
+        r.run.exit_code
+    );
+}
+
+/// Column-aligned rows; text left-aligned, numbers and times right-aligned so their
+/// units line up.
+struct Table {
+    rows: Vec<Vec<String>>,
+    right: Vec<usize>,
+}
+
+impl Table {
+    /// `right`: indexes of the columns to right-align.
+    fn new(header: &[&str], right: &[usize]) -> Table {
+        let mut rows = Vec::new();
+        if !header.is_empty() {
+            rows.push(header.iter().map(|h| h.to_string()).collect());
+        }
+        Table {
+            rows,
+            right: right.to_vec(),
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    fn render(&self, out: &mut String, indent: &str) {
+        let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        // Widths in chars, not bytes: `µs` is two bytes but one column.
+        let widths: Vec<usize> = (0..cols)
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .filter_map(|r| r.get(c))
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in &self.rows {
+            let mut line = String::from(indent);
+            for (c, cell) in row.iter().enumerate() {
+                let pad = widths[c].saturating_sub(cell.chars().count());
+                if self.right.contains(&c) {
+                    line.push_str(&" ".repeat(pad));
+                    line.push_str(cell);
+                } else {
+                    line.push_str(cell);
+                    line.push_str(&" ".repeat(pad));
+                }
+                line.push_str("  ");
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,262 @@
+//! Human formatting shared by every renderer, so a time or a percentage reads the same
+//! in the terminal, the Markdown summary and the JUnit messages.
+
+use std::collections::BTreeMap;
+
+use super::{ActionReport, ProbeReport, RtoReport, RunStatus, Verdict, VerdictStatus};
+
+/// Placeholder for a value that was not measured.
+pub(crate) const NONE: &str = "-";
+
+/// Milliseconds as a short human duration: `412µs`, `12.3ms`, `1.24s`, `2m05s`, `1h02m`.
+///
+/// Three significant digits: enough to compare runs, few enough to read at a glance.
+pub(crate) fn duration(ms: f64) -> String {
+    if !ms.is_finite() {
+        return NONE.to_string();
+    }
+    if ms < 0.0 {
+        // recovered - faultEnd is negative when the service recovered before the fault ended.
+        return format!("-{}", duration(-ms));
+    }
+    // Round first, then pick the unit, so 999.7ms reads `1.00s`, not `1000ms`.
+    let us = round_sig(ms * 1000.0, 3);
+    if us < 1.0 && us > 0.0 {
+        return "<1µs".to_string();
+    }
+    if us < 1000.0 {
+        return format!("{us:.0}µs");
+    }
+    let ms = us / 1000.0;
+    if ms < 1000.0 {
+        return format!("{}ms", sig3(ms));
+    }
+    let s = ms / 1000.0;
+    if s < 60.0 {
+        return format!("{}s", sig3(s));
+    }
+    let whole = s.round() as u64;
+    if whole < 3600 {
+        format!("{}m{:02}s", whole / 60, whole % 60)
+    } else {
+        let minutes = (s / 60.0).round() as u64;
+        format!("{}h{:02}m", minutes / 60, minutes % 60)
+    }
+}
+
+/// A moment on the run's timeline, to the millisecond: events 40ms apart must not read
+/// as simultaneous, which three significant digits would do at `20.0s`.
+pub(crate) fn offset(ms: f64) -> String {
+    if !ms.is_finite() {
+        return NONE.to_string();
+    }
+    format!("{:.3}s", ms / 1000.0)
+}
+
+/// An optional duration, `-` when absent.
+pub(crate) fn opt_duration(ms: Option<f64>) -> String {
+    ms.map_or_else(|| NONE.to_string(), duration)
+}
+
+fn round_sig(v: f64, digits: i32) -> f64 {
+    if v == 0.0 {
+        return 0.0;
+    }
+    // Divide or multiply by an exact power of ten: multiplying by 1e-5 is not exact and
+    // 59.99s would come back as 59.9999…s.
+    let e = digits - 1 - v.abs().log10().floor() as i32;
+    if e >= 0 {
+        let f = 10f64.powi(e);
+        (v * f).round() / f
+    } else {
+        let f = 10f64.powi(-e);
+        (v / f).round() * f
+    }
+}
+
+/// A value in [1, 1000) already rounded to three significant digits.
+fn sig3(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2}")
+    } else if v < 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// A percentage with two decimals that never rounds to a misleading `100%` or `0%`:
+/// 99.999% availability is not 100%, and one ok response is not none.
+pub(crate) fn percent(p: f64) -> String {
+    if !p.is_finite() {
+        return NONE.to_string();
+    }
+    if p >= 100.0 {
+        return "100%".to_string();
+    }
+    if p <= 0.0 {
+        return "0%".to_string();
+    }
+    let shown = format!("{p:.2}");
+    match shown.as_str() {
+        "100.00" => "99.99%".to_string(),
+        "0.00" => "0.01%".to_string(),
+        _ => format!("{shown}%"),
+    }
+}
+
+/// An optional percentage, `-` when absent (nothing was scheduled).
+pub(crate) fn opt_percent(p: Option<f64>) -> String {
+    p.map_or_else(|| NONE.to_string(), percent)
+}
+
+/// Errors by kind, most frequent first (`timeout 12, refused 3`), `-` when none.
+pub(crate) fn errors(by_kind: &BTreeMap<String, u64>) -> String {
+    let mut kinds: Vec<_> = by_kind.iter().filter(|(_, n)| **n > 0).collect();
+    if kinds.is_empty() {
+        return NONE.to_string();
+    }
+    kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    kinds
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The words a person reads for a run status (`revert unconfirmed`, not the JSON spelling).
+pub(crate) fn status_words(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::RevertUnconfirmed => "revert unconfirmed",
+        other => other.as_str(),
+    }
+}
+
+/// Fixed-width tag for a verdict, so columns line up.
+pub(crate) fn verdict_tag(s: VerdictStatus) -> &'static str {
+    match s {
+        VerdictStatus::Pass => "PASS",
+        VerdictStatus::Fail => "FAIL",
+        VerdictStatus::NotMeasured => "SKIP",
+    }
+}
+
+/// `measured 97.3%, required >= 95%`, or `not measured: why`.
+pub(crate) fn verdict_outcome(v: &Verdict) -> String {
+    match (v.status, &v.measured) {
+        (VerdictStatus::NotMeasured, _) => format!(
+            "not measured: {}",
+            v.note.as_deref().unwrap_or("no reason given")
+        ),
+        (_, Some(m)) => format!("measured {m}, required {}", v.required),
+        (_, None) => format!("measured {NONE}, required {}", v.required),
+    }
+}
+
+/// A command line as a person would type it; arguments with spaces are quoted.
+pub(crate) fn command(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains(char::is_whitespace) || a.contains('\'') {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How a fault command ended: `exit 0 in 12.0ms`, `killed by signal 9`, `could not run: ...`.
+pub(crate) fn action_outcome(a: &ActionReport) -> String {
+    let took = duration(a.ended_ms - a.started_ms);
+    match (&a.error, a.exit_code, a.signal) {
+        (Some(e), _, _) => format!("could not run: {e}"),
+        (None, Some(code), _) => format!("exit {code} in {took}"),
+        (None, None, Some(sig)) => format!("killed by signal {sig} after {took}"),
+        (None, None, None) => format!("no exit status after {took}"),
+    }
+}
+
+/// One line of measured recovery; states the resolution because every time is a bucket edge.
+pub(crate) fn rto_summary(r: &RtoReport) -> String {
+    let mut s = format!(
+        "detect {}, recover {}, fault end → recovered {} (resolution ±{}; steady at ≥ {} for {})",
+        opt_duration(r.time_to_detect_ms),
+        opt_duration(r.time_to_recover_ms),
+        opt_duration(r.fault_end_to_recovery_ms),
+        duration(r.resolution_ms),
+        percent(r.level_percent),
+        duration(r.stable_for_ms),
+    );
+    if let Some(note) = &r.note {
+        s.push_str("; ");
+        s.push_str(note);
+    }
+    s
+}
+
+/// Why a prober-limited probe's latency must not be trusted.
+pub(crate) fn prober_limited_warning(p: &ProbeReport) -> String {
+    format!(
+        "probe {} is prober-limited (scheduling lag p99 {}, max {}): its latency reflects \
+         this machine, not the service (lower the rate or give the prober more CPU)",
+        p.name,
+        opt_duration(p.scheduling_lag.p99_ms),
+        opt_duration(p.scheduling_lag.max_ms),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_in_the_unit_a_person_expects() {
+        let cases = [
+            (0.412, "412µs"),
+            (0.0004, "<1µs"),
+            (0.0, "0µs"),
+            (1.0, "1.00ms"),
+            (12.34, "12.3ms"),
+            (412.0, "412ms"),
+            (999.7, "1.00s"),
+            (1240.0, "1.24s"),
+            (12_345.0, "12.3s"),
+            (59_990.0, "1m00s"),
+            (125_000.0, "2m05s"),
+            (3_720_000.0, "1h02m"),
+            (-1500.0, "-1.50s"),
+            (f64::NAN, "-"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(duration(ms), want, "duration({ms})");
+        }
+    }
+
+    #[test]
+    fn percent_never_claims_full_or_zero_availability_it_did_not_have() {
+        assert_eq!(percent(100.0), "100%");
+        assert_eq!(percent(99.999), "99.99%");
+        assert_eq!(percent(97.3), "97.30%");
+        assert_eq!(percent(0.001), "0.01%");
+        assert_eq!(percent(0.0), "0%");
+    }
+
+    #[test]
+    fn errors_list_most_frequent_first_and_skip_zero_kinds() {
+        let m = BTreeMap::from([
+            ("refused".to_string(), 3),
+            ("timeout".to_string(), 12),
+            ("reset".to_string(), 0),
+        ]);
+        assert_eq!(errors(&m), "timeout 12, refused 3");
+        assert_eq!(errors(&BTreeMap::new()), "-");
+    }
+
+    #[test]
+    fn commands_quote_arguments_with_spaces() {
+        let argv = ["sh", "-c", "kill -9 $(cat pid)"].map(String::from);
+        assert_eq!(command(&argv), "sh -c 'kill -9 $(cat pid)'");
+    }
+}
