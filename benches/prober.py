@@ -46,6 +46,7 @@ WRK = shutil.which("wrk") or "/usr/bin/wrk"
 OHA = shutil.which("oha") or str(Path.home() / ".cargo/bin/oha")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 OURS_EXTRA: list[str] = []  # --ours-args, e.g. "--threads 0"
+VARIANTS: dict[str, list[str]] = {}  # --variant NAME=ARGS: more rows of ours in step 1
 TIME = "/usr/bin/time"  # GNU time, for the tool's own max RSS
 OURS = Path(os.environ.get("PROBE_BENCH", REPO / "target/release/examples/probe_bench"))
 SHAKEOUT = REPO / "target/release/shakeout"
@@ -99,6 +100,19 @@ def machine_busy_s() -> float:
     idle = v[3] + (v[4] if len(v) > 4 else 0)
     busy = sum(v[:8]) - idle
     return busy / CLK_TCK
+
+
+def wait_quiet(max_wait_s: float, limit_cores: float = 0.3) -> float:
+    """Wait (up to max_wait_s) until the machine's busy CPU over 3 s is below limit_cores;
+    returns the last busy reading."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        b0, t0 = machine_busy_s(), time.monotonic()
+        time.sleep(3)
+        busy = (machine_busy_s() - b0) / (time.monotonic() - t0)
+        if busy < limit_cores or time.monotonic() >= deadline:
+            return busy
+        log(f"  machine busy ({busy:.2f} cores), waiting for a quiet moment")
 
 
 def group_cpu_s(pgid: int | None) -> float:
@@ -405,9 +419,9 @@ def run_tool(tool: str, url: str, *, rate: str, conns: int, dur: float,
             cmd += ["-q", str(rate), "--latency-correction"]
         cmd.append(url)
         parse = parse_oha
-    elif tool == "ours":
+    elif tool == "ours" or tool in VARIANTS:
         cmd = [str(OURS), "--url", url, "--rate", str(rate), "--connections", str(conns),
-               "--duration", str(secs), *OURS_EXTRA]
+               "--duration", str(secs), *OURS_EXTRA, *VARIANTS.get(tool, [])]
         parse = parse_ours
     else:
         raise ValueError(tool)
@@ -435,6 +449,9 @@ def run_tool(tool: str, url: str, *, rate: str, conns: int, dur: float,
 # steps
 
 
+NOISY_CORES = 0.25  # outside load during a run above which the run is marked noisy
+
+
 def med(runs: list[dict], key: str):
     vals = [r[key] for r in runs if r.get(key) is not None and not r.get("failed")]
     return statistics.median(vals) if vals else None
@@ -444,7 +461,12 @@ def summarize(runs: list[dict]) -> dict:
     keys = ["rps", "cpu_us_per_req", "maxrss_mib", "cpu_pct", "server_cpu_us_per_req",
             "other_cores", "errors", "lat_p50_us", "lat_p99_us", "lag_p50_us", "lag_p99_us"]
     s = {k: med(runs, k) for k in keys}
+    # the same medians over the runs without outside load (None when there is none)
+    quiet = [r for r in runs if (r.get("other_cores") or 0) <= NOISY_CORES]
+    s["quiet"] = {k: med(quiet, k) for k in keys} if quiet else None
+    s["quiet_runs"] = sum(1 for r in quiet if not r.get("failed"))
     s["runs"] = sum(1 for r in runs if not r.get("failed"))
+    s["noisy_runs"] = sum(1 for r in runs if (r.get("other_cores") or 0) > NOISY_CORES)
     s["failed"] = sum(1 for r in runs if r.get("failed"))
     if runs:
         s["rss_max_mib"] = max((r.get("maxrss_mib") or 0) for r in runs)
@@ -517,12 +539,13 @@ def markdown(res: dict) -> str:
         L.append(f"### Max rate, {conns} keep-alive connection(s), "
                  f"{res['params']['max_dur']} s × {res['params']['reps']} interleaved runs (medians)")
         L.append("")
-        L.append("| tool | req/s | client CPU µs/req | max RSS MiB | nginx CPU µs/req | errors | outside load (cores) |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        L.append("| tool | req/s | client CPU µs/req | max RSS MiB | nginx CPU µs/req | errors | outside load (cores) | noisy runs |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
         for t, s in med_.items():
             L.append(f"| {t} | {fmt(s['rps'], 0)} | {fmt(s['cpu_us_per_req'], 2)} | "
                      f"{fmt(s['maxrss_mib'], 1)} | {fmt(s['server_cpu_us_per_req'], 2)} | "
-                     f"{fmt(s['errors'], 0)} | {fmt(s['other_cores'], 2)} |")
+                     f"{fmt(s['errors'], 0)} | {fmt(s['other_cores'], 2)} | "
+                     f"{s['noisy_runs']}/{s['runs']} |")
         o = med_.get("ours")
         if o:
             for peer in ("wrk", "oha"):
@@ -530,7 +553,24 @@ def markdown(res: dict) -> str:
                 if p:
                     L.append(f"| **ours/{peer}** | **{fmt(ratio(o['rps'], p['rps']), 2)}×** | "
                              f"**{fmt(ratio(o['cpu_us_per_req'], p['cpu_us_per_req']), 2)}×** | "
-                             f"**{fmt(ratio(o['maxrss_mib'], p['maxrss_mib']), 2)}×** | | | |")
+                             f"**{fmt(ratio(o['maxrss_mib'], p['maxrss_mib']), 2)}×** | | | | |")
+        L.append("")
+        L.append(f"Same, medians over the quiet runs only (outside load ≤ {NOISY_CORES} cores):")
+        L.append("")
+        L.append("| tool | quiet runs | req/s | client CPU µs/req | max RSS MiB |")
+        L.append("|---|---:|---:|---:|---:|")
+        for t, s in med_.items():
+            q = s.get("quiet") or {}
+            L.append(f"| {t} | {s.get('quiet_runs', 0)}/{s['runs']} | {fmt(q.get('rps'), 0)} | "
+                     f"{fmt(q.get('cpu_us_per_req'), 2)} | {fmt(q.get('maxrss_mib'), 1)} |")
+        o = (med_.get("ours") or {}).get("quiet")
+        if o:
+            for peer in ("wrk", "oha"):
+                p = (med_.get(peer) or {}).get("quiet")
+                if p:
+                    L.append(f"| **ours/{peer}** | | **{fmt(ratio(o['rps'], p['rps']), 2)}×** | "
+                             f"**{fmt(ratio(o['cpu_us_per_req'], p['cpu_us_per_req']), 2)}×** | "
+                             f"**{fmt(ratio(o['maxrss_mib'], p['maxrss_mib']), 2)}×** |")
         L.append("")
     if res.get("rss_flat"):
         L.append("### RSS of ours at max rate (16 connections) vs run length")
@@ -547,19 +587,19 @@ def markdown(res: dict) -> str:
             continue
         L.append(f"### {title}: {block['rate']} req/s, {block['conns']} connections, {block['dur']} s")
         L.append("")
-        L.append("| tool | ok | errors | latency p50 µs | p90 µs | p99 µs | lag p50 µs | lag p99 µs | client CPU % of a core | max RSS MiB |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("| tool | ok | errors | latency p50 µs | p90 µs | p99 µs | lag p50 µs | lag p99 µs | client CPU % of a core | max RSS MiB | outside load (cores) |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for t, r in block["runs"].items():
             L.append(f"| {t} | {fmt(r.get('ok'), 0)} | {fmt(r.get('errors'), 0)} | "
                      f"{fmt(r.get('lat_p50_us'), 0)} | {fmt(r.get('lat_p90_us'), 0)} | "
                      f"{fmt(r.get('lat_p99_us'), 0)} | {fmt(r.get('lag_p50_us'), 0)} | "
                      f"{fmt(r.get('lag_p99_us'), 0)} | {fmt(r.get('cpu_pct'), 1)} | "
-                     f"{fmt(r.get('maxrss_mib'), 1)} |")
+                     f"{fmt(r.get('maxrss_mib'), 1)} | {fmt(r.get('other_cores'), 2)} |")
         if key == "accuracy":
             t = block.get("truth", {})
             L.append(f"| truth: wrk -t1 -c1 closed loop | {fmt(t.get('ok'), 0)} | {fmt(t.get('errors'), 0)} | "
                      f"{fmt(t.get('lat_p50_us'), 0)} | {fmt(t.get('lat_p90_us'), 0)} | "
-                     f"{fmt(t.get('lat_p99_us'), 0)} | | | | |")
+                     f"{fmt(t.get('lat_p99_us'), 0)} | | | | | {fmt(t.get('other_cores'), 2)} |")
             L.append("")
             L.append(f"p50 error of ours vs truth: **{fmt(block.get('p50_error_ms'), 3)} ms**; "
                      f"p99 difference {fmt(block.get('p99_diff_ms'), 3)} ms.")
@@ -585,6 +625,18 @@ def goals(res: dict) -> list[dict]:
 
     m16 = res.get("max_rate", {}).get("16", {}).get("median", {})
     o, w, h = m16.get("ours"), m16.get("wrk"), m16.get("oha")
+    qo, qw, qh = ((m16.get(t) or {}).get("quiet") for t in ("ours", "wrk", "oha"))
+    if qo and qw:
+        r = ratio(qo["rps"], qw["rps"])
+        add("(quiet runs) max rate ≥ 0.9× wrk (16 conns)", r, r is not None and r >= GOALS["max_rate_vs_wrk"],
+            f"{fmt(r, 2)}× ({fmt(qo['rps'], 0)} vs {fmt(qw['rps'], 0)} req/s)")
+        r = ratio(qo["cpu_us_per_req"], qw["cpu_us_per_req"])
+        add("(quiet runs) CPU/request ≤ 1.1× wrk (16 conns)", r, r is not None and r <= GOALS["cpu_per_req_vs_wrk"],
+            f"{fmt(r, 2)}× ({fmt(qo['cpu_us_per_req'], 2)} vs {fmt(qw['cpu_us_per_req'], 2)} µs)")
+    if qo and qh:
+        r = ratio(qo["rps"], qh["rps"])
+        add("(quiet runs) max rate ≥ 1.0× oha (16 conns)", r, r is not None and r >= GOALS["max_rate_vs_oha"],
+            f"{fmt(r, 2)}× ({fmt(qo['rps'], 0)} vs {fmt(qh['rps'], 0)} req/s)")
     if o and w:
         r = ratio(o["rps"], w["rps"])
         add("max rate ≥ 0.9× wrk (16 conns)", r, r is not None and r >= GOALS["max_rate_vs_wrk"],
@@ -639,15 +691,28 @@ def main() -> int:
     ap.add_argument("--out", default=str(REPO / "bench-out/prober.json"))
     ap.add_argument("--skip-ours", action="store_true", help="peers only (harness testing)")
     ap.add_argument("--delay", default="5ms", help="sample service added delay")
+    ap.add_argument("--reps", type=int, help="repetitions of each max-rate run (default 3, quick 1)")
+    ap.add_argument("--steps", default="max,rss,fixed,accuracy",
+                    help="comma list of steps to run: max,rss,fixed,accuracy")
+    ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECS",
+                    help="first wait up to SECS for the machine to be idle (< 0.3 busy cores)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
+                    help='an extra row of ours in the max-rate step, e.g. "ours-t0=--threads 0"')
     ap.add_argument("--ours-args", default="", help='extra arguments for probe_bench, e.g. "--threads 0"')
     args = ap.parse_args()
     OURS_EXTRA.extend(args.ours_args.split())
+    for v in args.variant:
+        name, _, vargs = v.partition("=")
+        VARIANTS[name] = vargs.split()
 
     if args.quick:
         p = dict(max_dur=3, reps=1, fixed_dur=5, rss=(2, 5), truth_dur=3, acc_dur=4)
     else:
         p = dict(max_dur=10, reps=3, fixed_dur=20, rss=(3, 20), truth_dur=5, acc_dur=10)
     p.update(fixed_rate=1000, fixed_conns=16, acc_rate=200, acc_conns=16)
+    if args.reps:
+        p["reps"] = args.reps
+    steps = set(args.steps.split(","))
 
     have_ours = OURS.exists() and not args.skip_ours
     if not have_ours and not args.skip_ours:
@@ -658,6 +723,8 @@ def main() -> int:
             log(f"!! missing {exe}")
             return 2
 
+    if args.wait_quiet > 0:
+        log(f"busy cores before start: {wait_quiet(args.wait_quiet):.2f}")
     res: dict = {"mode": "quick" if args.quick else "full", "params": p, "machine": machine_info(),
                  "ours_cmd": f"{OURS} {' '.join(OURS_EXTRA)}".strip()}
     la = res["machine"]["loadavg_start"]
@@ -676,22 +743,27 @@ def main() -> int:
         log(f"nginx on {url} (pgid {pgid})")
         run_child([WRK, "-t1", "-c4", "-d1s", url], timeout_s=20)  # warm up
 
-        log("step 1: max rate")
-        res["max_rate"] = step_max_rate(url, tools, [16, 1],
+        if "max" in steps:
+            log("step 1: max rate")
+            vtools = tools + (list(VARIANTS) if have_ours else [])
+            res["max_rate"] = step_max_rate(url, vtools, [16, 1],
                                         p["max_dur"], p["reps"], pgid)
-        if have_ours:
+        if have_ours and "rss" in steps:
             log("step 1b: RSS of ours vs run length")
             res["rss_flat"] = step_rss_flat(url, p["rss"][0], p["rss"][1], pgid)
 
-        log(f"step 2: {p['fixed_rate']} req/s")
-        runs = step_fixed_rate(url, [t for t in ("ours", "oha") if t in tools], p["fixed_rate"],
-                               p["fixed_conns"], p["fixed_dur"], pgid, "nginx")
-        res["fixed_rate"] = {"rate": p["fixed_rate"], "conns": p["fixed_conns"],
-                             "dur": p["fixed_dur"], "runs": runs}
+        if "fixed" in steps:
+            log(f"step 2: {p['fixed_rate']} req/s")
+            runs = step_fixed_rate(url, [t for t in ("ours", "oha") if t in tools], p["fixed_rate"],
+                                   p["fixed_conns"], p["fixed_dur"], pgid, "nginx")
+            res["fixed_rate"] = {"rate": p["fixed_rate"], "conns": p["fixed_conns"],
+                                 "dur": p["fixed_dur"], "runs": runs}
         stop(nginx, group=True)
         nginx = None
 
-        if SHAKEOUT.exists():
+        if "accuracy" not in steps:
+            pass
+        elif SHAKEOUT.exists():
             log(f"step 3: accuracy, sample service --delay {args.delay}")
             sample, addr = start_sample(args.delay)
             spgid = os.getpgid(sample.pid)
