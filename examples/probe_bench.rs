@@ -77,10 +77,9 @@ fn main() -> anyhow::Result<()> {
             },
         }),
     };
-    let threads = args.threads.unwrap_or(match pace {
-        Pace::Rate(_) => 0,
-        Pace::Max => std::thread::available_parallelism().map_or(2, |n| n.get()),
-    });
+    // One thread by default, at every rate: measured here, two worker threads wake each
+    // other per request and cost 1.38x wrk's CPU per request at max rate, one costs 1.04x.
+    let threads = args.threads.unwrap_or(0);
     let runtime = match threads {
         0 => tokio::runtime::Builder::new_current_thread()
             .enable_all()

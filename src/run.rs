@@ -72,8 +72,7 @@ fn run_loaded(exp: &Experiment, output: &OutputArgs, seed: Option<u64>, dry_run:
         print!("{}", plan(exp));
         return exit::MET;
     }
-    let total_rate: f64 = exp.file.spec.probes.iter().map(|p| p.rate.per_second).sum();
-    let runtime = match probe::runtime_for(total_rate) {
+    let runtime = match probe::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

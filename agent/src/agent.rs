@@ -47,6 +47,11 @@ pub struct AgentConfig {
     pub proc_root: ProcRoot,
     /// Upper bound on `shutdown()`.
     pub shutdown_grace: Duration,
+    /// Whether the start-up sweep deletes every agent-tagged rule in the host network
+    /// namespace. Right for the one node agent of a host; an agent embedded in a
+    /// controller sets it false and reverts only what its own ledger lists, so it never
+    /// touches the rules of another live agent on the same host.
+    pub sweep_tagged_network: bool,
 }
 
 impl AgentConfig {
@@ -58,6 +63,7 @@ impl AgentConfig {
             audit_log: None,
             proc_root: ProcRoot::default(),
             shutdown_grace: Duration::from_secs(10),
+            sweep_tagged_network: true,
         }
     }
 }
@@ -147,8 +153,15 @@ impl Agent {
         let audit = Audit::open(&audit_path).map_err(|e| internal("audit log", &e))?;
         let metrics = Metrics::new();
         let net = Net::new(&config.state_dir);
-        let last_sweep =
-            sweep::startup_sweep(&ledger, &net, &config.proc_root, &audit, &metrics).await;
+        let last_sweep = sweep::startup_sweep(
+            &ledger,
+            &net,
+            &config.proc_root,
+            &audit,
+            &metrics,
+            config.sweep_tagged_network,
+        )
+        .await;
         let inner = Arc::new(Inner {
             policy: config.policy,
             proc_root: config.proc_root,

@@ -60,6 +60,13 @@ fn owner_alive(dir_name: &str) -> bool {
     }
 }
 
+/// An embedded agent reverts only its own ledger: other agents may be live on this host.
+fn embedded_config(state_dir: PathBuf) -> AgentConfig {
+    let mut config = AgentConfig::new(state_dir);
+    config.sweep_tagged_network = false;
+    config
+}
+
 /// Sweep the state directories of controllers that are gone.
 async fn sweep_stale(root: &Path) -> Vec<String> {
     let mut cleaned = Vec::new();
@@ -72,7 +79,7 @@ async fn sweep_stale(root: &Path) -> Vec<String> {
             continue;
         }
         // Starting an agent on the directory runs its sweep: it reverts what the ledger lists.
-        match Agent::start(AgentConfig::new(entry.path())).await {
+        match Agent::start(embedded_config(entry.path())).await {
             Ok(agent) => {
                 let report = agent.last_sweep().clone();
                 agent.shutdown().await;
@@ -102,7 +109,7 @@ impl Embedded {
         let swept = sweep_stale(&root).await;
         let me = std::process::id();
         let state_dir = root.join(format!("{me}-{}", start_time(me).unwrap_or(0)));
-        let agent = Agent::start(AgentConfig::new(&state_dir))
+        let agent = Agent::start(embedded_config(state_dir.clone()))
             .await
             .map_err(|e| format!("embedded agent: {e}"))?;
         let secret: String = (0..32)

@@ -20,6 +20,7 @@ pub(super) async fn startup_sweep(
     root: &ProcRoot,
     audit: &Audit,
     metrics: &Metrics,
+    sweep_tagged: bool,
 ) -> SweepReport {
     let (records, mut errors) = ledger.load();
     let mut report = SweepReport::default();
@@ -43,9 +44,16 @@ pub(super) async fn startup_sweep(
                 .map(|()| format!("reverted {:?} fault", applied.mechanism))
                 .map_err(|e| e.to_string()),
             // Whatever it installed carries the agent's tag; `net.sweep()` removes it.
-            Done::NetPending => {
+            Done::NetPending if sweep_tagged => {
                 Ok("network fault was never confirmed; tagged-rule sweep covers it".into())
             }
+            // Kept in the ledger and reported: only a sweep of tagged rules (a node
+            // agent's start) can remove what an unconfirmed apply may have installed.
+            Done::NetPending => Err(format!(
+                "network fault was never confirmed; rules tagged `shakeout:{}` may remain until \
+                 `shakeout-agent` starts on this host and sweeps them",
+                record.id
+            )),
         };
         match outcome {
             Ok(note) => {
@@ -67,7 +75,11 @@ pub(super) async fn startup_sweep(
             }
         }
     }
-    let net_report = net.sweep().await;
+    let net_report = if sweep_tagged {
+        net.sweep().await
+    } else {
+        SweepReport::default()
+    };
     report.ledger_reverted.extend(net_report.ledger_reverted);
     report.rules_deleted.extend(net_report.rules_deleted);
     report
