@@ -1,0 +1,483 @@
+//! The controller driving real agents: the embedded one (pausing a supervised service,
+//! and — as root — network latency through nfqueue), an in-process node agent whose
+//! controller is SIGKILLed mid-fault (the lease expires and the agent reverts), the
+//! `preflight` command, and an agent SIGKILLed mid-fault (the run exits 4 naming it).
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shakeout_agent::server::{serve, Limits, ServerConfig, Tokens};
+use shakeout_agent::{Agent, AgentConfig};
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "test-secret-0123456789abcdef";
+
+fn shakeout() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shakeout"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Process state letter from /proc/PID/stat (`S`, `T`, ...).
+fn state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')')
+        .and_then(|i| stat[i + 2..].chars().next())
+        .unwrap_or('?')
+}
+
+fn wait_for(what: &str, limit: Duration, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A child to pause; killed on drop.
+struct Sleeper(Child);
+
+impl Sleeper {
+    fn new() -> Self {
+        Sleeper(Command::new("sleep").arg("60").spawn().unwrap())
+    }
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A node agent served in-process from the test's own runtime.
+struct LocalAgent {
+    runtime: tokio::runtime::Runtime,
+    url: String,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalAgent {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let stop = CancellationToken::new();
+        let url = runtime.block_on(async {
+            let agent = Agent::start(AgentConfig::new(dir.path().join("state")))
+                .await
+                .unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let tokens = Tokens::parse(&format!("ci:{SECRET}")).unwrap();
+            let config = ServerConfig {
+                tokens,
+                tls: None,
+                limits: Limits::default(),
+            };
+            tokio::spawn(serve(listener, agent, config, stop.clone()));
+            format!("http://{addr}")
+        });
+        LocalAgent {
+            runtime,
+            url,
+            stop,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for LocalAgent {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        // Give the server a moment to close its listener before the runtime goes.
+        self.runtime
+            .block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+    }
+}
+
+struct Case {
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    fn new() -> Self {
+        Case {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn write(&self, yaml: &str) -> PathBuf {
+        let p = self.path("exp.yaml");
+        std::fs::write(&p, yaml).unwrap();
+        p
+    }
+    fn command(&self, file: &Path) -> Command {
+        let mut cmd = shakeout();
+        cmd.arg("run")
+            .arg(file)
+            .arg("--json")
+            .arg(self.path("report.json"))
+            .arg("--quiet")
+            .env("SHAKEOUT_STATE_DIR", self.path("state"))
+            .env("AGENT_TOKEN", SECRET)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+    fn report(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.path("report.json")).unwrap()).unwrap()
+    }
+}
+
+fn sample_service(port: u16) -> String {
+    format!(
+        r#"  services:
+    - name: sample
+      command: ["${{exe}}", sample-service, --listen, "127.0.0.1:{port}"]
+      ready: {{ http: "http://127.0.0.1:{port}/health", within: 5s }}
+  probes:
+    - name: health
+      http: {{ url: "http://127.0.0.1:{port}/health", timeout: 300ms }}
+      rate: 100/s
+"#
+    )
+}
+
+#[test]
+fn embedded_agent_pauses_a_service_and_the_outage_is_measured() {
+    let case = Case::new();
+    let port = free_port();
+    let file = case.write(&format!(
+        r#"apiVersion: shakeout/v1
+kind: Experiment
+metadata: {{ name: pause }}
+spec:
+  duration: 30s
+{}  steadyState: {{ window: 1s, availability: {{ min: 99% }} }}
+  faults:
+    - name: freeze
+      at: 1s
+      duration: 1s
+      process: {{ target: {{ service: sample }}, pause: {{}} }}
+  objectives:
+    rto: {{ max: 5s, stableFor: 500ms }}
+"#,
+        sample_service(port)
+    ));
+    let out = case.command(&file).output().unwrap();
+    let report = case.report();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fault = &report["faults"][0];
+    assert_eq!(fault["status"], "reverted", "{fault:#}");
+    assert_eq!(fault["agent"]["agent"], "embedded");
+    assert!(
+        fault["agent"]["targets"][0]
+            .as_str()
+            .unwrap()
+            .contains("shakeout"),
+        "{fault:#}"
+    );
+    // Paused for 1 s with a 300 ms timeout: sends due in the first ~700 ms of the pause
+    // time out, the later ones are answered after SIGCONT.
+    let rto = report["probes"][0]["rto"]["timeToRecoverMs"]
+        .as_f64()
+        .unwrap();
+    assert!((400.0..=1300.0).contains(&rto), "RTO {rto} ms");
+    let faults = &report["probes"][0]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phase"] == "faults")
+        .unwrap()["errors"];
+    assert!(faults["timeout"].as_u64().unwrap_or(0) > 30, "{faults}");
+}
+
+#[test]
+fn a_killed_controller_leaves_nothing_behind_the_lease_expires() {
+    let agent = LocalAgent::start();
+    let target = Sleeper::new();
+    let case = Case::new();
+    let file = case.write(&format!(
+        r#"apiVersion: shakeout/v1
+kind: Experiment
+metadata: {{ name: orphan }}
+spec:
+  duration: 60s
+  agents:
+    node: {{ url: "{}", tokenFrom: {{ env: AGENT_TOKEN }}, lease: 2s }}
+  probes:
+    - name: agent-port
+      tcp: {{ address: "{}" }}
+      rate: 10/s
+  faults:
+    - name: freeze
+      at: 300ms
+      duration: 50s
+      process: {{ agent: node, target: {{ pid: {} }}, pause: {{}} }}
+"#,
+        agent.url,
+        agent.url.trim_start_matches("http://"),
+        target.pid()
+    ));
+    let mut controller = case.command(&file).spawn().unwrap();
+    wait_for("the pause", Duration::from_secs(10), || {
+        state(target.pid()) == 'T'
+    });
+    // Let it renew at least once, then kill it without a chance to revert.
+    std::thread::sleep(Duration::from_millis(1000));
+    controller.kill().unwrap();
+    let killed = Instant::now();
+    controller.wait().unwrap();
+    wait_for(
+        "the agent's revert at the lease deadline",
+        Duration::from_secs(4),
+        || state(target.pid()) != 'T',
+    );
+    let after = killed.elapsed();
+    // The last renewal was at most a third of a lease before the kill; the reaper ticks
+    // every 100 ms. So the revert comes between 2/3 and 1 lease after, plus the tick.
+    assert!(
+        after >= Duration::from_millis(1200),
+        "reverted only {after:?} after the kill: not by the lease"
+    );
+    assert!(
+        after <= Duration::from_millis(2400),
+        "reverted {after:?} after the kill"
+    );
+}
+
+#[test]
+fn preflight_reports_ready_wrong_token_and_unreachable() {
+    let agent = LocalAgent::start();
+    let case = Case::new();
+    let yaml = |url: &str| {
+        format!(
+            r#"apiVersion: shakeout/v1
+kind: Experiment
+metadata: {{ name: pre }}
+spec:
+  duration: 10s
+  agents:
+    node: {{ url: "{url}", tokenFrom: {{ env: AGENT_TOKEN }} }}
+  probes:
+    - {{ name: p, tcp: {{ address: "127.0.0.1:9" }}, rate: 1/s }}
+  faults:
+    - name: slow
+      at: 1s
+      duration: 2s
+      network: {{ agent: node, blackhole: true, to: {{ ports: [9] }} }}
+"#
+        )
+    };
+    let file = case.write(&yaml(&agent.url));
+    let run = |token: &str| {
+        shakeout()
+            .arg("preflight")
+            .arg(&file)
+            .env("AGENT_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let ok = run(SECRET);
+    let text = String::from_utf8_lossy(&ok.stdout);
+    let nft_ok = text.contains("nftables: available");
+    // Ready when this machine has nftables (CI does); otherwise it must say why not.
+    if nft_ok {
+        assert_eq!(ok.status.code(), Some(0), "{text}");
+        assert!(
+            text.contains("agent node") && text.contains("ready"),
+            "{text}"
+        );
+    } else {
+        assert_eq!(ok.status.code(), Some(3), "{text}");
+        assert!(text.contains("blackhole needs nftables"), "{text}");
+    }
+    let bad = run("not-the-secret-at-all");
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("401 unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&bad.stdout)
+    );
+    let file = case.write(&yaml(&format!("http://127.0.0.1:{}", free_port())));
+    let down = shakeout()
+        .arg("preflight")
+        .arg(&file)
+        .env("AGENT_TOKEN", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&down.stdout).contains("unreachable"),
+        "{}",
+        String::from_utf8_lossy(&down.stdout)
+    );
+}
+
+/// The real agent binary, built beside the controller by `cargo test --workspace`.
+fn agent_binary() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_shakeout")).with_file_name("shakeout-agent");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the workspace tests (cargo test --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn an_agent_killed_mid_fault_makes_the_run_exit_4_naming_it() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tokens"), format!("ci:{SECRET}\n")).unwrap();
+    let mut agent = Command::new(agent_binary())
+        .args(["--listen", "127.0.0.1:0", "--tokens"])
+        .arg(dir.path().join("tokens"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(agent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().strip_prefix("listening ").unwrap().to_owned();
+    let target = Sleeper::new();
+    let case = Case::new();
+    let file = case.write(&format!(
+        r#"apiVersion: shakeout/v1
+kind: Experiment
+metadata: {{ name: lost-agent }}
+spec:
+  duration: 8s
+  agents:
+    node: {{ url: "http://{addr}", tokenFrom: {{ env: AGENT_TOKEN }}, lease: 2s }}
+  probes:
+    - {{ name: p, tcp: {{ address: "{addr}" }}, rate: 10/s }}
+  faults:
+    - name: freeze
+      at: 300ms
+      duration: 3s
+      process: {{ agent: node, target: {{ pid: {} }}, pause: {{}} }}
+"#,
+        target.pid()
+    ));
+    let controller = case.command(&file).spawn().unwrap();
+    wait_for("the pause", Duration::from_secs(10), || {
+        state(target.pid()) == 'T'
+    });
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let out = controller.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report = case.report();
+    assert_eq!(report["run"]["status"], "revertUnconfirmed");
+    let error = report["faults"][0]["agent"]["error"].as_str().unwrap();
+    let id = report["faults"][0]["agent"]["faultId"].as_str().unwrap();
+    assert!(error.contains(id) && error.contains(&addr), "{error}");
+    assert!(report["run"]["reason"].as_str().unwrap().contains("freeze"));
+    // Still paused: nobody is left to revert it (until an agent restarts and sweeps).
+    assert_eq!(state(target.pid()), 'T');
+}
+
+fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: privileged tests must run as root in CI"
+    );
+    eprintln!("skipping {test}: needs root (iptables NFQUEUE in the host namespace)");
+    false
+}
+
+#[test]
+fn embedded_agent_adds_network_latency_and_removes_its_rule() {
+    if !root_or_skip("embedded_agent_adds_network_latency_and_removes_its_rule") {
+        return;
+    }
+    let case = Case::new();
+    let port = free_port();
+    let file = case.write(&format!(
+        r#"apiVersion: shakeout/v1
+kind: Experiment
+metadata: {{ name: slow-link }}
+spec:
+  duration: 30s
+{}  steadyState: {{ window: 1500ms, availability: {{ min: 99% }} }}
+  faults:
+    - name: slow
+      at: 1500ms
+      duration: 2s
+      network: {{ latency: {{ delay: 40ms }}, to: {{ ports: [{port}], protocol: tcp }} }}
+"#,
+        sample_service(port)
+    ));
+    let out = case.command(&file).output().unwrap();
+    let report = case.report();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["faults"][0]["agent"]["mechanism"], "nfqueue");
+    let phase = |name: &str| {
+        report["probes"][0]["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["phase"] == name)
+            .unwrap()["latency"]["p50Ms"]
+            .as_f64()
+            .unwrap()
+    };
+    let (baseline, faults) = (phase("baseline"), phase("faults"));
+    assert!(baseline < 10.0, "baseline p50 {baseline} ms");
+    // Requests are delayed one way by 40 ms; the answer is not.
+    assert!(
+        (40.0..=55.0).contains(&faults),
+        "p50 during the fault {faults} ms"
+    );
+    assert!(phase("steady") < 10.0, "latency did not come back");
+    let rules = Command::new("iptables").arg("-S").output().unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(!rules.contains("shakeout:"), "rule left behind:\n{rules}");
+}
