@@ -228,7 +228,8 @@ pub struct RtoReport {
     /// Start of the first bucket after which availability stayed at the level for `stableForMs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered_ms: Option<f64>,
-    /// firstFailure - faultStart.
+    /// firstFailure - the start of the latest fault that began at or before it (with
+    /// several faults, the one that most plausibly caused the failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_to_detect_ms: Option<f64>,
     /// recovered - firstFailure: the measured RTO.

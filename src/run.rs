@@ -53,13 +53,31 @@ pub fn run_file(args: &RunArgs) -> i32 {
 /// `shakeout demo`: the embedded demo experiment on `--port`.
 pub fn run_demo(args: &DemoArgs) -> i32 {
     let text = DEMO_YAML.replace(DEMO_PORT, &args.port.to_string());
-    let exp = match experiment::parse(&text, Path::new("experiments/demo.yaml")) {
+    let mut exp = match experiment::parse(&text, Path::new("experiments/demo.yaml")) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("{e}");
             return exit::CANNOT_RUN;
         }
     };
+    if !nix::unistd::geteuid().is_root() {
+        // Network faults need CAP_NET_ADMIN; the rest of the demo does not.
+        let skipped: Vec<String> = exp
+            .file
+            .spec
+            .faults
+            .iter()
+            .filter(|f| f.network.is_some())
+            .map(|f| f.name.clone())
+            .collect();
+        exp.file.spec.faults.retain(|f| f.network.is_none());
+        if !skipped.is_empty() && !args.output.quiet {
+            eprintln!(
+                "note: not root, so the demo skips its network fault ({}): adding latency needs CAP_NET_ADMIN for an iptables NFQUEUE rule; run it as root to see it",
+                skipped.join(", ")
+            );
+        }
+    }
     run_loaded(&exp, &args.output, None, false)
 }
 

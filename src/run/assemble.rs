@@ -174,7 +174,22 @@ pub fn report(f: Finished<'_>) -> Report {
                 stable_for,
                 rate_per_second: rate(c).max(1e-9),
             };
-            Some(verdict::measure_rto(&r.buckets, f.bucket, w))
+            let mut rto = verdict::measure_rto(&r.buckets, f.bucket, w);
+            if let Some(first) = rto.first_failure_ms {
+                // The failure bucket may start up to one bucket before the fault inside it.
+                let cause = f
+                    .faults
+                    .iter()
+                    .filter(|x| x.status != "pending" && x.at_ms <= first + ms(f.bucket))
+                    .map(|x| x.at_ms)
+                    .fold(None, |acc: Option<f64>, at| {
+                        Some(acc.map_or(at, |a| a.max(at)))
+                    });
+                if let Some(at) = cause {
+                    rto.time_to_detect_ms = Some((first - at).max(0.0));
+                }
+            }
+            Some(rto)
         })
         .collect();
     let results: Vec<ProbeResult<'_>> = f

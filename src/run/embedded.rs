@@ -11,18 +11,17 @@ use std::sync::Arc;
 
 use shakeout_agent::server::{serve, Limits, ServerConfig};
 use shakeout_agent::{Agent, AgentConfig};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::fault::AgentClient;
 
-/// A running embedded agent.
+/// A running embedded agent. It lives on a thread and runtime of its own: applying a
+/// fault spawns and waits for `iptables`/`nft`, which must never stall the prober.
 pub struct Embedded {
-    agent: Agent,
     shutdown: CancellationToken,
-    server: JoinHandle<std::io::Result<()>>,
+    done: tokio::sync::oneshot::Receiver<Vec<String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     pub client: Arc<AgentClient>,
-    state_dir: PathBuf,
 }
 
 /// Where embedded agents keep their ledgers: `SHAKEOUT_STATE_DIR`, else
@@ -103,6 +102,64 @@ async fn sweep_stale(root: &Path) -> Vec<String> {
 impl Embedded {
     /// Start the embedded agent (after sweeping what dead controllers left).
     pub async fn start() -> Result<(Embedded, Vec<String>), String> {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let thread = std::thread::Builder::new()
+            .name("embedded-agent".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("embedded agent: runtime: {e}")));
+                        return;
+                    }
+                };
+                runtime.block_on(run(ready_tx, done_tx, stop));
+            })
+            .map_err(|e| format!("embedded agent: cannot start its thread: {e}"))?;
+        let (client, swept) = match ready_rx.await {
+            Ok(Ok(ready)) => ready,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("embedded agent: its thread ended before it was ready".into()),
+        };
+        Ok((
+            Embedded {
+                shutdown,
+                done,
+                thread: Some(thread),
+                client: Arc::new(client),
+            },
+            swept,
+        ))
+    }
+
+    /// Stop serving and revert whatever is still applied; returns what could not be reverted.
+    pub async fn stop(mut self) -> Vec<String> {
+        self.shutdown.cancel();
+        let failed = (&mut self.done)
+            .await
+            .unwrap_or_else(|_| vec!["embedded agent thread ended abnormally".into()]);
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        failed
+    }
+}
+
+type Ready = Result<(AgentClient, Vec<String>), String>;
+
+/// The embedded agent's life on its own runtime: sweep, start, serve, shut down.
+async fn run(
+    ready: tokio::sync::oneshot::Sender<Ready>,
+    done: tokio::sync::oneshot::Sender<Vec<String>>,
+    stop: CancellationToken,
+) {
+    let started = async {
         let root = state_root().join("embedded");
         std::fs::create_dir_all(&root)
             .map_err(|e| format!("embedded agent: cannot create {}: {e}", root.display()))?;
@@ -123,35 +180,30 @@ impl Embedded {
         let addr = listener
             .local_addr()
             .map_err(|e| format!("embedded agent: {e}"))?;
-        let shutdown = CancellationToken::new();
-        let config = ServerConfig {
-            tokens,
-            tls: None,
-            limits: Limits::default(),
-        };
-        let server = tokio::spawn(serve(listener, agent.clone(), config, shutdown.clone()));
         let client = AgentClient::new("embedded", &format!("http://{addr}"), &secret)
             .map_err(|e| e.to_string())?;
-        Ok((
-            Embedded {
-                agent,
-                shutdown,
-                server,
-                client: Arc::new(client),
-                state_dir,
-            },
-            swept,
-        ))
-    }
-
-    /// Stop serving and revert whatever is still applied; returns what could not be reverted.
-    pub async fn stop(self) -> Vec<String> {
-        self.shutdown.cancel();
-        let _ = self.server.await;
-        let report = self.agent.shutdown().await;
-        if report.failed.is_empty() {
-            let _ = std::fs::remove_dir_all(&self.state_dir);
+        Ok::<_, String>((agent, listener, tokens, client, swept, state_dir))
+    };
+    let (agent, listener, tokens, client, swept, state_dir) = match started.await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            let _ = done.send(Vec::new());
+            return;
         }
-        report.failed
+    };
+    let config = ServerConfig {
+        tokens,
+        tls: None,
+        limits: Limits::default(),
+    };
+    let server = tokio::spawn(serve(listener, agent.clone(), config, stop.clone()));
+    let _ = ready.send(Ok((client, swept)));
+    stop.cancelled().await;
+    let _ = server.await;
+    let report = agent.shutdown().await;
+    if report.failed.is_empty() {
+        let _ = std::fs::remove_dir_all(&state_dir);
     }
+    let _ = done.send(report.failed);
 }
