@@ -38,6 +38,13 @@ pub enum AgentError {
         status: u16,
         body: ErrorBody,
     },
+    /// The request went out but no answer came back: whether it took effect is unknown.
+    #[error("agent {agent} ({url}): no answer after the request was sent, so its outcome is unknown: {message}")]
+    Lost {
+        agent: String,
+        url: String,
+        message: String,
+    },
     #[error("agent {agent} ({url}): {message}")]
     Protocol {
         agent: String,
@@ -50,6 +57,11 @@ pub enum AgentError {
 
 impl AgentError {
     /// The HTTP status the agent answered, if it answered.
+    /// True when the request may have taken effect although no answer came back.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, AgentError::Lost { .. })
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             AgentError::Refused { status, .. } => Some(*status),
@@ -151,33 +163,53 @@ impl AgentClient {
         }
     }
 
-    /// One call: connect, send, read the whole (bounded) answer, map errors.
+    fn err_lost(&self, message: String) -> AgentError {
+        AgentError::Lost {
+            agent: self.name.clone(),
+            url: self.url.clone(),
+            message,
+        }
+    }
+
+    /// One call: connect, send, read the whole (bounded) answer, map errors. Failing to
+    /// connect means nothing happened (`Unreachable`); failing after the request went out
+    /// means it may have taken effect (`Lost`).
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T, AgentError> {
-        let fut = self.call_inner(method, path, body);
-        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+        let connect = async {
+            let stream = tokio::net::TcpStream::connect(&self.authority)
+                .await
+                .map_err(|e| self.err_unreachable(e.to_string()))?;
+            hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| self.err_unreachable(e.to_string()))
+        };
+        let (sender, conn) = match tokio::time::timeout_at(deadline, connect).await {
+            Ok(r) => r?,
+            Err(_) => {
+                let msg = format!("no connection within {}", Dur(CALL_TIMEOUT));
+                return Err(self.err_unreachable(msg));
+            }
+        };
+        tokio::spawn(conn);
+        match tokio::time::timeout_at(deadline, self.exchange(sender, method, path, body)).await {
             Ok(r) => r,
-            Err(_) => Err(self.err_unreachable(format!("no answer within {}", Dur(CALL_TIMEOUT)))),
+            Err(_) => Err(self.err_lost(format!("no answer within {}", Dur(CALL_TIMEOUT)))),
         }
     }
 
-    async fn call_inner<T: DeserializeOwned>(
+    async fn exchange<T: DeserializeOwned>(
         &self,
+        mut sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T, AgentError> {
-        let stream = tokio::net::TcpStream::connect(&self.authority)
-            .await
-            .map_err(|e| self.err_unreachable(e.to_string()))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| self.err_unreachable(e.to_string()))?;
-        tokio::spawn(conn);
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base_path))
@@ -195,13 +227,13 @@ impl AgentClient {
         let resp = sender
             .send_request(req)
             .await
-            .map_err(|e| self.err_unreachable(e.to_string()))?;
+            .map_err(|e| self.err_lost(e.to_string()))?;
         let status = resp.status();
         let limited = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE);
         let bytes = limited
             .collect()
             .await
-            .map_err(|e| self.err_protocol(format!("reading the answer: {e}")))?
+            .map_err(|e| self.err_lost(format!("reading the answer: {e}")))?
             .to_bytes();
         if status.is_success() {
             return serde_json::from_slice(&bytes)
@@ -234,6 +266,11 @@ impl AgentClient {
     pub async fn apply(&self, req: &ApplyRequest) -> Result<ApplyResponse, AgentError> {
         let body = serde_json::to_vec(req).map_err(|e| self.err_protocol(e.to_string()))?;
         self.call(Method::POST, "/v1/faults", Some(body)).await
+    }
+
+    /// `GET /v1/faults`: every fault the agent holds.
+    pub async fn list(&self) -> Result<Vec<shakeout_api::FaultStatus>, AgentError> {
+        self.call(Method::GET, "/v1/faults", None).await
     }
 
     /// `POST /v1/faults/{id}/renew`.

@@ -294,6 +294,22 @@ impl FaultTask {
         self.set_active(true);
         let applied = match client.apply(&req).await {
             Ok(resp) => resp,
+            Err(e) if e.outcome_unknown() => {
+                // The agent may have applied it: find it by name and revert it, or say
+                // exactly what may be left.
+                let msg = self.recover_unknown_apply(&client, &label, &e).await;
+                self.events.push("fault", format!("{name}: {msg}"));
+                self.set_active(false);
+                report.status = if msg.starts_with("reverted") {
+                    "failed"
+                } else {
+                    "revertFailed"
+                }
+                .into();
+                ar.error = Some(msg);
+                report.agent = Some(ar);
+                return report;
+            }
             Err(e) => {
                 self.events
                     .push("fault", format!("{name} apply FAILED: {e}"));
@@ -351,6 +367,59 @@ impl FaultTask {
         self.set_active(false);
         report.agent = Some(ar);
         report
+    }
+
+    /// After an apply whose answer was lost: look for the fault on the agent (by
+    /// experiment and fault name) and revert it. Returns what happened, for the report.
+    async fn recover_unknown_apply(
+        &self,
+        client: &AgentClient,
+        label: &str,
+        error: &crate::fault::AgentError,
+    ) -> String {
+        let deadline = Instant::now() + client.lease.max(MIN_REVERT_CONFIRM);
+        loop {
+            match client.list().await {
+                Ok(held) => {
+                    let ours: Vec<_> = held
+                        .into_iter()
+                        .filter(|f| {
+                            f.experiment == self.ctx.experiment && f.fault == self.spec.name
+                        })
+                        .collect();
+                    let mut reverted = Vec::new();
+                    for f in &ours {
+                        if self.confirm_revert(client, &f.id).await.is_ok() {
+                            reverted.push(f.id.clone());
+                        }
+                    }
+                    if reverted.len() == ours.len() {
+                        return format!("reverted after an apply whose answer was lost ({error}); ids reverted: {reverted:?}");
+                    }
+                    if Instant::now() >= deadline {
+                        let left: Vec<&str> = ours
+                            .iter()
+                            .map(|f| f.id.as_str())
+                            .filter(|id| !reverted.iter().any(|r| r == id))
+                            .collect();
+                        return format!(
+                            "apply outcome was unknown ({error}); agent {label} ({}) still holds fault ids {left:?} and did not confirm their revert",
+                            client.url
+                        );
+                    }
+                }
+                Err(e) if Instant::now() >= deadline => {
+                    return format!(
+                        "apply outcome unknown ({error}) and agent {label} ({}) cannot be asked ({e}): fault `{}` of experiment `{}` may be applied there; if the agent is alive it reverts it at its lease deadline (within {})",
+                        client.url,
+                        self.spec.name,
+                        self.ctx.experiment,
+                        shakeout_api::Dur(client.lease)
+                    );
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
     }
 
     /// Renew the lease every third of it until the fault's end or a cancel.
