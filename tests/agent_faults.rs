@@ -491,3 +491,112 @@ spec:
     let rules = String::from_utf8_lossy(&rules.stdout);
     assert!(!rules.contains("shakeout:"), "rule left behind:\n{rules}");
 }
+
+/// A self-signed certificate for 127.0.0.1 (its own CA) via the openssl CLI.
+fn self_signed(dir: &Path, stem: &str) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (
+        dir.join(format!("{stem}.pem")),
+        dir.join(format!("{stem}.key")),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=agent",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status();
+    made.is_ok_and(|s| s.success()).then_some((cert, key))
+}
+
+#[test]
+fn preflight_over_tls_trusts_only_the_configured_ca() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let (Some((cert, key)), Some((other, _))) = (
+        self_signed(dir.path(), "agent"),
+        self_signed(dir.path(), "other"),
+    ) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the openssl CLI is needed to make test certificates"
+        );
+        eprintln!("skipped: the openssl CLI is needed to make test certificates");
+        return;
+    };
+    std::fs::write(dir.path().join("tokens"), format!("ci:{SECRET}\n")).unwrap();
+    let mut agent = Command::new(agent_binary())
+        .args(["--listen", "127.0.0.1:0", "--tokens"])
+        .arg(dir.path().join("tokens"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(agent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().strip_prefix("listening ").unwrap().to_owned();
+    let case = Case::new();
+    let preflight = |ca: &Path| {
+        let file = case.write(&format!(
+            r#"apiVersion: shakeout/v1
+kind: Experiment
+metadata: {{ name: tls }}
+spec:
+  duration: 10s
+  agents:
+    node: {{ url: "https://{addr}", tokenFrom: {{ env: AGENT_TOKEN }}, ca: "{}" }}
+  probes:
+    - {{ name: p, tcp: {{ address: "{addr}" }}, rate: 1/s }}
+  faults:
+    - name: freeze
+      at: 1s
+      duration: 1s
+      process: {{ agent: node, target: {{ pid: 1 }}, pause: {{}} }}
+"#,
+            ca.display()
+        ));
+        shakeout()
+            .arg("preflight")
+            .arg(&file)
+            .env("AGENT_TOKEN", SECRET)
+            .output()
+            .unwrap()
+    };
+    let good = preflight(&cert);
+    let text = String::from_utf8_lossy(&good.stdout);
+    assert_eq!(good.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("agent node (https://{addr}): ready")),
+        "{text}"
+    );
+    let bad = preflight(&other);
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(3), "{text}");
+    assert!(text.contains("TLS"), "{text}");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+}

@@ -71,7 +71,7 @@ impl AgentError {
 }
 
 /// One agent: where it is and how to authenticate.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AgentClient {
     pub name: String,
     pub url: String,
@@ -80,11 +80,58 @@ pub struct AgentClient {
     token: String,
     /// Lease asked for each fault on this agent.
     pub lease: Duration,
+    /// For https:// agents: the connector trusting the configured CA, and the name to verify.
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
+// By hand: the token must never reach a log line through `{:?}`.
+impl std::fmt::Debug for AgentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentClient")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("lease", &self.lease)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Anything hyper can speak HTTP/1.1 over: plain TCP or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// A TLS connector that trusts exactly the certificates in the PEM file `ca`.
+fn tls_connector(ca: &Path) -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs =
+        CertificateDer::pem_file_iter(ca).map_err(|e| format!("ca {}: {e}", ca.display()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("ca {}: {e}", ca.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("ca {}: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("ca {}: no certificate in the file", ca.display()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 impl AgentClient {
-    /// A client for `url` (http://host:port) with a bearer `token`.
-    pub fn new(name: &str, url: &str, token: &str) -> Result<Self, AgentError> {
+    /// A client for `url` (`http://host:port`, or `https://host:port` with the PEM file
+    /// of the CA that signed the agent's certificate) with a bearer `token`.
+    pub fn new(name: &str, url: &str, token: &str, ca: Option<&Path>) -> Result<Self, AgentError> {
         let config = |message: String| AgentError::Config {
             agent: name.into(),
             message,
@@ -92,19 +139,24 @@ impl AgentClient {
         let uri: Uri = url
             .parse()
             .map_err(|e| config(format!("url `{url}`: {e}")))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(config(format!(
-                    "url `{url}`: https agents are not supported by this build yet; reach the agent over http on a trusted network or through a tunnel"
-                )))
-            }
-            _ => return Err(config(format!("url `{url}`: use http://host:port"))),
-        }
         let host = uri
             .host()
             .ok_or_else(|| config(format!("url `{url}` has no host")))?;
-        let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+        let (default_port, tls) = match (uri.scheme_str(), ca) {
+            (Some("http"), None) => (80, None),
+            (Some("http"), Some(_)) => return Err(config(format!("url `{url}`: a CA only applies to https"))),
+            (Some("https"), Some(ca)) => {
+                let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+                let name = rustls::pki_types::ServerName::try_from(host)
+                    .map_err(|e| config(format!("url `{url}`: {e}")))?;
+                (443, Some((tls_connector(ca).map_err(config)?, name)))
+            }
+            (Some("https"), None) => {
+                return Err(config(format!("url `{url}`: https needs `ca:` (the PEM file of the CA that signed the agent's certificate)")))
+            }
+            _ => return Err(config(format!("url `{url}`: use http://host:port or https://host:port"))),
+        };
+        let authority = format!("{host}:{}", uri.port_u16().unwrap_or(default_port));
         Ok(AgentClient {
             name: name.into(),
             url: url.into(),
@@ -112,6 +164,7 @@ impl AgentClient {
             base_path: uri.path().trim_end_matches('/').to_owned(),
             token: token.into(),
             lease: crate::fault::request::LEASE,
+            tls,
         })
     }
 
@@ -135,12 +188,8 @@ impl AgentClient {
         if token.is_empty() {
             return Err(config("the token is empty".into()));
         }
-        if spec.ca.is_some() {
-            return Err(config(
-                "ca: https agents are not supported by this build yet".into(),
-            ));
-        }
-        let mut client = Self::new(name, &spec.url, token)?;
+        let ca = spec.ca.as_ref().map(|c| base_dir.join(c));
+        let mut client = Self::new(name, &spec.url, token, ca.as_deref())?;
         if let Some(lease) = spec.lease {
             client.lease = lease.0;
         }
@@ -185,7 +234,16 @@ impl AgentClient {
             let stream = tokio::net::TcpStream::connect(&self.authority)
                 .await
                 .map_err(|e| self.err_unreachable(e.to_string()))?;
-            hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            let io: Box<dyn Io> = match &self.tls {
+                None => Box::new(stream),
+                Some((connector, name)) => Box::new(
+                    connector
+                        .connect(name.clone(), stream)
+                        .await
+                        .map_err(|e| self.err_unreachable(format!("TLS: {e}")))?,
+                ),
+            };
+            hyper::client::conn::http1::handshake(TokioIo::new(io))
                 .await
                 .map_err(|e| self.err_unreachable(e.to_string()))
         };

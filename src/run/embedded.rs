@@ -180,7 +180,7 @@ async fn run(
         let addr = listener
             .local_addr()
             .map_err(|e| format!("embedded agent: {e}"))?;
-        let client = AgentClient::new("embedded", &format!("http://{addr}"), &secret)
+        let client = AgentClient::new("embedded", &format!("http://{addr}"), &secret, None)
             .map_err(|e| e.to_string())?;
         Ok::<_, String>((agent, listener, tokens, client, swept, state_dir))
     };
