@@ -9,24 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{free_port, shakeout};
 use serde_json::Value;
 use shakeout_agent::server::{serve, Limits, ServerConfig, Tokens};
 use shakeout_agent::{Agent, AgentConfig};
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "test-secret-0123456789abcdef";
-
-fn shakeout() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shakeout"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Process state letter from /proc/PID/stat (`S`, `T`, ...).
 fn state(pid: u32) -> char {

@@ -5,23 +5,13 @@
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{free_port, shakeout};
 use serde_json::Value;
-
-fn shakeout() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shakeout"))
-}
-
-/// A free port on 127.0.0.1 (bound then released; the service binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Case {
     dir: tempfile::TempDir,
