@@ -591,3 +591,163 @@ spec:
     agent.kill().unwrap();
     agent.wait().unwrap();
 }
+
+#[test]
+fn sigint_during_an_agent_fault_reverts_it_and_exits_2() {
+    let target = Sleeper::new();
+    let case = Case::new();
+    let file = case.write(&format!(
+        r#"apiVersion: shakeout/v1
+kind: Experiment
+metadata: {{ name: interrupted }}
+spec:
+  duration: 60s
+  probes:
+    - {{ name: p, tcp: {{ address: "127.0.0.1:{}" }}, rate: 10/s }}
+  faults:
+    - name: freeze
+      at: 300ms
+      duration: 50s
+      process: {{ target: {{ pid: {} }}, pause: {{}} }}
+"#,
+        free_port(),
+        target.pid()
+    ));
+    let controller = case.command(&file).spawn().unwrap();
+    wait_for("the pause", Duration::from_secs(10), || {
+        state(target.pid()) == 'T'
+    });
+    let pid = nix::unistd::Pid::from_raw(controller.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = controller.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_ne!(
+        state(target.pid()),
+        'T',
+        "still paused after the interrupted run"
+    );
+    let report = case.report();
+    assert_eq!(report["run"]["status"], "interrupted");
+    assert_eq!(report["faults"][0]["status"], "reverted");
+}
+
+/// A network namespace of the test's own, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Self {
+        let name = format!("so-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        assert!(Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success());
+        assert!(Command::new("ip")
+            .args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"])
+            .status()
+            .unwrap()
+            .success());
+        Netns(name)
+    }
+    fn has_shakeout_table(&self) -> bool {
+        Command::new("ip")
+            .args([
+                "netns", "exec", &self.0, "nft", "list", "table", "inet", "shakeout",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn start_agent(dir: &Path) -> (Child, String) {
+    use std::io::BufRead;
+    let mut agent = Command::new(agent_binary())
+        .args(["--listen", "127.0.0.1:0", "--tokens"])
+        .arg(dir.join("tokens"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(agent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (
+        agent,
+        line.trim().strip_prefix("listening ").unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn agent_killed_holding_a_network_fault_sweeps_it_on_restart() {
+    if !root_or_skip("agent_killed_holding_a_network_fault_sweeps_it_on_restart") {
+        return;
+    }
+    let ns = Netns::new("kill9");
+    // A process living in the namespace names it for the agent.
+    let mut holder = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "sleep", "60"])
+        .spawn()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tokens"), format!("ci:{SECRET}\n")).unwrap();
+    let (mut agent, addr) = start_agent(dir.path());
+    let case = Case::new();
+    let file = case.write(&format!(
+        r#"apiVersion: shakeout/v1
+kind: Experiment
+metadata: {{ name: orphaned-rule }}
+spec:
+  duration: 60s
+  agents:
+    node: {{ url: "http://{addr}", tokenFrom: {{ env: AGENT_TOKEN }}, lease: 30s }}
+  probes:
+    - {{ name: p, tcp: {{ address: "{addr}" }}, rate: 10/s }}
+  faults:
+    - name: cut
+      at: 300ms
+      duration: 50s
+      network: {{ agent: node, blackhole: true, to: {{ ports: [9] }}, namespace: {{ pid: {} }} }}
+"#,
+        holder.id()
+    ));
+    let mut controller = case.command(&file).spawn().unwrap();
+    wait_for("the rule in the namespace", Duration::from_secs(10), || {
+        ns.has_shakeout_table()
+    });
+    // Both die without a chance to revert: the rule outlives them (until the sweep).
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    controller.kill().unwrap();
+    controller.wait().unwrap();
+    assert!(
+        ns.has_shakeout_table(),
+        "the rule vanished before any sweep"
+    );
+    let (mut agent, _) = start_agent(dir.path());
+    // `listening` is printed after the start-up sweep, so the rule must be gone now.
+    assert!(
+        !ns.has_shakeout_table(),
+        "the restarted agent's sweep left the rule behind"
+    );
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
