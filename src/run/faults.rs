@@ -191,12 +191,12 @@ impl FaultTask {
         self.events.push(
             "fault",
             if applied_ok {
-                format!("{name} applied: {}", exec.command.join(" "))
+                format!("{name} applied: {}", apply.command.join(" "))
             } else {
                 format!(
                     "{name} apply FAILED ({}): {}",
                     describe_action(&apply),
-                    exec.command.join(" ")
+                    apply.command.join(" ")
                 )
             },
         );
@@ -216,8 +216,10 @@ impl FaultTask {
                 Err(e) => not_run(revert, e, self.origin),
             };
             if result.success {
-                self.events
-                    .push("fault", format!("{name} reverted: {}", revert.join(" ")));
+                self.events.push(
+                    "fault",
+                    format!("{name} reverted: {}", result.command.join(" ")),
+                );
                 if applied_ok {
                     report.status = "reverted".into();
                 }
@@ -227,7 +229,7 @@ impl FaultTask {
                     format!(
                         "{name} revert FAILED ({}): {}",
                         describe_action(&result),
-                        revert.join(" ")
+                        result.command.join(" ")
                     ),
                 );
                 report.status = "revertFailed".into();
