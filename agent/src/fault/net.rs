@@ -188,8 +188,15 @@ impl Net {
             Mechanism::Nfqueue => {
                 // Rule first, so no new packet is queued; then the reader releases what
                 // it holds and closes the queue.
+                // Only the binaries that got rules (ip6tables is skipped for an IPv4-only
+                // filter): each one costs a listing and a restore.
+                let bins: Option<Vec<String>> = applied
+                    .detail
+                    .get("rules")
+                    .and_then(|r| serde_json::from_value::<Vec<iptables::Rule>>(r.clone()).ok())
+                    .map(|r| iptables::bins_of(&r));
                 let owned = id.clone();
-                netns::run(target, move || iptables::revert(&owned)).await?;
+                netns::run(target, move || iptables::revert(&owned, bins.as_deref())).await?;
                 let reader = self.lock_readers().remove(&id);
                 if let Some(r) = reader {
                     tokio::task::spawn_blocking(move || r.stop())

@@ -4,7 +4,9 @@
 //! `iptables -j NFQUEUE --queue-bypass` (the bypass is what makes it fail open when the
 //! agent dies). Rules live in chains of our own, `SHAKEOUT-OUT` / `SHAKEOUT-IN`, entered
 //! from OUTPUT / INPUT by a jump tagged `shakeout`; each rule carries
-//! `shakeout:<id>`. Functions here run inside the target namespace.
+//! `shakeout:<id>`. Apply and revert are one `iptables-restore --noflush` transaction per
+//! binary, since process spawns are most of their latency. Functions here run inside the
+//! target namespace.
 
 use super::filter::{Family, Filter, Hook};
 use super::{exec, NetError};
@@ -82,54 +84,152 @@ pub(crate) fn rules(id: &str, filter: &Filter, queue: u16, with_v6: bool) -> Vec
     out
 }
 
-/// Installs the rules (creating our chains and jumps as needed), then checks each is
-/// listed. On any failure the ones already added are removed again.
+/// Installs the rules (creating our chains and jumps as needed) in one
+/// `iptables-restore --noflush` transaction per binary, then checks in a fresh listing
+/// that every rule is there. On any failure the ones already added are removed again.
+/// Process spawns are most of an apply's latency, so this is one listing, one restore
+/// and one verifying listing per binary, whatever the number of rules.
 pub(crate) fn apply(id: &str, rules: &[Rule]) -> Result<(), NetError> {
-    let result = rules.iter().try_for_each(|r| {
-        ensure_chain(&r.bin, &r.chain)?;
-        let mut argv = vec!["-w", WAIT, "-A", &r.chain];
-        argv.extend(r.args.iter().map(String::as_str));
-        exec(&r.bin, &argv, None).map(|_| ())
+    let bins = bins_of(rules);
+    let result = bins.iter().try_for_each(|bin| {
+        let listing = Listing::read(bin)?;
+        let mine: Vec<&Rule> = rules.iter().filter(|r| &r.bin == bin).collect();
+        let mut script = String::from("*filter\n");
+        for chain in [CHAIN_OUT, CHAIN_IN] {
+            if !mine.iter().any(|r| r.chain == chain) {
+                continue;
+            }
+            // Declared only when missing: iptables-restore flushes a declared chain
+            // that exists, even with --noflush, and other faults' rules live there.
+            if listing.chain(chain).is_none() {
+                script += &format!(":{chain} - [0:0]\n");
+            }
+            if !listing
+                .rules(parent(chain))
+                .iter()
+                .any(|l| is_our_jump(l, chain))
+            {
+                // First in the parent chain, so an earlier ACCEPT cannot skip the fault.
+                script += &format!("-I {} 1 {}\n", parent(chain), jump_args(chain).join(" "));
+            }
+        }
+        for r in &mine {
+            script += &format!("-A {} {}\n", r.chain, r.args.join(" "));
+        }
+        script += "COMMIT\n";
+        exec(&restore(bin), &["-w", WAIT, "--noflush"], Some(&script)).map(|_| ())
     });
     let verified = result.and_then(|()| {
-        for r in rules {
-            let mut argv = vec!["-w", WAIT, "-C", &r.chain];
-            argv.extend(r.args.iter().map(String::as_str));
-            exec(&r.bin, &argv, None).map_err(|e| {
-                NetError::Failed(format!(
-                    "{} rule for {id} not listed after adding it: {e}",
-                    r.bin
-                ))
-            })?;
+        let tag = format!("shakeout:{id}");
+        for bin in &bins {
+            let listing = Listing::read(bin)?;
+            let want = rules.iter().filter(|r| &r.bin == bin).count();
+            let got = [CHAIN_OUT, CHAIN_IN]
+                .iter()
+                .flat_map(|c| listing.rules(c))
+                .filter(|l| words(l).contains(&tag))
+                .count();
+            if got != want {
+                return Err(NetError::Failed(format!(
+                    "{bin}: {want} rule(s) for {id} added but {got} listed"
+                )));
+            }
         }
         Ok(())
     });
     if let Err(e) = verified {
-        let _ = revert(id);
+        let _ = revert(id, Some(&bins));
         return Err(e);
     }
     Ok(())
 }
 
-/// Deletes the fault's rules in both binaries; drops our chains when they are empty.
-pub(crate) fn revert(id: &str) -> Result<Vec<String>, NetError> {
+/// Deletes the fault's rules, and our chains (with their jumps) when nothing else is
+/// left in them: one listing and one restore transaction per binary. `bins` are the
+/// binaries the fault's record names; `None` (an old or partial record) means both.
+pub(crate) fn revert(id: &str, bins: Option<&[String]>) -> Result<Vec<String>, NetError> {
     let tag = format!("shakeout:{id}");
     let mut deleted = Vec::new();
-    for bin in binaries() {
+    let bins: Vec<String> = match bins {
+        Some(b) => b
+            .iter()
+            .filter(|b| super::tool(b).is_some())
+            .cloned()
+            .collect(),
+        None => binaries().map(String::from).collect(),
+    };
+    for bin in &bins {
+        let listing = Listing::read(bin)?;
+        let mut script = String::new();
         for chain in [CHAIN_OUT, CHAIN_IN] {
-            let Some(lines) = list(bin, chain)? else {
+            let Some(lines) = listing.chain(chain) else {
                 continue;
             };
-            for line in lines.iter().filter(|l| words(l).contains(&tag)) {
-                delete_line(bin, line)?;
+            let mine: Vec<&String> = lines.iter().filter(|l| words(l).contains(&tag)).collect();
+            for line in &mine {
+                script += &format!("-D {}\n", line.trim_start_matches("-A "));
                 deleted.push(format!("{bin} {line}"));
             }
-            if list(bin, chain)?.is_some_and(|rest| rest.is_empty()) {
-                remove_chain(bin, chain)?;
+            if mine.len() == lines.len() {
+                for jump in listing
+                    .rules(parent(chain))
+                    .iter()
+                    .filter(|l| is_our_jump(l, chain))
+                {
+                    script += &format!("-D {}\n", jump.trim_start_matches("-A "));
+                }
+                script += &format!("-X {chain}\n");
             }
+        }
+        if !script.is_empty() {
+            let script = format!("*filter\n{script}COMMIT\n");
+            exec(&restore(bin), &["-w", WAIT, "--noflush"], Some(&script))?;
         }
     }
     Ok(deleted)
+}
+
+/// The distinct binaries of a rule set, in first-use order.
+pub(crate) fn bins_of(rules: &[Rule]) -> Vec<String> {
+    let mut bins: Vec<String> = Vec::new();
+    for r in rules {
+        if !bins.contains(&r.bin) {
+            bins.push(r.bin.clone());
+        }
+    }
+    bins
+}
+
+fn restore(bin: &str) -> String {
+    format!("{bin}-restore")
+}
+
+/// One `-S` listing of the filter table, read once and queried per chain.
+struct Listing(String);
+
+impl Listing {
+    fn read(bin: &str) -> Result<Listing, NetError> {
+        exec(bin, &["-w", WAIT, "-S"], None).map(Listing)
+    }
+
+    /// `-A` lines of a user chain, `None` when it does not exist.
+    fn chain(&self, chain: &str) -> Option<Vec<String>> {
+        let declared = format!("-N {chain}");
+        self.0
+            .lines()
+            .any(|l| l.trim() == declared)
+            .then(|| self.rules(chain))
+    }
+
+    /// `-A` lines of any chain (empty when it does not exist).
+    fn rules(&self, chain: &str) -> Vec<String> {
+        let prefix = format!("-A {chain} ");
+        self.0
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .map(String::from)
+            .collect()
+    }
 }
 
 /// Deletes every rule in our chains, the tagged jumps to them, and the chains.
@@ -171,21 +271,6 @@ fn parent(chain: &str) -> &'static str {
 
 fn jump_args(chain: &str) -> Vec<&str> {
     vec!["-m", "comment", "--comment", JUMP_TAG, "-j", chain]
-}
-
-fn ensure_chain(bin: &str, chain: &str) -> Result<(), NetError> {
-    if list(bin, chain)?.is_none() {
-        exec(bin, &["-w", WAIT, "-N", chain], None)?;
-    }
-    let mut check = vec!["-w", WAIT, "-C", parent(chain)];
-    check.extend(jump_args(chain));
-    if exec(bin, &check, None).is_err() {
-        // First in the parent chain, so an earlier ACCEPT cannot skip the fault.
-        let mut add = vec!["-w", WAIT, "-I", parent(chain), "1"];
-        add.extend(jump_args(chain));
-        exec(bin, &add, None)?;
-    }
-    Ok(())
 }
 
 /// Removes the tagged jumps to `chain` and the chain itself (which must be empty).
