@@ -1,6 +1,11 @@
 //! The sample HTTP service shipped with shakeout: the demo's target and the tests'.
 //! Small on purpose, with knobs that make its behaviour known (added delay, a stall on
-//! demand), so a measurement can be compared with the truth.
+//! demand, a key-value store with a chosen durability), so a measurement can be compared
+//! with the truth.
+
+mod store;
+
+pub use store::{Durability, Store};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,9 +33,17 @@ pub struct SampleArgs {
     /// Delay added to every response (a known service time, for accuracy checks).
     #[arg(long, default_value = "0s")]
     pub delay: Dur,
+    /// Keep the key-value store in this directory (`kv.log`); without it, memory only.
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// `sync`: a write is acknowledged once it is on disk; `flush:DUR` (e.g. flush:100ms):
+    /// acknowledged from memory and written every DUR, so a crash loses up to DUR.
+    #[arg(long, default_value = "sync")]
+    pub durability: Durability,
 }
 
 struct State {
+    store: Arc<Store>,
     delay: Duration,
     /// Responses are held until this instant (set by POST /admin/stall?for=DUR).
     stalled_until: Mutex<Option<Instant>>,
@@ -61,7 +74,18 @@ pub fn main(args: SampleArgs) -> i32 {
             Ok(addr) => println!("sample-service listening on {addr}"),
             Err(e) => eprintln!("sample-service: {e}"),
         }
+        let store = match &args.data_dir {
+            Some(dir) => match Store::open(dir, args.durability) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("sample-service: cannot open the store: {e}");
+                    return crate::exit::CANNOT_RUN;
+                }
+            },
+            None => Store::in_memory(),
+        };
         let state = Arc::new(State {
+            store,
             delay: args.delay.0,
             stalled_until: Mutex::new(None),
         });
@@ -134,6 +158,19 @@ async fn handle(
     if !state.delay.is_zero() {
         tokio::time::sleep(state.delay).await;
     }
+    if let Some(key) = path.strip_prefix("/kv/").filter(|k| !k.is_empty()) {
+        return Ok(kv(req, key.to_owned(), &state.store).await);
+    }
+    if path == "/log" {
+        let prefix = req
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("prefix=")))
+            .unwrap_or("");
+        let mut body = state.store.list(prefix).join("\n");
+        body.push('\n');
+        return Ok(text(StatusCode::OK, body));
+    }
     Ok(match path.as_str() {
         "/health" => text(StatusCode::OK, "ok\n".into()),
         "/" => text(
@@ -142,6 +179,39 @@ async fn handle(
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     })
+}
+
+/// `PUT /kv/KEY` (body = value), `GET /kv/KEY`, `DELETE /kv/KEY`.
+async fn kv(req: Request<Incoming>, key: String, store: &Store) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    match *req.method() {
+        hyper::Method::PUT | hyper::Method::POST => {
+            let body = match http_body_util::Limited::new(req.into_body(), 64 * 1024)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return text(StatusCode::BAD_REQUEST, format!("body: {e}\n")),
+            };
+            match store.put(&key, &String::from_utf8_lossy(&body)).await {
+                Ok(()) => text(StatusCode::OK, "ok\n".into()),
+                Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+            }
+        }
+        hyper::Method::GET => match store.get(&key) {
+            Some(v) => text(StatusCode::OK, v),
+            None => text(StatusCode::NOT_FOUND, "not found\n".into()),
+        },
+        hyper::Method::DELETE => match store.delete(&key).await {
+            Ok(true) => text(StatusCode::OK, "deleted\n".into()),
+            Ok(false) => text(StatusCode::NOT_FOUND, "not found\n".into()),
+            Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        },
+        _ => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use PUT, GET or DELETE\n".into(),
+        ),
+    }
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
