@@ -121,6 +121,18 @@ impl Net {
                     .map(|r| json!({"chain": r.chain, "handle": r.handle}))
                     .collect::<Vec<_>>());
             }
+            Work::Queue(shape) if self.detected.nft_queue => {
+                // The kernel has nft's own queue statement: the rule joins the agent's
+                // table (same tag, same sweep) and no iptables is involved.
+                let reader = nfqueue::Reader::start(target.clone(), shape)?;
+                let script = nft::script(id, &plan.filter, nft::Action::Queue(reader.queue));
+                let (owned_id, s) = (id.to_string(), script);
+                netns::run(target, move || nft::apply(&owned_id, &s)).await?;
+                detail["queue"] = json!(reader.queue);
+                detail["table"] = json!(format!("inet {}", nft::TABLE));
+                detail["comment"] = json!(nft::comment(id));
+                self.lock_readers().insert(id.to_string(), reader);
+            }
             Work::Queue(shape) => {
                 let reader = nfqueue::Reader::start(target.clone(), shape)?;
                 let with_v6 = tool("ip6tables").is_some();
@@ -196,7 +208,12 @@ impl Net {
                     .and_then(|r| serde_json::from_value::<Vec<iptables::Rule>>(r.clone()).ok())
                     .map(|r| iptables::bins_of(&r));
                 let owned = id.clone();
-                netns::run(target, move || iptables::revert(&owned, bins.as_deref())).await?;
+                if applied.detail.get("table").is_some() {
+                    // Installed with nft's queue statement (see apply).
+                    netns::run(target, move || nft::revert(&owned)).await?;
+                } else {
+                    netns::run(target, move || iptables::revert(&owned, bins.as_deref())).await?;
+                }
                 let reader = self.lock_readers().remove(&id);
                 if let Some(r) = reader {
                     tokio::task::spawn_blocking(move || r.stop())

@@ -20,6 +20,9 @@ pub(crate) const BINARIES: [&str; 5] = ["nft", "iptables", "ip6tables", "tc", "i
 pub(crate) struct Detected {
     pub mechanisms: Vec<MechanismInfo>,
     pub binaries: BTreeMap<String, bool>,
+    /// nftables' own `queue ... bypass` statement works here: nfqueue rules go into the
+    /// agent's nft table instead of iptables (one tool, one transaction).
+    pub nft_queue: bool,
 }
 
 impl Detected {
@@ -36,12 +39,22 @@ pub(crate) fn detect() -> Detected {
         .iter()
         .map(|b| (b.to_string(), tool(b).is_some()))
         .collect();
-    let probed = super::netns::run_fresh(|| [probe_netem(), probe_nftables(), probe_nfqueue()]);
-    let results = match probed {
+    let probed = super::netns::run_fresh(|| {
+        let nft_queue = probe_nft_queue();
+        let nfqueue = match (&nft_queue, probe_nfqueue()) {
+            (_, Ok(())) | (Ok(()), _) => Ok(()),
+            (Err(nft), Err(ipt)) => Err(format!("{ipt}; nft queue: {nft}")),
+        };
+        (
+            [probe_netem(), probe_nftables(), nfqueue],
+            nft_queue.is_ok(),
+        )
+    });
+    let (results, nft_queue) = match probed {
         Ok(r) => r,
         Err(e) => {
             let why = format!("cannot probe in a scratch network namespace ({e}); the agent needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)");
-            [Err(why.clone()), Err(why.clone()), Err(why)]
+            ([Err(why.clone()), Err(why.clone()), Err(why)], false)
         }
     };
     let mechanisms = [Mechanism::Netem, Mechanism::Nftables, Mechanism::Nfqueue]
@@ -56,7 +69,19 @@ pub(crate) fn detect() -> Detected {
     Detected {
         mechanisms,
         binaries,
+        nft_queue,
     }
+}
+
+/// nftables' `queue` statement with `bypass`, and a netlink queue bound behind it.
+fn probe_nft_queue() -> Result<(), String> {
+    need("nft", "nftables")?;
+    let script = "add table inet shakeout\n\
+        add chain inet shakeout egress { type filter hook output priority -10 ; policy accept ; }\n\
+        add rule inet shakeout egress meta l4proto { tcp, udp } th dport { 9 } counter queue num 23464 bypass comment \"shakeout:probe\"\n";
+    exec("nft", &["-f", "-"], Some(script))
+        .map_err(|e| format!("nft queue statement unusable: {e}"))?;
+    Ok(())
 }
 
 fn need(bin: &str, what: &str) -> Result<(), String> {

@@ -22,6 +22,10 @@ pub(crate) enum Action {
     Drop,
     /// Drop this many out of every 10,000 (basis points, so 0.5% is 50).
     Loss(u32),
+    /// Hand to userspace queue N; `bypass` lets packets through when no reader is bound
+    /// (the agent died), like iptables' `--queue-bypass`. Needs the kernel's nft queue
+    /// statement (`nft_queue`), which not every kernel has.
+    Queue(u16),
 }
 
 /// A rule we installed: chain and handle.
@@ -49,6 +53,7 @@ pub(crate) fn script(id: &str, filter: &Filter, action: Action) -> String {
     let verdict = match action {
         Action::Drop => "counter drop".to_string(),
         Action::Loss(bp) => format!("numgen random mod 10000 < {bp} counter drop"),
+        Action::Queue(q) => format!("counter queue num {q} bypass"),
     };
     for hook in filter.hooks() {
         let (chain, addr, port) = match hook {
@@ -245,6 +250,21 @@ mod tests {
             "add rule inet shakeout ingress ip saddr { 10.200.0.2/32 } meta l4proto { udp } th sport { 80, 5000 } numgen random mod 10000 < 50 counter drop comment \"shakeout:f1\"",
         ]);
         assert!(s.contains("add chain inet shakeout egress { type filter hook output priority -10 ; policy accept ; }"));
+    }
+
+    #[test]
+    fn queue_rule_is_exact_and_fails_open() {
+        let spec = NetworkFault {
+            ports: vec![5432],
+            protocol: Protocol::Tcp,
+            ..Default::default()
+        };
+        let s = script("q1", &Filter::parse(&spec).unwrap(), Action::Queue(23463));
+        let rules: Vec<&str> = s.lines().filter(|l| l.starts_with("add rule")).collect();
+        // `bypass`: with no reader bound (the agent died), packets pass instead of dropping.
+        assert_eq!(rules, vec![
+            "add rule inet shakeout egress meta l4proto { tcp } th dport { 5432 } counter queue num 23463 bypass comment \"shakeout:q1\"",
+        ]);
     }
 
     #[test]

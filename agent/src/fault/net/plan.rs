@@ -175,6 +175,7 @@ mod tests {
                 info(Mechanism::Nfqueue, true),
             ],
             binaries: Default::default(),
+            nft_queue: false,
         }
     }
 
