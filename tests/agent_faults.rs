@@ -751,3 +751,112 @@ spec:
     holder.kill().unwrap();
     holder.wait().unwrap();
 }
+
+impl Netns {
+    fn has_shakeout_iptables_rule(&self) -> bool {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.0, "iptables", "-S"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("shakeout:")
+    }
+
+    /// How long a TCP connect to 127.0.0.1:port inside the namespace takes (bash's /dev/tcp).
+    fn connect_time(&self, port: u16) -> Duration {
+        let started = Instant::now();
+        let status = Command::new("ip")
+            .args(["netns", "exec", &self.0, "timeout", "10", "bash", "-c"])
+            .arg(format!("exec 3<>/dev/tcp/127.0.0.1/{port}"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "connect to {port} in {} failed", self.0);
+        started.elapsed()
+    }
+}
+
+#[test]
+fn nfqueue_fails_open_when_the_agent_process_is_killed() {
+    if !root_or_skip("nfqueue_fails_open_when_the_agent_process_is_killed") {
+        return;
+    }
+    let ns = Netns::new("bypass");
+    // A fixed port is safe here: the namespace, and so its port space, is the test's own.
+    let port = 18555;
+    // The listener inside the namespace is also the process that names it for the agent.
+    let mut listener = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(env!("CARGO_BIN_EXE_shakeout"))
+        .args(["sample-service", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the listener", Duration::from_secs(5), || {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.0,
+                "bash",
+                "-c",
+                &format!("exec 3<>/dev/tcp/127.0.0.1/{port}"),
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tokens"), format!("ci:{SECRET}\n")).unwrap();
+    let (mut agent, addr) = start_agent(dir.path());
+    let case = Case::new();
+    let file = case.write(&format!(
+        r#"apiVersion: shakeout/v1
+kind: Experiment
+metadata: {{ name: fail-open }}
+spec:
+  duration: 60s
+  agents:
+    node: {{ url: "http://{addr}", tokenFrom: {{ env: AGENT_TOKEN }}, lease: 30s }}
+  probes:
+    - {{ name: p, tcp: {{ address: "{addr}" }}, rate: 10/s }}
+  faults:
+    - name: slow
+      at: 300ms
+      duration: 50s
+      network: {{ agent: node, latency: {{ delay: 2s }}, to: {{ ports: [{port}], protocol: tcp }}, namespace: {{ pid: {} }}, mechanism: nfqueue }}
+"#,
+        listener.id()
+    ));
+    let mut controller = case.command(&file).spawn().unwrap();
+    wait_for("the NFQUEUE rule", Duration::from_secs(10), || {
+        ns.has_shakeout_iptables_rule()
+    });
+    // The fault works: the SYN waits its 2 s in the agent's queue.
+    let slow = ns.connect_time(port);
+    assert!(
+        slow >= Duration::from_millis(1500),
+        "connect took {slow:?} under a 2 s delay"
+    );
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    controller.kill().unwrap();
+    controller.wait().unwrap();
+    // No reader any more: --queue-bypass lets packets through at once, rule or not.
+    assert!(
+        ns.has_shakeout_iptables_rule(),
+        "the rule vanished before any sweep"
+    );
+    let fast = ns.connect_time(port);
+    assert!(
+        fast < Duration::from_millis(1000),
+        "connect took {fast:?} after the agent died: not failing open"
+    );
+    let (mut agent, _) = start_agent(dir.path());
+    assert!(
+        !ns.has_shakeout_iptables_rule(),
+        "the restarted agent's sweep left the NFQUEUE rule"
+    );
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    listener.kill().unwrap();
+    listener.wait().unwrap();
+}
