@@ -142,7 +142,7 @@ impl Net {
                 netns::run(target, move || iptables::apply(&owned_id, &r)).await?;
                 detail["queue"] = json!(reader.queue);
                 detail["rules"] = json!(rules);
-                detail["iptables"] = json!(detect::iptables_version());
+                detail["iptables"] = json!(self.detected.iptables_version);
                 self.lock_readers().insert(id.to_string(), reader);
             }
             Work::Netem { latency, loss } => {

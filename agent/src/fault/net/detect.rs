@@ -23,6 +23,9 @@ pub(crate) struct Detected {
     /// nftables' own `queue ... bypass` statement works here: nfqueue rules go into the
     /// agent's nft table instead of iptables (one tool, one transaction).
     pub nft_queue: bool,
+    /// `iptables -V` (which backend rules land in), read once: it cannot change while
+    /// the agent runs, and a process spawn per apply costs milliseconds.
+    pub iptables_version: Option<String>,
 }
 
 impl Detected {
@@ -70,6 +73,7 @@ pub(crate) fn detect() -> Detected {
         mechanisms,
         binaries,
         nft_queue,
+        iptables_version: iptables_version(),
     }
 }
 

@@ -176,6 +176,7 @@ mod tests {
             ],
             binaries: Default::default(),
             nft_queue: false,
+            iptables_version: None,
         }
     }
 
