@@ -50,10 +50,11 @@ pub fn run_file(args: &RunArgs) -> i32 {
     run_loaded(&exp, &args.output, args.seed, args.dry_run)
 }
 
-/// `shakeout demo`: the embedded demo experiment on `--port`.
+/// `shakeout demo`: the embedded demo experiment on `--port`. It is named `demo.yaml`, with
+/// no directory, so its services start in the current directory wherever it is run.
 pub fn run_demo(args: &DemoArgs) -> i32 {
     let text = DEMO_YAML.replace(DEMO_PORT, &args.port.to_string());
-    let mut exp = match experiment::parse(&text, Path::new("experiments/demo.yaml")) {
+    let mut exp = match experiment::parse(&text, Path::new("demo.yaml")) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("{e}");

@@ -412,7 +412,10 @@ fn the_demo_runs_and_meets_its_objectives() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("demo.json");
     let started = Instant::now();
+    // From a directory that is not the checkout: the demo must not depend on it.
     let out = shakeout()
+        .current_dir(dir.path())
+        .env("SHAKEOUT_STATE_DIR", dir.path().join("state"))
         .args(["demo", "--quiet", "--port"])
         .arg(free_port().to_string())
         .arg("--json")

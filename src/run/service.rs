@@ -107,6 +107,12 @@ fn spawn(spec: &ServiceSpec, base_dir: &Path) -> Result<Child, String> {
         Some(c) => base_dir.join(c),
         None => base_dir.to_path_buf(),
     };
+    if !cwd.is_dir() {
+        return Err(format!(
+            "working directory {} does not exist",
+            cwd.display()
+        ));
+    }
     Command::new(program)
         .args(args)
         .envs(&spec.env)
