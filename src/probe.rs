@@ -1,8 +1,9 @@
-//! Availability probes: HTTP requests and TCP connects sent on a fixed open-model schedule
-//! (send k is due at `origin + k / rate`), latency measured from the intended send time,
-//! every outcome recorded into a bounded [`Recorder`].
+//! Probes: HTTP requests, TCP connects and sequenced writes sent on a fixed open-model
+//! schedule (send k is due at `origin + k / rate`), latency measured from the intended
+//! send time, every outcome recorded into a bounded [`Recorder`].
 
 pub mod record;
+pub mod write;
 
 mod claim;
 mod classify;
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use pace::{Pace, ProbeStats, RunningProbe};
 pub use record::{Bucket, Counts, Outcome, Phase, PhaseStats, ProbeRecording, Recorder};
+pub use write::WriteTarget;
 
 use crate::experiment::spec::{ConnectionMode, ProbeSpec};
 
@@ -47,6 +49,7 @@ pub struct ProbeConfig {
 pub enum Target {
     Http(HttpTarget),
     Tcp(TcpTarget),
+    Write(WriteTarget),
 }
 
 /// An HTTP/1.1 probe target.
@@ -79,13 +82,15 @@ impl Target {
         match self {
             Target::Http(h) => h.timeout,
             Target::Tcp(t) => t.timeout,
+            Target::Write(w) => w.timeout,
         }
     }
-    /// `http` or `tcp`.
+    /// `http`, `tcp` or `write`.
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Http(_) => "http",
             Target::Tcp(_) => "tcp",
+            Target::Write(_) => "write",
         }
     }
     /// Human description of the target (URL or address).
@@ -93,16 +98,19 @@ impl Target {
         match self {
             Target::Http(h) => format!("{} {}", h.method, h.uri),
             Target::Tcp(t) => format!("tcp {}", t.address),
+            Target::Write(w) => w.describe(),
         }
     }
 }
 
 impl ProbeConfig {
-    /// Build from a validated spec. Errors name the probe and the field.
-    pub fn from_spec(spec: &ProbeSpec) -> Result<Self, String> {
+    /// Build from a validated spec. Errors name the probe and the field. `run` is the
+    /// run id write probes prefix their keys with.
+    pub fn from_spec(spec: &ProbeSpec, run: &str) -> Result<Self, String> {
         let ctx = |msg: String| format!("probe `{}`: {msg}", spec.name);
-        let target = match (&spec.http, &spec.tcp) {
-            (Some(h), None) => {
+        let target = match (&spec.http, &spec.tcp, &spec.write) {
+            (None, None, Some(w)) => Target::Write(WriteTarget::from_spec(w, run).map_err(ctx)?),
+            (Some(h), None, None) => {
                 let uri: Uri = h
                     .url
                     .parse()
@@ -153,11 +161,11 @@ impl ProbeConfig {
                     uri,
                 })
             }
-            (None, Some(t)) => Target::Tcp(TcpTarget {
+            (None, Some(t), None) => Target::Tcp(TcpTarget {
                 address: t.address.clone(),
                 timeout: t.timeout.map(|d| d.0).unwrap_or(DEFAULT_TIMEOUT),
             }),
-            _ => return Err(ctx("needs exactly one of `http` or `tcp`".into())),
+            _ => return Err(ctx("needs exactly one of `http`, `tcp` or `write`".into())),
         };
         let per_second = spec.rate.per_second;
         let max_in_flight = match spec.max_in_flight {

@@ -7,6 +7,7 @@ mod embedded;
 pub mod events;
 pub mod exec;
 mod faults;
+mod rpo;
 pub mod service;
 
 use std::path::Path;
@@ -173,7 +174,7 @@ pub fn plan(exp: &Experiment) -> String {
         out.push_str(&format!("  service {}: {}\n", s.name, s.command.join(" ")));
     }
     for p in &spec.probes {
-        match ProbeConfig::from_spec(p) {
+        match ProbeConfig::from_spec(p, "{run}") {
             Ok(c) => out.push_str(&format!(
                 "  probe {}: {} at {}/s\n",
                 p.name,
@@ -268,8 +269,12 @@ pub async fn execute(
         .and_then(|r| r.bucket)
         .map(|d| d.0)
         .unwrap_or(DEFAULT_BUCKET);
-    let configs: Result<Vec<ProbeConfig>, String> =
-        spec.probes.iter().map(ProbeConfig::from_spec).collect();
+    let run_id = probe::write::run_id();
+    let configs: Result<Vec<ProbeConfig>, String> = spec
+        .probes
+        .iter()
+        .map(|p| ProbeConfig::from_spec(p, &run_id))
+        .collect();
     let configs = match configs {
         Ok(c) => c,
         Err(e) => return assemble::error_report(exp, seed, e),
@@ -293,6 +298,13 @@ pub async fn execute(
             return assemble::error_report(exp, seed, e);
         }
     };
+    if let Err(e) = rpo::preflight(&configs).await {
+        services.stop_all().await;
+        if let Some(a) = local_agent {
+            a.stop().await;
+        }
+        return assemble::error_report(exp, seed, e);
+    }
 
     let origin = Instant::now();
     let started_at = SystemTime::now();
@@ -331,6 +343,9 @@ pub async fn execute(
         p.stop().await;
     }
     let end = origin.elapsed();
+    let recordings: Vec<_> = recorders.iter().map(|r| r.finish(end)).collect();
+    // Before the services stop: the backend under test is often one of them.
+    let writes = rpo::verify(&configs, &recordings, &stop).await;
     services.stop_all().await;
     if let Some(a) = local_agent {
         for failed in a.stop().await {
@@ -340,7 +355,6 @@ pub async fn execute(
             );
         }
     }
-    let recordings: Vec<_> = recorders.iter().map(|r| r.finish(end)).collect();
     assemble::report(assemble::Finished {
         exp,
         seed,
@@ -349,6 +363,7 @@ pub async fn execute(
         bucket,
         configs: &configs,
         recordings: &recordings,
+        writes,
         timeline,
         stop,
         faults: fault_reports,

@@ -9,7 +9,9 @@ use shakeout_api::Dur;
 use crate::experiment::spec::{During, LatencyBounds};
 use crate::experiment::Experiment;
 use crate::probe::{Bucket, Phase, PhaseStats, ProbeRecording};
-use crate::report::{ms, FaultReport, RtoReport, Verdict, VerdictStatus};
+use crate::report::{ms, FaultReport, RtoReport, Verdict, VerdictStatus, WriteReport};
+
+mod rpo;
 
 /// Default stability window for RTO when the objective sets none.
 pub const DEFAULT_STABLE_FOR: Duration = Duration::from_secs(1);
@@ -97,6 +99,8 @@ fn round_ms(d: Duration) -> Duration {
 pub struct ProbeResult<'a> {
     pub recording: &'a ProbeRecording,
     pub rto: Option<&'a RtoReport>,
+    /// Write probes: what the read-back found.
+    pub write: Option<&'a WriteReport>,
     /// Length of each phase that happened, indexed by `Phase as usize` (zero when it did not).
     pub phase_lengths: [Duration; 4],
     /// How far the RTO measurement could look (end of recovery, or of the run).
@@ -306,6 +310,11 @@ pub fn evaluate(
         }
         if let Some(r) = obj.rto.as_ref().filter(|r| applies(&r.probe, name)) {
             out.push(rto_verdict(name, r.max.0, p.rto, p.observed_until));
+        }
+        if let Some(r) = obj.rpo.as_ref().filter(|r| applies(&r.probe, name)) {
+            if let Some(w) = p.write {
+                out.extend(rpo::verdicts(name, r, w));
+            }
         }
     }
     for f in faults {

@@ -129,7 +129,11 @@ bad_input! {
     abort_missing_probe => 20:49 "spec.abort.availability.probe: no probe named `api`; probes: `web`";
     latency_without_percentile => 20:14 "spec.objectives.latency: set at least one percentile";
     probe_http_and_tcp => 14:7 "probe `web` has both `http` and `tcp`";
-    probe_without_target => 11:7 "probe `web` has neither `http` nor `tcp`";
+    probe_without_target => 11:7 "probe `web` has neither `http` nor `tcp` nor `write`";
+    write_without_sequence_placeholder => 15:38 "neither the URL nor the body holds the sequence placeholder: put `{seq}` or `{key}` in one";
+    write_http_and_redis => 17:9 "write probe `orders-write` has both `http` and `redis`";
+    write_bad_redis_url => 14:23 "`127.0.0.1:6379` is not a Redis URL";
+    rpo_on_probe_without_writes => 20:28 "probe `web` is not a write probe";
     https_url => 13:20 "https is not supported yet; use an http:// URL";
     tcp_address_without_port => 13:23 "`localhost` has no port: expected host:port";
     no_probes => 10:11 "spec.probes: needs at least one probe";

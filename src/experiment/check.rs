@@ -7,6 +7,7 @@ mod objectives;
 mod probes;
 mod services;
 mod timeline;
+mod write;
 
 use std::collections::HashMap;
 

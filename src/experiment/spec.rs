@@ -106,7 +106,7 @@ pub struct RecordingSpec {
     pub bucket: Option<Dur>,
 }
 
-/// A probe: exactly one of `http` or `tcp`.
+/// A probe: exactly one of `http`, `tcp` or `write`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProbeSpec {
@@ -121,6 +121,111 @@ pub struct ProbeSpec {
     pub http: Option<HttpProbeSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpProbeSpec>,
+    /// Sequenced writes, read back after the run to measure data loss (RPO).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<WriteProbeSpec>,
+}
+
+/// A write probe: one sequenced write per scheduled send to exactly one backend (`http`
+/// or `redis`); after the run every write is read back and classified.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WriteProbeSpec {
+    /// Deadline of each write from its intended send time (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    /// Keep the run's keys after the read-back (default false: they are deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_back: Option<ReadBackSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpWriteSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisWriteSpec>,
+}
+
+/// Bounds of the read-back after the run (and, again, of the cleanup).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReadBackSpec {
+    /// At most this many read requests per unit of time (default 1000/s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+    /// The read-back gives up after this long (default 30s); the `rpo` verdict is then
+    /// not measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+}
+
+/// Templated HTTP requests: `{run}`, `{seq}` and `{key}` (= `{run}-{seq}`) are expanded
+/// in URLs and bodies. Exactly one of `read` (per key) or `list` (the whole log).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpWriteSpec {
+    /// The write; its URL or body must hold `{seq}` or `{key}`.
+    pub write: HttpRequestSpec,
+    /// Per-key read: 2xx with `{seq}` in the body = present, 404 = missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<HttpRequestSpec>,
+    /// One read of everything stored: the body lists keys or sequence numbers, one a
+    /// line, in stored order (duplicates and reordering become visible).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<HttpRequestSpec>,
+    /// Cleanup: per key when the URL holds `{seq}` or `{key}`, else one request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<HttpRequestSpec>,
+}
+
+/// One templated HTTP request.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpRequestSpec {
+    /// GET (default), POST, PUT, PATCH or DELETE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// `http://host:port/path`, with placeholders.
+    pub url: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Request body, with placeholders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Statuses that acknowledge a write (default 200-299); ignored for reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<ExpectStatusSpec>,
+}
+
+/// Which statuses count as success.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExpectStatusSpec {
+    pub status: StatusRanges,
+}
+
+/// A Redis backend over RESP.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RedisWriteSpec {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// `set` (default): SET/GET per key; `list`: RPUSH to one list, LRANGE; `stream`:
+    /// XADD to one stream, XRANGE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<RedisMode>,
+}
+
+/// How writes are stored in Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RedisMode {
+    /// `SET {key} {seq}`, read back with GET.
+    #[default]
+    Set,
+    /// `RPUSH {run} {seq}`, read back with LRANGE.
+    List,
+    /// `XADD {run} * seq {seq}`, read back with XRANGE.
+    Stream,
 }
 
 /// An HTTP/1.1 request per scheduled send.
@@ -416,6 +521,28 @@ pub struct ObjectivesSpec {
     pub latency: Option<LatencyObjective>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rto: Option<RtoObjective>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<RpoObjective>,
+}
+
+/// The measured data-loss window of a write probe must stay under `max`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RpoObjective {
+    /// Longest acceptable data-loss window (`0s`: no acknowledged write may be lost).
+    pub max: Dur,
+    /// Only this write probe (default: every write probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+    /// At most this many lost acknowledged writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lost: Option<u64>,
+    /// At most this many duplicated writes (list and stream reads only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duplicates: Option<u64>,
+    /// At most this many writes stored out of order (list and stream reads only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_out_of_order: Option<u64>,
 }
 
 /// Availability over a part of the run must stay at or above `min`.

@@ -15,6 +15,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::http::HttpSender;
 use super::pool::{Pool, Sender};
 use super::tcp::TcpSender;
+use super::write::WriteSender;
 use super::{ProbeConfig, Recorder, Target};
 
 /// How sends are scheduled.
@@ -133,6 +134,7 @@ pub(crate) fn start(
     let sender = match &config.target {
         Target::Http(h) => Sender::Http(HttpSender::new(h)),
         Target::Tcp(t) => Sender::Tcp(TcpSender::new(t)),
+        Target::Write(w) => Sender::Write(WriteSender::new(w)),
     };
     let runtime = Handle::current();
     let pool = Pool::new(

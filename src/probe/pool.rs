@@ -16,6 +16,7 @@ use super::claim::{Claim, Claims};
 use super::http::HttpSender;
 use super::pace::{Pace, Schedule};
 use super::tcp::TcpSender;
+use super::write::WriteSender;
 use super::{Outcome, Recorder};
 
 /// What every worker needs to turn a claimed send into a recorded outcome.
@@ -26,13 +27,16 @@ use super::{Outcome, Recorder};
 pub(super) enum Sender {
     Http(HttpSender),
     Tcp(TcpSender),
+    Write(WriteSender),
 }
 
 impl Sender {
-    async fn send(&mut self, intended: Instant, deadline: Instant) -> Outcome {
+    /// Send number `k`, due at `intended`.
+    async fn send(&mut self, k: u64, intended: Instant, deadline: Instant) -> Outcome {
         match self {
             Sender::Http(h) => h.send(intended, deadline).await,
             Sender::Tcp(t) => t.send(deadline).await,
+            Sender::Write(w) => w.send(k, deadline).await,
         }
     }
 }
@@ -202,8 +206,12 @@ async fn work(pool: Arc<Pool>) {
                 pool.recorder
                     .record_lag(now.saturating_duration_since(intended));
             }
-            sender.send(intended, deadline).await
+            sender.send(k, intended, deadline).await
         };
+        if outcome.is_ok() && matches!(sender, Sender::Write(_)) {
+            // Which writes were acknowledged is what the read-back checks against.
+            pool.recorder.record_ack(k);
+        }
         let latency = Instant::now().saturating_duration_since(intended);
         let offset = intended.saturating_duration_since(pool.origin);
         pool.recorder.record(offset, latency, outcome);

@@ -9,6 +9,8 @@ use hdrhistogram::Histogram;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::write::seqset::SeqSet;
+
 /// Highest latency a histogram can hold, in microseconds (1 hour; far above any timeout).
 pub const MAX_LATENCY_US: u64 = 3_600_000_000;
 
@@ -201,6 +203,8 @@ struct Inner {
     /// Buckets not yet closed: index `closed.len() + i`.
     open: std::collections::VecDeque<OpenBucket>,
     lag: Histogram<u64>,
+    /// Write probes: the sequence numbers the backend acknowledged.
+    acks: SeqSet,
 }
 
 /// Thread-safe recorder for one probe. Cheap to call from every worker.
@@ -228,6 +232,7 @@ impl Recorder {
                 closed: Vec::new(),
                 open: std::collections::VecDeque::new(),
                 lag: new_histogram(3),
+                acks: SeqSet::default(),
             }),
         }
     }
@@ -287,6 +292,11 @@ impl Recorder {
     pub fn record_lag(&self, lag: Duration) {
         let us = (lag.as_nanos() as u64 / 1_000).clamp(1, MAX_LATENCY_US);
         self.lock().lag.saturating_record(us);
+    }
+
+    /// Write number `k` was acknowledged (write probes only).
+    pub fn record_ack(&self, k: u64) {
+        self.lock().acks.insert(k);
     }
 
     /// Samples intended at or after `at` belong to `phase`.
@@ -381,6 +391,7 @@ impl Recorder {
             phases: inner.phases.clone(),
             buckets: inner.closed.clone(),
             lag: inner.lag.clone(),
+            acks: inner.acks.clone(),
         }
     }
 }
@@ -404,6 +415,8 @@ pub struct ProbeRecording {
     pub buckets: Vec<Bucket>,
     /// Scheduling lag in microseconds.
     pub lag: Histogram<u64>,
+    /// Write probes: acknowledged sequence numbers (empty for other probes).
+    pub acks: SeqSet,
 }
 
 impl ProbeRecording {

@@ -204,6 +204,7 @@ fn checkout_probe() -> ProbeReport {
             bucket(20_300.0, 5, &[("timeout", 5)], 5000.0),
             bucket(58_400.0, 5, &[], 9.0),
         ],
+        write: None,
     }
 }
 
@@ -235,6 +236,7 @@ fn db_probe() -> ProbeReport {
         ],
         rto: None,
         timeline: vec![bucket(20_100.0, 2, &[("refused", 2)], 0.0)],
+        write: None,
     }
 }
 

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{ActionReport, ProbeReport, RtoReport, RunStatus, Verdict, VerdictStatus};
+use super::{
+    ActionReport, FaultReport, ProbeReport, RtoReport, RunStatus, Verdict, VerdictStatus,
+    WriteReport,
+};
 
 /// Placeholder for a value that was not measured.
 pub(crate) const NONE: &str = "-";
@@ -194,6 +197,66 @@ pub(crate) fn rto_summary(r: &RtoReport) -> String {
         s.push_str(note);
     }
     s
+}
+
+/// A write probe's read-back in three lines: counts, the loss window beside the faults,
+/// and how the read-back and cleanup went.
+pub(crate) fn write_summary(w: &WriteReport, faults: &[FaultReport]) -> Vec<String> {
+    let opt = |v: Option<u64>| v.map_or(NONE.to_string(), |n| n.to_string());
+    let mut counts = format!(
+        "writes {} scheduled, {} acknowledged, {} lost, {} unacknowledged but present",
+        w.scheduled,
+        w.acknowledged,
+        opt(w.lost),
+        opt(w.unacknowledged_present)
+    );
+    if w.duplicated.is_some() || w.out_of_order.is_some() {
+        counts.push_str(&format!(
+            ", {} duplicated, {} out of order",
+            opt(w.duplicated),
+            opt(w.out_of_order)
+        ));
+    }
+    counts.push_str(&format!(" ({} {}, run {})", w.backend, w.mode, w.run_id));
+    let window = match (&w.loss_window, w.lost) {
+        (Some(l), _) => {
+            let near: Vec<String> = faults
+                .iter()
+                .filter(|f| f.status != "pending")
+                .map(|f| format!("{} at {}", f.name, duration(f.at_ms)))
+                .collect();
+            let near = if near.is_empty() {
+                String::new()
+            } else {
+                format!("; faults: {}", near.join(", "))
+            };
+            format!(
+                "loss window {} (writes intended {} to {}){near}",
+                duration(l.duration_ms),
+                duration(l.start_ms),
+                duration(l.end_ms)
+            )
+        }
+        (None, Some(_)) => "loss window 0 (no acknowledged write lost)".to_string(),
+        (None, None) => "loss window not measured".to_string(),
+    };
+    let mut read = format!(
+        "read-back {} reads in {}",
+        w.read_back.reads,
+        duration(w.read_back.duration_ms)
+    );
+    if let Some(e) = &w.read_back.error {
+        read.push_str(&format!(" FAILED: {e}"));
+    }
+    read.push_str(if w.keys_kept {
+        "; keys kept"
+    } else {
+        "; keys deleted"
+    });
+    if let Some(e) = &w.cleanup_error {
+        read.push_str(&format!(" (cleanup failed: {e})"));
+    }
+    vec![counts, window, read]
 }
 
 /// Why a prober-limited probe's latency must not be trusted.

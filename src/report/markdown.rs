@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::format::{
     self, action_outcome, command, duration, errors, offset, opt_duration, opt_percent,
-    prober_limited_warning, rto_summary, status_words,
+    prober_limited_warning, rto_summary, status_words, write_summary,
 };
 use super::{ActionReport, Report, RunStatus, VerdictStatus};
 
@@ -113,6 +113,12 @@ fn probes(out: &mut String, r: &Report) {
         }
         if let Some(rto) = &p.rto {
             let _ = writeln!(out, "\n**RTO:** {}", text(&rto_summary(rto)));
+        }
+        if let Some(w) = &p.write {
+            out.push('\n');
+            for line in write_summary(w, &r.faults) {
+                let _ = writeln!(out, "**RPO:** {}  ", text(&line));
+            }
         }
     }
     out.push('\n');

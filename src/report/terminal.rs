@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::format::{
     action_outcome, agent_summary, command, duration, errors, opt_duration, opt_percent,
-    prober_limited_warning, rto_summary, status_words, verdict_outcome, verdict_tag,
+    prober_limited_warning, rto_summary, status_words, verdict_outcome, verdict_tag, write_summary,
 };
 use super::{FaultReport, ProbeReport, Report};
 
@@ -14,7 +14,7 @@ pub fn render_terminal(r: &Report) -> String {
     let mut out = String::new();
     header(&mut out, r);
     for p in &r.probes {
-        probe(&mut out, p);
+        probe(&mut out, p, &r.faults);
     }
     if !r.faults.is_empty() {
         out.push_str("\nfaults\n");
@@ -39,7 +39,7 @@ fn header(out: &mut String, r: &Report) {
     );
 }
 
-fn probe(out: &mut String, p: &ProbeReport) {
+fn probe(out: &mut String, p: &ProbeReport, faults: &[FaultReport]) {
     let connection = p
         .connection
         .as_deref()
@@ -78,6 +78,11 @@ fn probe(out: &mut String, p: &ProbeReport) {
     t.render(out, "  ");
     if let Some(rto) = &p.rto {
         let _ = writeln!(out, "  RTO: {}", rto_summary(rto));
+    }
+    if let Some(w) = &p.write {
+        for line in write_summary(w, faults) {
+            let _ = writeln!(out, "  RPO: {line}");
+        }
     }
     if p.prober_limited {
         let _ = writeln!(out, "  WARNING: {}", prober_limited_warning(p));

@@ -21,6 +21,8 @@ pub struct Finished<'a> {
     pub bucket: Duration,
     pub configs: &'a [ProbeConfig],
     pub recordings: &'a [ProbeRecording],
+    /// What each write probe's read-back found (`None` for other probes).
+    pub writes: Vec<Option<WriteReport>>,
     pub timeline: Timeline,
     pub stop: Stop,
     pub faults: Vec<FaultReport>,
@@ -196,9 +198,11 @@ pub fn report(f: Finished<'_>) -> Report {
         .recordings
         .iter()
         .zip(&rtos)
-        .map(|(r, rto)| ProbeResult {
+        .zip(&f.writes)
+        .map(|((r, rto), write)| ProbeResult {
             recording: r,
             rto: rto.as_ref(),
+            write: write.as_ref(),
             phase_lengths: lengths,
             observed_until,
         })
@@ -249,7 +253,8 @@ pub fn report(f: Finished<'_>) -> Report {
         .iter()
         .zip(f.recordings)
         .zip(rtos)
-        .map(|((c, r), rto)| probe_report(c, r, rto, &spans))
+        .zip(f.writes)
+        .map(|(((c, r), rto), write)| probe_report(c, r, rto, write, &spans))
         .collect();
     Report {
         schema_version: SCHEMA_VERSION.into(),
@@ -283,6 +288,7 @@ fn probe_report(
     c: &ProbeConfig,
     r: &ProbeRecording,
     rto: Option<RtoReport>,
+    write: Option<WriteReport>,
     spans: &[(Phase, Duration, Duration)],
 ) -> ProbeReport {
     let mut phases: Vec<PhaseReport> = spans
@@ -295,7 +301,7 @@ fn probe_report(
             crate::experiment::spec::ConnectionMode::KeepAlive => "keepAlive".to_owned(),
             crate::experiment::spec::ConnectionMode::New => "new".to_owned(),
         }),
-        Target::Tcp(_) => None,
+        Target::Tcp(_) | Target::Write(_) => None,
     };
     ProbeReport {
         name: c.name.clone(),
@@ -320,5 +326,6 @@ fn probe_report(
                 max_ms: (b.max_us > 0).then(|| ms_of_us(b.max_us)),
             })
             .collect(),
+        write,
     }
 }

@@ -26,6 +26,10 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
             objectives.rto.as_ref().and_then(|o| o.probe.as_deref()),
         ),
         (
+            "spec.objectives.rpo.probe",
+            objectives.rpo.as_ref().and_then(|o| o.probe.as_deref()),
+        ),
+        (
             "spec.abort.availability.probe",
             spec.abort
                 .as_ref()
@@ -49,6 +53,28 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
     }
     if let Some(rto) = &objectives.rto {
         c.positive("spec.objectives.rto.stableFor", rto.stable_for, "like 1s");
+    }
+    if let Some(rpo) = &objectives.rpo {
+        let writers: Vec<&str> = spec
+            .probes
+            .iter()
+            .filter(|p| p.write.is_some())
+            .map(|p| p.name.as_str())
+            .collect();
+        match rpo.probe.as_deref() {
+            Some(p) if probes.contains(&p) && !writers.contains(&p) => c.report(
+                "spec.objectives.rpo.probe",
+                format!(
+                    "probe `{p}` is not a write probe, so it measures no data loss; write probes: {}",
+                    listing(&writers)
+                ),
+            ),
+            None if writers.is_empty() => c.report_key(
+                "spec.objectives.rpo",
+                "no write probe to measure data loss with: add a probe with `write:`",
+            ),
+            _ => {}
+        }
     }
 }
 

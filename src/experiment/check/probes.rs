@@ -28,23 +28,38 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
     for (i, probe) in spec.probes.iter().enumerate() {
         let path = format!("spec.probes[{i}]");
         let name = &probe.name;
-        match (&probe.http, &probe.tcp) {
-            (Some(_), Some(_)) => c.report_key(
-                &format!("{path}.tcp"),
-                format!(
-                    "probe `{name}` has both `http` and `tcp`: a probe has exactly one; \
-                     split it into two probes"
-                ),
-            ),
-            (None, None) => c.report(
+        let targets: Vec<&str> = [
+            ("http", probe.http.is_some()),
+            ("tcp", probe.tcp.is_some()),
+            ("write", probe.write.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect();
+        match targets.as_slice() {
+            [] => c.report(
                 &path,
                 format!(
-                    "probe `{name}` has neither `http` nor `tcp`: add exactly one, like \
-                     `http: {{ url: http://127.0.0.1:8080/health }}` or \
+                    "probe `{name}` has neither `http` nor `tcp` nor `write`: add exactly one, \
+                     like `http: {{ url: http://127.0.0.1:8080/health }}` or \
                      `tcp: {{ address: 127.0.0.1:5432 }}`"
                 ),
             ),
-            _ => {}
+            [_] => {}
+            [first, rest @ ..] => {
+                // Point at the second target: the first one is the probe's.
+                let second = rest[0];
+                c.report_key(
+                    &format!("{path}.{second}"),
+                    format!(
+                        "probe `{name}` has both `{first}` and `{second}`: a probe has exactly \
+                         one; split it into two probes"
+                    ),
+                );
+            }
+        }
+        if let Some(w) = &probe.write {
+            super::write::check(c, &format!("{path}.write"), name, w);
         }
         if probe.max_in_flight == Some(0) {
             c.report(

@@ -1,0 +1,48 @@
+//! The runner's side of write probes: check every backend before anything starts (an
+//! unreachable backend is exit 3, like a service that never gets ready), and read the
+//! writes back after probing stops, while the services are still up.
+
+use crate::probe::{ProbeConfig, ProbeRecording, Target};
+use crate::report::WriteReport;
+
+use super::Stop;
+
+/// Every write probe's backend answers; `Err` names the first one that does not.
+pub async fn preflight(configs: &[ProbeConfig]) -> Result<(), String> {
+    for c in configs {
+        if let Target::Write(w) = &c.target {
+            w.preflight().await.map_err(|e| {
+                format!(
+                    "probe `{}`: write backend unreachable before the run: {e}",
+                    c.name
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Read back each write probe's writes (one after another: each is bounded by its own
+/// `readBack.timeout`); `None` for other probes.
+pub async fn verify(
+    configs: &[ProbeConfig],
+    recordings: &[ProbeRecording],
+    stop: &Stop,
+) -> Vec<Option<WriteReport>> {
+    let mut out = Vec::new();
+    for (c, r) in configs.iter().zip(recordings) {
+        let Target::Write(w) = &c.target else {
+            out.push(None);
+            continue;
+        };
+        // An interrupted run should end now; the keys are still cleaned up.
+        let skip = matches!(stop, Stop::Interrupted)
+            .then(|| "interrupted: the read-back was skipped".to_owned());
+        let scheduled = r.total().counts.scheduled();
+        out.push(Some(
+            crate::probe::write::readback::verify(w, &r.acks, scheduled, super::rate_of(c), skip)
+                .await,
+        ));
+    }
+    out
+}
