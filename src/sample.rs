@@ -63,6 +63,17 @@ pub fn main(args: SampleArgs) -> i32 {
         }
     };
     runtime.block_on(async move {
+        // The store first: "listening" must mean ready, log replayed and all.
+        let store = match &args.data_dir {
+            Some(dir) => match Store::open(dir, args.durability) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("sample-service: cannot open the store: {e}");
+                    return crate::exit::CANNOT_RUN;
+                }
+            },
+            None => Store::in_memory(),
+        };
         let listener = match TcpListener::bind(args.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -74,16 +85,6 @@ pub fn main(args: SampleArgs) -> i32 {
             Ok(addr) => println!("sample-service listening on {addr}"),
             Err(e) => eprintln!("sample-service: {e}"),
         }
-        let store = match &args.data_dir {
-            Some(dir) => match Store::open(dir, args.durability) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("sample-service: cannot open the store: {e}");
-                    return crate::exit::CANNOT_RUN;
-                }
-            },
-            None => Store::in_memory(),
-        };
         let state = Arc::new(State {
             store,
             delay: args.delay.0,

@@ -1,6 +1,7 @@
 //! The sample service's durability setting, checked from outside with real kills: with
 //! `sync` no acknowledged write is lost to SIGKILL; with `flush:DUR` the lost ones are
-//! exactly the last ones acknowledged, within one flush interval (plus one write interval).
+//! exactly those acknowledged since the last flush tick (the ticks run from the origin the
+//! service records in `flush.origin`, so the test can kill mid-cycle and know the truth).
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
 
@@ -14,7 +15,17 @@ use std::time::{Duration, Instant};
 
 use common::free_port;
 
-fn start(port: u16, dir: &Path, durability: &str) -> Child {
+/// A running sample service, killed on drop so a failed assertion leaves nothing behind.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(port: u16, dir: &Path, durability: &str) -> Service {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shakeout"))
         .args([
             "sample-service",
@@ -33,7 +44,7 @@ fn start(port: u16, dir: &Path, durability: &str) -> Child {
         .read_line(&mut line)
         .unwrap();
     assert!(line.contains("listening"), "{line}");
-    child
+    Service(child)
 }
 
 /// One HTTP/1.1 request on its own connection; the status code.
@@ -49,18 +60,25 @@ fn request(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, Stri
     Some((status, body))
 }
 
-/// Write key 0, 1, 2... every `interval` for `for_`, then SIGKILL; returns (acknowledged
-/// count, time of each acknowledgement relative to the kill).
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// Write key 0, 1, 2... every `interval` until `kill_at` (unix ms), then SIGKILL; returns,
+/// per acknowledged write, how long before the kill it was acknowledged.
 fn write_then_kill(
     port: u16,
-    child: &mut Child,
+    service: &mut Service,
     interval: Duration,
-    for_: Duration,
+    kill_at: u128,
 ) -> Vec<Duration> {
     let start = Instant::now();
     let mut acked_at = Vec::new();
     let mut k = 0u32;
-    while start.elapsed() < for_ {
+    while unix_ms() < kill_at {
         if let Some((200, _)) = request(port, "PUT", &format!("/kv/w-{k}"), &k.to_string()) {
             acked_at.push(start.elapsed());
         } else {
@@ -72,9 +90,9 @@ fn write_then_kill(
             std::thread::sleep(wait);
         }
     }
-    child.kill().unwrap();
+    service.0.kill().unwrap();
     let killed = start.elapsed();
-    child.wait().unwrap();
+    service.0.wait().unwrap();
     acked_at.iter().map(|t| killed.saturating_sub(*t)).collect()
 }
 
@@ -94,16 +112,10 @@ fn sync_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut child = start(port, dir.path(), "sync");
-    let acked = write_then_kill(
-        port,
-        &mut child,
-        Duration::from_millis(5),
-        Duration::from_millis(800),
-    );
+    let acked = write_then_kill(port, &mut child, Duration::from_millis(5), unix_ms() + 800);
     let mut again = start(port, dir.path(), "sync");
     let present = surviving(port, acked.len());
-    again.kill().unwrap();
-    again.wait().unwrap();
+    drop(again);
     assert!(
         present.iter().all(|p| *p),
         "lost: {:?}",
@@ -117,40 +129,45 @@ fn sync_loses_no_acknowledged_write() {
 }
 
 #[test]
-fn flush_loses_only_the_last_interval() {
+fn flush_loses_exactly_what_was_acknowledged_since_the_last_tick() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let flush = Duration::from_millis(300);
+    let flush: u128 = 300;
     let interval = Duration::from_millis(5);
     let mut child = start(port, dir.path(), "flush:300ms");
-    let before_kill = write_then_kill(port, &mut child, interval, Duration::from_millis(1500));
+    let origin: u128 = std::fs::read_to_string(dir.path().join("flush.origin"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Kill half-way through a cycle, after at least a second of writes.
+    let tick = (unix_ms() + 1000 - origin).div_ceil(flush);
+    let kill_at = origin + tick * flush + flush / 2;
+    let before_kill = write_then_kill(port, &mut child, interval, kill_at);
     let mut again = start(port, dir.path(), "flush:300ms");
     let present = surviving(port, before_kill.len());
-    again.kill().unwrap();
-    again.wait().unwrap();
+    drop(again);
     let lost: Vec<usize> = present
         .iter()
         .enumerate()
         .filter(|(_, p)| !**p)
         .map(|(k, _)| k)
         .collect();
-    assert!(
-        !lost.is_empty(),
-        "a SIGKILL with a 300 ms flush lost nothing: the setting does nothing"
-    );
     // Losses are a suffix: everything before the first lost write survived.
-    let first = lost[0];
+    let first = *lost
+        .first()
+        .expect("a SIGKILL half-way through a 300 ms flush cycle lost nothing");
     assert_eq!(
         lost,
         (first..before_kill.len()).collect::<Vec<_>>(),
         "lost writes are not the last ones"
     );
-    // And they were acknowledged within one flush interval before the kill (plus a few
-    // writes and the writer thread's wake-up on a loaded machine).
-    let oldest_lost = before_kill[first];
-    let margin = (interval * 4).max(Duration::from_millis(50));
+    // The truth: acknowledged since the last tick, half a cycle (150 ms) before the kill.
+    // Margin: a few writes, and the writer thread's wake-up on a loaded machine.
+    let oldest_lost = before_kill[first].as_millis() as i128;
+    let half = (flush / 2) as i128;
     assert!(
-        oldest_lost <= flush + margin,
-        "lost a write acknowledged {oldest_lost:?} before the kill"
+        (oldest_lost - half).abs() <= 40,
+        "oldest lost write acknowledged {oldest_lost} ms before the kill, truth {half} ms"
     );
 }

@@ -1,7 +1,7 @@
 //! The sample service's key-value store with a known durability: `sync` acknowledges a
 //! write only after it is on disk (fsync, group-committed), `flush:DUR` acknowledges from
-//! memory and writes + fsyncs every DUR — so a SIGKILL loses up to DUR of acknowledged
-//! writes. The log is JSON lines, replayed at start; keys keep their insertion order so a
+//! memory and writes + fsyncs on ticks every DUR — so a SIGKILL loses the writes
+//! acknowledged since the last tick (at most DUR). The log is JSON lines, replayed at start; keys keep their insertion order so a
 //! `list` read shows duplicates and reordering.
 
 use std::collections::HashMap;
@@ -104,10 +104,21 @@ impl Store {
             .append(true)
             .open(&path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        // Flush ticks run from a fixed origin, recorded before the service answers anything.
+        let origin = std::time::Instant::now();
+        if let Durability::Flush(_) = durability {
+            let unix_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            let origin_file = dir.join("flush.origin");
+            std::fs::write(&origin_file, format!("{unix_ms}\n"))
+                .map_err(|e| format!("{}: {e}", origin_file.display()))?;
+        }
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("kv-writer".into())
-            .spawn(move || writer(file, path, rx, durability))
+            .spawn(move || writer(file, path, rx, durability, origin))
             .map_err(|e| e.to_string())?;
         Ok(Arc::new(Store {
             memory: Mutex::new(memory),
@@ -180,41 +191,39 @@ impl Store {
     }
 }
 
-/// The writer thread: sync mode writes and fsyncs every batch it finds waiting (group
-/// commit) before acknowledging it; flush mode collects lines and writes them every interval.
-fn writer(mut file: File, path: PathBuf, rx: mpsc::Receiver<Pending>, durability: Durability) {
-    let mut batch: Vec<Pending> = Vec::new();
+/// The writer thread. Sync mode writes and fsyncs every batch it finds waiting (group
+/// commit) before acknowledging it. Flush mode writes whatever is waiting on ticks every
+/// interval from a fixed origin, recorded in `flush.origin` (unix ms) beside the log, so
+/// what a crash loses is known exactly: the writes acknowledged since the last tick.
+fn writer(
+    mut file: File,
+    path: PathBuf,
+    rx: mpsc::Receiver<Pending>,
+    durability: Durability,
+    origin: std::time::Instant,
+) {
+    let every = match durability {
+        Durability::Sync => None,
+        Durability::Flush(every) => Some((origin, every)),
+    };
+    let mut tick: u32 = 0;
     loop {
-        let wait = match durability {
-            Durability::Sync => None,
-            Durability::Flush(every) => Some(every),
-        };
-        let first = match wait {
-            None => rx.recv().ok(),
-            Some(every) => match rx.recv_timeout(every) {
-                Ok(p) => Some(p),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        let batch: Vec<Pending> = match every {
+            None => match rx.recv() {
+                Ok(first) => std::iter::once(first).chain(rx.try_iter()).collect(),
+                Err(_) => return,
             },
-        };
-        match (first, wait) {
-            (Some(p), None) => {
-                batch.push(p);
-                batch.extend(rx.try_iter());
-            }
-            (None, None) => return,
-            (Some(p), Some(every)) => {
-                batch.push(p);
-                // Keep collecting until the interval is over: acknowledged, not yet on disk.
-                let deadline = std::time::Instant::now() + every;
-                while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-                    match rx.recv_timeout(left) {
-                        Ok(p) => batch.push(p),
-                        Err(_) => break,
-                    }
+            Some((origin, every)) => {
+                tick += 1;
+                let due = origin + every * tick;
+                if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(wait);
                 }
+                rx.try_iter().collect()
             }
-            (None, Some(_)) => continue,
+        };
+        if batch.is_empty() {
+            continue;
         }
         let mut text = String::new();
         for p in &batch {
@@ -227,7 +236,7 @@ fn writer(mut file: File, path: PathBuf, rx: mpsc::Receiver<Pending>, durability
         if let Err(e) = &written {
             eprintln!("sample-service: writing {}: {e}", path.display());
         }
-        for p in batch.drain(..) {
+        for p in batch {
             if let (Some(done), true) = (p.done, written.is_ok()) {
                 let _ = done.send(());
             }
