@@ -113,7 +113,7 @@ fn sync_loses_no_acknowledged_write() {
     let port = free_port();
     let mut child = start(port, dir.path(), "sync");
     let acked = write_then_kill(port, &mut child, Duration::from_millis(5), unix_ms() + 800);
-    let mut again = start(port, dir.path(), "sync");
+    let again = start(port, dir.path(), "sync");
     let present = surviving(port, acked.len());
     drop(again);
     assert!(
@@ -144,7 +144,7 @@ fn flush_loses_exactly_what_was_acknowledged_since_the_last_tick() {
     let tick = (unix_ms() + 1000 - origin).div_ceil(flush);
     let kill_at = origin + tick * flush + flush / 2;
     let before_kill = write_then_kill(port, &mut child, interval, kill_at);
-    let mut again = start(port, dir.path(), "flush:300ms");
+    let again = start(port, dir.path(), "flush:300ms");
     let present = surviving(port, before_kill.len());
     drop(again);
     let lost: Vec<usize> = present
