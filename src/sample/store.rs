@@ -111,8 +111,14 @@ impl Store {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis())
                 .unwrap_or(0);
+            // One line per start, appended: after a crash and restart the first
+            // instance's ticks are still known (that is when its writes were lost).
             let origin_file = dir.join("flush.origin");
-            std::fs::write(&origin_file, format!("{unix_ms}\n"))
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&origin_file)
+                .and_then(|mut f| f.write_all(format!("{unix_ms}\n").as_bytes()))
                 .map_err(|e| format!("{}: {e}", origin_file.display()))?;
         }
         let (tx, rx) = mpsc::channel();
