@@ -34,12 +34,10 @@ fn sync_loses_nothing_and_flush_loses_exactly_since_its_last_tick() {
         .arg(&json)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    // The steady-state and RTO verdicts depend on this machine's load; this test is about
+    // the loss, so it checks the RPO verdict and the truth, and shows everything on failure.
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{stdout}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let probe = |name: &str| {
         report["probes"]
@@ -53,6 +51,13 @@ fn sync_loses_nothing_and_flush_loses_exactly_since_its_last_tick() {
 
     let sync = probe("writes-sync");
     assert_eq!(sync["write"]["lost"], 0, "{:#}", sync["write"]);
+    let rpo = report["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "rpo/writes-sync")
+        .unwrap();
+    assert_eq!(rpo["status"], "pass", "{stdout}");
     assert!(sync["write"]["acknowledged"].as_u64().unwrap() > 300);
 
     // The truth: the killed instance's flush ticks and the moment of the kill, both in unix ms.
