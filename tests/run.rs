@@ -441,3 +441,48 @@ fn the_demo_runs_and_meets_its_objectives() {
     // The supervisor restarts the sample 2 s after the kill.
     assert!((1800.0..=3000.0).contains(&rto), "demo RTO {rto} ms");
 }
+
+#[test]
+fn a_readiness_command_gates_the_start_and_its_failure_is_exit_3() {
+    let case = Case::new();
+    let port = case.port;
+    let yaml = |ready_file: &str| {
+        format!(
+            r#"apiVersion: shakeout/v1
+kind: Experiment
+metadata: {{ name: ready-cmd }}
+spec:
+  duration: 5s
+  services:
+    - name: slow-start
+      command: [sh, -c, "sleep 0.3; touch {{dir}}/{ready_file}; exec sleep 30"]
+      ready: {{ command: [test, -f, "{{dir}}/ready"], within: 3s }}
+      stopGrace: 1s
+  probes:
+    - {{ name: p, tcp: {{ address: "127.0.0.1:{port}" }}, rate: 10/s }}
+  steadyState: {{ window: 500ms }}
+"#
+        )
+    };
+    // Ready once the service has made its file: the run goes ahead.
+    let file = case.write(&yaml("ready"));
+    let (out, report) = case.run(&file);
+    assert_ne!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let events = report["events"].to_string();
+    assert!(events.contains("slow-start ready"), "{events}");
+    // A check that never passes (in a fresh directory): exit 3, naming the command.
+    let case = Case::new();
+    let file = case.write(&yaml("elsewhere"));
+    let (out, report) = case.run(&file);
+    assert_eq!(out.status.code(), Some(3));
+    let reason = report["run"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("not ready within 3s") && reason.contains("test -f"),
+        "{reason}"
+    );
+}

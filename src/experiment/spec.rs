@@ -645,7 +645,7 @@ pub struct ServiceSpec {
     pub stop_grace: Option<Dur>,
 }
 
-/// When a service counts as started: exactly one of `http` or `tcp`.
+/// When a service counts as started: exactly one of `http`, `tcp` or `command`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReadySpec {
@@ -655,6 +655,9 @@ pub struct ReadySpec {
     /// A `host:port` that must accept a connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<String>,
+    /// A command (no shell) that must exit 0, like `[pg_isready, -h, 127.0.0.1]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
     /// Deadline for readiness (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<Dur>,

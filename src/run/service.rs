@@ -156,6 +156,9 @@ async fn wait_ready(ready: &ReadySpec, within: Duration) -> Result<(), String> {
     let mut last = String::from("never checked");
     while Instant::now() < deadline {
         let result = match (&ready.http, &ready.tcp) {
+            _ if ready.command.is_some() => {
+                check_command(ready.command.as_deref().unwrap_or_default()).await
+            }
             (Some(url), _) => check_http(url).await,
             (None, Some(addr)) => tokio::net::TcpStream::connect(addr)
                 .await
@@ -173,6 +176,31 @@ async fn wait_ready(ready: &ReadySpec, within: Duration) -> Result<(), String> {
         "not ready within {} (last check: {last})",
         shakeout_api::Dur(within)
     ))
+}
+
+/// Run the readiness command once (bounded); ready means exit status 0.
+async fn check_command(argv: &[String]) -> Result<(), String> {
+    let argv: Vec<String> = argv.iter().map(|a| expand_exe(a)).collect();
+    let report = super::exec::run_command(
+        &argv,
+        &Default::default(),
+        Duration::from_secs(5),
+        Instant::now(),
+    )
+    .await;
+    if report.success {
+        return Ok(());
+    }
+    let detail = report
+        .error
+        .clone()
+        .unwrap_or_else(|| crate::verdict::describe_action(&report));
+    let stderr = report.stderr.trim();
+    Err(if stderr.is_empty() {
+        format!("`{}`: {detail}", argv.join(" "))
+    } else {
+        format!("`{}`: {detail}: {stderr}", argv.join(" "))
+    })
 }
 
 /// One GET; ready means a 2xx answer.

@@ -29,7 +29,24 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
             continue;
         };
         let ready_path = format!("{path}.ready");
+        if ready.command.is_some() && (ready.http.is_some() || ready.tcp.is_some()) {
+            c.report_key(
+                &format!("{ready_path}.command"),
+                format!("service `{name}` has more than one readiness check: keep exactly one of `http`, `tcp` or `command`"),
+            );
+        }
+        if ready
+            .command
+            .as_ref()
+            .is_some_and(|cmd| cmd.first().is_none_or(|p| p.is_empty()))
+        {
+            c.report(
+                &format!("{ready_path}.command"),
+                "needs a program to run, like [pg_isready, -h, 127.0.0.1]",
+            );
+        }
         match (&ready.http, &ready.tcp) {
+            _ if ready.command.is_some() => {}
             (Some(_), Some(_)) => c.report_key(
                 &format!("{ready_path}.tcp"),
                 format!("service `{name}` has both `ready.http` and `ready.tcp`: keep exactly one"),
@@ -38,7 +55,8 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
                 &ready_path,
                 format!(
                     "service `{name}` needs exactly one readiness check, like \
-                     `http: http://127.0.0.1:8080/health` or `tcp: 127.0.0.1:8080`"
+                     `http: http://127.0.0.1:8080/health`, `tcp: 127.0.0.1:8080` or \
+                     `command: [pg_isready, -h, 127.0.0.1]`"
                 ),
             ),
             _ => {}
