@@ -430,7 +430,12 @@ fn is_root() -> bool {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    // `cargo bench` passes `--bench`; anything but `--quick` is ignored.
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without
+    // it, and a benchmark is no test: say so and stop. Anything but `--quick` is ignored.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("agent benchmark: run it with `cargo bench -p shakeout-agent --bench agent` (skipped under cargo test)");
+        return;
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let scale = if quick {
         Scale {
