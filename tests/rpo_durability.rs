@@ -22,7 +22,11 @@ fn sync_loses_nothing_and_flush_loses_exactly_since_its_last_tick() {
         .replace(
             "/tmp/shakeout-durability",
             &dir.path().display().to_string(),
-        );
+        )
+        // This test is about loss: a loaded machine must not fail the steady-state gate
+        // (which would skip the kill) nor time writes out.
+        .replace("availability: { min: 99% }", "availability: { min: 0% }")
+        .replace("timeout: 500ms", "timeout: 2s");
     let file = dir.path().join("durability.yaml");
     std::fs::write(&file, yaml).unwrap();
     let json = dir.path().join("report.json");
@@ -76,7 +80,10 @@ fn sync_loses_nothing_and_flush_loses_exactly_since_its_last_tick() {
         .iter()
         .find(|f| f["name"] == "kill-flush")
         .unwrap();
-    let kill_ms = started_ms + fault["apply"]["startedMs"].as_f64().unwrap();
+    let kill_ms = started_ms
+        + fault["apply"]["startedMs"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("the kill did not run:\n{stdout}"));
     let flush = 500.0;
     let last_tick = origin + ((kill_ms - origin) / flush).floor() * flush;
     let truth = kill_ms - last_tick;
