@@ -22,7 +22,7 @@ use crate::experiment::{self, Experiment};
 use crate::probe::{self, Phase, ProbeConfig, Recorder};
 use crate::progress::{self, LiveStatus, Progress};
 use crate::report::{self, Report, RunStatus};
-use crate::verdict::{self, RtoWindow, DEFAULT_STABLE_FOR};
+use crate::verdict::{self, RtoWindow};
 use events::Events;
 use faults::FaultSet;
 use service::Services;
@@ -475,20 +475,6 @@ impl LiveRun<'_> {
         horizon
     }
 
-    fn level(&self) -> f64 {
-        let ss = self.exp.file.spec.steady_state.as_ref();
-        ss.and_then(|s| s.availability.as_ref())
-            .map(|a| a.min.ratio())
-            .unwrap_or(1.0)
-    }
-
-    fn stable_for(&self) -> Duration {
-        let rto = self.exp.file.spec.objectives.rto.as_ref();
-        rto.and_then(|r| r.stable_for)
-            .map(|d| d.0)
-            .unwrap_or(DEFAULT_STABLE_FOR)
-    }
-
     fn all_recovered(&self, fault_start: Duration, fault_end: Duration, horizon: Duration) -> bool {
         self.configs.iter().zip(self.recorders).all(|(c, r)| {
             let buckets = r.closed_since(0);
@@ -496,8 +482,8 @@ impl LiveRun<'_> {
                 fault_start,
                 fault_end,
                 until: horizon,
-                level: self.level(),
-                stable_for: self.stable_for(),
+                level: verdict::recovery_level(self.exp),
+                stable_for: verdict::stable_for(self.exp),
                 rate_per_second: rate_of(c),
             };
             // Judge only once a whole stability window after the faults' end is closed:

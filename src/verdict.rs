@@ -16,6 +16,24 @@ mod rpo;
 /// Default stability window for RTO when the objective sets none.
 pub const DEFAULT_STABLE_FOR: Duration = Duration::from_secs(1);
 
+/// Per-bucket availability (0..=1) that counts as recovered: the steady-state minimum,
+/// or 100 % without one. The runner (to end recovery) and the report (to measure RTO)
+/// both use this, so they can never disagree.
+pub fn recovery_level(exp: &Experiment) -> f64 {
+    let ss = exp.file.spec.steady_state.as_ref();
+    ss.and_then(|s| s.availability.as_ref())
+        .map(|a| a.min.ratio())
+        .unwrap_or(1.0)
+}
+
+/// How long availability must stay at [`recovery_level`] to count as recovered.
+pub fn stable_for(exp: &Experiment) -> Duration {
+    let rto = exp.file.spec.objectives.rto.as_ref();
+    rto.and_then(|r| r.stable_for)
+        .map(|d| d.0)
+        .unwrap_or(DEFAULT_STABLE_FOR)
+}
+
 /// What the RTO measurement needs to know about the run.
 #[derive(Debug, Clone, Copy)]
 pub struct RtoWindow {

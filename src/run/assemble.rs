@@ -10,7 +10,7 @@ use super::{status_of, Stop, Timeline};
 use crate::experiment::Experiment;
 use crate::probe::{Counts, Outcome, Phase, PhaseStats, ProbeConfig, ProbeRecording, Target};
 use crate::report::*;
-use crate::verdict::{self, ProbeResult, RtoWindow, DEFAULT_STABLE_FOR};
+use crate::verdict::{self, ProbeResult, RtoWindow};
 
 /// Everything a finished run hands over.
 pub struct Finished<'a> {
@@ -148,19 +148,8 @@ pub fn report(f: Finished<'_>) -> Report {
     for (p, s, e) in &spans {
         lengths[*p as usize] = e.saturating_sub(*s);
     }
-    let level = spec
-        .steady_state
-        .as_ref()
-        .and_then(|s| s.availability.as_ref())
-        .map(|a| a.min.ratio())
-        .unwrap_or(1.0);
-    let stable_for = spec
-        .objectives
-        .rto
-        .as_ref()
-        .and_then(|r| r.stable_for)
-        .map(|d| d.0)
-        .unwrap_or(DEFAULT_STABLE_FOR);
+    let level = verdict::recovery_level(f.exp);
+    let stable_for = verdict::stable_for(f.exp);
     let observed_until = f.timeline.recovery_horizon.unwrap_or(f.end);
     let rtos: Vec<Option<RtoReport>> = f
         .configs
