@@ -3,7 +3,7 @@
 //! same process), revert the network faults it recorded, then let the network layer
 //! delete every rule, qdisc and queue tagged as the agent's own.
 
-use shakeout_api::SweepReport;
+use shakeout_api::{FaultSpec, NetNamespace, SweepReport};
 
 use crate::audit::{Action, Audit, Entry};
 use crate::fault::net::Net;
@@ -43,17 +43,27 @@ pub(super) async fn startup_sweep(
                 .await
                 .map(|()| format!("reverted {:?} fault", applied.mechanism))
                 .map_err(|e| e.to_string()),
-            // Whatever it installed carries the agent's tag; `net.sweep()` removes it.
-            Done::NetPending if sweep_tagged => {
-                Ok("network fault was never confirmed; tagged-rule sweep covers it".into())
-            }
-            // Kept in the ledger and reported: only a sweep of tagged rules (a node
-            // agent's start) can remove what an unconfirmed apply may have installed.
-            Done::NetPending => Err(format!(
-                "network fault was never confirmed; rules tagged `shakeout:{}` may remain until \
-                 `shakeout-agent` starts on this host and sweeps them",
-                record.id
-            )),
+            // Whatever it installed carries the agent's tag. Outside the host namespace
+            // the blanket sweep below never looks, so sweep the fault's own namespace
+            // (faults are exclusive per namespace: the tagged rules there are its own).
+            Done::NetPending => match &record.spec {
+                FaultSpec::Network(n) if n.namespace != NetNamespace::Host => {
+                    let swept = net.sweep_in(&n.namespace).await;
+                    report.rules_deleted.extend(swept.rules_deleted);
+                    match swept.errors.is_empty() {
+                        true => Ok("network fault was never confirmed; swept its namespace".into()),
+                        false => Err(swept.errors.join("; ")),
+                    }
+                }
+                _ if sweep_tagged => {
+                    Ok("network fault was never confirmed; tagged-rule sweep covers it".into())
+                }
+                _ => Err(format!(
+                    "network fault was never confirmed; rules tagged `shakeout:{}` may remain until \
+                     `shakeout-agent` starts on this host and sweeps them",
+                    record.id
+                )),
+            },
         };
         match outcome {
             Ok(note) => {
