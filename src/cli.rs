@@ -37,6 +37,8 @@ pub enum Command {
     },
     /// Run the built-in demo: a sample service, killed and restarted, with its measured RTO.
     Demo(DemoArgs),
+    /// List the node agents of a Kubernetes cluster (the Helm chart's DaemonSet): node, pod, version and capabilities (exit 0 all answer, 3 otherwise).
+    Agents(AgentsArgs),
     /// Run the sample HTTP service used by the demo and the tests.
     #[command(hide = true)]
     SampleService(crate::sample::SampleArgs),
@@ -72,6 +74,39 @@ pub struct OutputArgs {
     /// No progress output; the summary still goes to stdout.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// Options of `shakeout agents`: where the cluster and its agents are. Flags override
+/// the experiment file's `spec.kubernetes`; both default to what the Helm chart installs.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AgentsArgs {
+    /// Take `spec.kubernetes` from this experiment file.
+    #[arg(short, long, value_name = "EXPERIMENT")]
+    pub file: Option<PathBuf>,
+    /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current one).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Namespace of the agent pods (default: shakeout).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// Label selector of the agent pods (default: app.kubernetes.io/name=shakeout-agent).
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Agent port in the pod (default: 7433).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Environment variable with the agents' token (default: SHAKEOUT_TOKEN).
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// CA of the agents' certificates (the agents speak TLS).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// How to reach the agents: port-forward (outside the cluster) or pod-ip (inside).
+    #[arg(long, value_parser = ["port-forward", "pod-ip"])]
+    pub reach: Option<String>,
 }
 
 /// Options of `shakeout demo`.
@@ -114,6 +149,7 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Run(args) => crate::run::run_file(&args),
         Command::Preflight { file } => crate::run::preflight_file(&file),
         Command::Demo(args) => crate::run::run_demo(&args),
+        Command::Agents(args) => crate::kube::agents::list_command(&args),
         Command::SampleService(args) => crate::sample::main(args),
     }
 }

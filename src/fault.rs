@@ -34,7 +34,26 @@ pub fn connect(exp: &Experiment) -> Result<Agents, AgentError> {
 /// Whether any fault runs on the embedded agent (an agent fault that names none).
 pub fn needs_embedded(exp: &Experiment) -> bool {
     exp.file.spec.faults.iter().any(|f| {
-        f.network.as_ref().is_some_and(|n| n.agent.is_none())
-            || f.process.as_ref().is_some_and(|p| p.agent.is_none())
+        request::pod_targets(f).is_none()
+            && (f.network.as_ref().is_some_and(|n| n.agent.is_none())
+                || f.process.as_ref().is_some_and(|p| p.agent.is_none()))
     })
+}
+
+/// Whether the experiment talks to a Kubernetes cluster (pod faults, faults on pods).
+pub fn needs_cluster(exp: &Experiment) -> bool {
+    exp.file
+        .spec
+        .faults
+        .iter()
+        .any(|f| f.pod.is_some() || request::pod_targets(f).is_some())
+}
+
+/// Whether any fault goes to the cluster's node agents.
+pub fn needs_cluster_agents(exp: &Experiment) -> bool {
+    exp.file
+        .spec
+        .faults
+        .iter()
+        .any(|f| request::pod_targets(f).is_some())
 }

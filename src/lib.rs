@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod experiment;
 pub mod fault;
+pub mod kube;
 pub mod probe;
 pub mod progress;
 pub mod report;

@@ -361,15 +361,63 @@ pub struct FaultReport {
     /// For `network` and `process` faults: what the node agent did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentActionReport>,
+    /// For faults on `pods`: what the agent on each chosen pod's node did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<AgentActionReport>,
+    /// For `pod` faults and faults on `pods`: which pods were chosen, what happened to
+    /// them and, for deletions, how long their workloads took to replace them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<PodFaultReport>,
+}
+
+/// Pods chosen by a fault, and for a deletion, the recovery of their workloads.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodFaultReport {
+    pub namespace: String,
+    /// Label and field selectors, as written.
+    pub selector: String,
+    /// `one`, `all`, `fixed`, `percent`.
+    pub mode: String,
+    /// Seed of the choice (the run's seed mixed with the fault name).
+    pub seed: u64,
+    /// Pods that matched (not already terminating).
+    pub matched: u64,
+    /// The pods chosen, in name order.
+    pub chosen: Vec<crate::kube::pods::PodRef>,
+    /// The API server checked the deletion (`dryRun=All`) and nothing was deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// Pods the API server accepted the deletion of.
+    pub deleted: u64,
+    /// When the first deletion was sent, ms from origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_ms: Option<f64>,
+    /// `recovered`, `notRecovered`, `noOwner` (bare pods: nothing replaces them),
+    /// `notMeasured` (dry run, or nothing deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<String>,
+    /// From the first deletion until every owner had its Ready count back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_ms: Option<f64>,
+    /// The recovery time is a multiple of this polling interval (it may be late by up to one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_resolution_ms: Option<f64>,
+    /// What went wrong (per pod), or why recovery was not seen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// A fault applied through a node agent, and how its lease and revert went.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentActionReport {
-    /// Agent name (`embedded` for the controller's own).
+    /// Agent name (`embedded` for the controller's own; the agent pod's name in a cluster).
     pub agent: String,
     pub url: String,
+    /// The pod this fault targets (`namespace/name`), for faults on `pods`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
     /// The agent's id for the fault (absent when apply failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_id: Option<String>,

@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{DemoArgs, OutputArgs, RunArgs};
 use crate::exit;
 use crate::experiment::{self, Experiment};
+use crate::kube::agents::ClusterAgents;
+use crate::kube::Cluster;
 use crate::probe::{self, Phase, ProbeConfig, Recorder};
 use crate::progress::{self, LiveStatus, Progress};
 use crate::report::{self, Report, RunStatus};
@@ -90,6 +92,10 @@ fn run_loaded(exp: &Experiment, output: &OutputArgs, seed: Option<u64>, dry_run:
     }
     if dry_run {
         print!("{}", plan(exp));
+        if crate::fault::needs_cluster(exp) {
+            return dry_run_cluster(exp, seed);
+        }
+        println!("dry run: nothing was started, applied or probed");
         return exit::MET;
     }
     let runtime = match probe::runtime() {
@@ -203,9 +209,155 @@ pub fn plan(exp: &Experiment) -> String {
                 out.push_str(&format!("      revert: {}\n", r.join(" ")));
             }
         }
+        let on = |agent: &Option<String>| match (crate::fault::request::pod_targets(f), agent) {
+            (Some(sel), _) => format!(
+                "on pods in namespace {} ({}, mode {}) through the agent on each pod's node",
+                sel.namespace,
+                crate::kube::pods::describe_selector(sel),
+                sel.mode.map(|m| format!("{m:?}").to_lowercase()).unwrap_or_else(|| "one".into())
+            ),
+            (None, Some(a)) => format!("through agent {a}"),
+            (None, None) => "through the embedded agent".into(),
+        };
+        if let Some(n) = &f.network {
+            let what = [
+                n.latency.as_ref().map(|l| format!("latency {}", l.delay)),
+                n.loss.map(|l| format!("loss {l}")),
+                n.blackhole.filter(|b| *b).map(|_| "blackhole".to_owned()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
+            out.push_str(&format!(
+                "  at {} fault {}{dur}: network {what} {}\n",
+                f.at,
+                f.name,
+                on(&n.agent)
+            ));
+        }
+        if let Some(p) = &f.process {
+            let what = if p.pause.is_some() { "pause" } else { "kill" };
+            out.push_str(&format!(
+                "  at {} fault {}{dur}: process {what} {}\n",
+                f.at,
+                f.name,
+                on(&p.agent)
+            ));
+        }
+        if let Some(d) = f.pod.as_ref().and_then(|p| p.delete.as_ref()) {
+            out.push_str(&format!(
+                "  at {} fault {}: delete pods in namespace {} ({}, mode {}){}\n",
+                f.at,
+                f.name,
+                d.pods.namespace,
+                crate::kube::pods::describe_selector(&d.pods),
+                d.pods.mode.map(|m| format!("{m:?}").to_lowercase()).unwrap_or_else(|| "one".into()),
+                if d.dry_run { ", server-side dry run" } else { "" }
+            ));
+        }
     }
-    out.push_str("dry run: nothing was started, applied or probed\n");
     out
+}
+
+/// `--dry-run` with a cluster: choose the pods as the run would (same seed), and have the
+/// API server check each deletion (`dryRun=All`); nothing is deleted or applied.
+/// Exit 0 when the server accepts everything, 3 otherwise.
+fn dry_run_cluster(exp: &Experiment, seed: Option<u64>) -> i32 {
+    use crate::kube::pods;
+    let seed = seed.or(exp.file.spec.seed).unwrap_or_else(rand::random);
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("cannot start the async runtime");
+        return exit::CANNOT_RUN;
+    };
+    runtime.block_on(async {
+        let (cluster, agents) = match connect_cluster(exp).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return exit::MET,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::CANNOT_RUN;
+            }
+        };
+        println!("cluster: {} (seed {seed})", cluster.source);
+        let mut ok = true;
+        for f in &exp.file.spec.faults {
+            let delete = f.pod.as_ref().and_then(|p| p.delete.as_ref());
+            let Some(sel) = delete
+                .map(|d| &d.pods)
+                .or_else(|| crate::fault::request::pod_targets(f))
+            else {
+                continue;
+            };
+            let found = match pods::matching(&cluster, sel).await {
+                Ok(found) => found,
+                Err(e) => {
+                    println!("  fault {}: {e}", f.name);
+                    ok = false;
+                    continue;
+                }
+            };
+            let chosen = pods::choose(&found, sel, pods::fault_seed(seed, &f.name));
+            if chosen.is_empty() {
+                println!(
+                    "  fault {}: no pod in namespace {} matches {}",
+                    f.name,
+                    sel.namespace,
+                    pods::describe_selector(sel)
+                );
+                ok = false;
+                continue;
+            }
+            println!(
+                "  fault {}: {} of {} matching pods",
+                f.name,
+                chosen.len(),
+                found.len()
+            );
+            if let Some(d) = delete {
+                let grace = d.grace_period.map(|g| g.0);
+                for r in pods::delete(&cluster, &chosen, grace, true).await {
+                    match r.error {
+                        None => println!(
+                            "    would delete {} (node {}): the API server accepted it (dryRun=All)",
+                            r.pod.key(),
+                            r.pod.node
+                        ),
+                        Some(e) => {
+                            println!("    {e}");
+                            ok = false;
+                        }
+                    }
+                }
+            } else {
+                for pod in &chosen {
+                    match agents.as_ref().map(|a| a.on_node(&pod.node)) {
+                        Some(Ok(c)) => println!(
+                            "    {} (node {}): agent {} ({})",
+                            pod.key(),
+                            pod.node,
+                            c.name,
+                            c.url
+                        ),
+                        Some(Err(e)) => {
+                            println!("    {}: {e}", pod.key());
+                            ok = false;
+                        }
+                        None => ok = false,
+                    }
+                }
+            }
+        }
+        println!("dry run: nothing was started, deleted, applied or probed");
+        if ok {
+            exit::MET
+        } else {
+            exit::CANNOT_RUN
+        }
+    })
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM.
@@ -279,7 +431,7 @@ pub async fn execute(
         Ok(c) => c,
         Err(e) => return assemble::error_report(exp, seed, e),
     };
-    let (agents, local_agent) = match prepare_agents(exp, &events).await {
+    let (agents, local_agent, cluster) = match prepare_agents(exp, &events).await {
         Ok(a) => a,
         Err(e) => return assemble::error_report(exp, seed, e),
     };
@@ -320,10 +472,16 @@ pub async fn execute(
         .map(|(c, r)| probe::start(c.clone(), origin, r.clone(), stop_probes.child_token()))
         .collect();
 
+    let (cluster, cluster_agents) = match cluster {
+        Some((c, a)) => (Some(c), a.map(Arc::new)),
+        None => (None, None),
+    };
     let ctx = faults::AgentContext {
         agents,
         experiment: exp.file.metadata.name.clone(),
         seed,
+        cluster,
+        cluster_agents,
     };
     let mut faults = FaultSet::new(&spec.faults, origin, services.pids(), events.clone(), ctx);
     let mut run = LiveRun {
@@ -376,8 +534,16 @@ pub async fn execute(
 async fn prepare_agents(
     exp: &Experiment,
     events: &Events,
-) -> Result<(crate::fault::Agents, Option<embedded::Embedded>), String> {
+) -> Result<
+    (
+        crate::fault::Agents,
+        Option<embedded::Embedded>,
+        Option<(Cluster, Option<ClusterAgents>)>,
+    ),
+    String,
+> {
     let mut agents = crate::fault::connect(exp).map_err(|e| e.to_string())?;
+    let cluster = connect_cluster(exp).await?;
     let mut local = None;
     if crate::fault::needs_embedded(exp) {
         let (e, swept) = embedded::Embedded::start().await?;
@@ -390,7 +556,11 @@ async fn prepare_agents(
         agents.embedded = Some(e.client.clone());
         local = Some(e);
     }
-    let checks = crate::fault::preflight::check(exp, &agents).await;
+    let mut checks = crate::fault::preflight::check(exp, &agents).await;
+    if let Some((c, a)) = &cluster {
+        checks.extend(crate::fault::preflight::check_cluster(exp, c, a.as_ref()).await);
+        events.push("kubernetes", format!("connected to the cluster ({})", c.source));
+    }
     if checks.iter().any(|c| !c.ok()) {
         if let Some(e) = local {
             e.stop().await;
@@ -400,7 +570,30 @@ async fn prepare_agents(
             crate::fault::preflight::render(&checks)
         ));
     }
-    Ok((agents, local))
+    Ok((agents, local, cluster))
+}
+
+/// The cluster and its node agents, when the experiment has pod faults or faults on pods.
+async fn connect_cluster(
+    exp: &Experiment,
+) -> Result<Option<(Cluster, Option<ClusterAgents>)>, String> {
+    if !crate::fault::needs_cluster(exp) {
+        return Ok(None);
+    }
+    let base = exp
+        .source
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let spec = exp.file.spec.kubernetes.as_ref();
+    let cluster = Cluster::connect(spec, base).await?;
+    let agents = if crate::fault::needs_cluster_agents(exp) {
+        let a = spec.and_then(|k| k.agents.clone()).unwrap_or_default();
+        Some(crate::kube::agents::discover(&cluster, &a, base).await?)
+    } else {
+        None
+    };
+    Ok(Some((cluster, agents)))
 }
 
 /// `shakeout preflight FILE`: exit 0 when every agent is ready, 3 otherwise.
@@ -427,7 +620,19 @@ pub fn preflight_file(file: &Path) -> i32 {
                 return exit::CANNOT_RUN;
             }
         };
-        let checks = crate::fault::preflight::check(&exp, &agents).await;
+        let mut checks = crate::fault::preflight::check(&exp, &agents).await;
+        match connect_cluster(&exp).await {
+            Ok(None) => {}
+            Ok(Some((c, a))) => {
+                checks.extend(crate::fault::preflight::check_cluster(&exp, &c, a.as_ref()).await)
+            }
+            Err(e) => checks.push(crate::fault::preflight::AgentCheck {
+                agent: "kubernetes".into(),
+                url: "-".into(),
+                problems: vec![e],
+                notes: vec![],
+            }),
+        }
         print!("{}", crate::fault::preflight::render(&checks));
         if checks.iter().all(|c| c.ok()) {
             exit::MET
@@ -660,7 +865,9 @@ impl LiveRun<'_> {
                         tl.faults_start.unwrap_or_default(),
                         tl.faults_end.unwrap_or_default(),
                     );
-                    if self.all_recovered(start, end, horizon) {
+                    // Pod deletions are watched until their replacements are Ready (or
+                    // their recoveryTimeout): recovery is judged after that.
+                    if faults.watching() == 0 && self.all_recovered(start, end, horizon) {
                         tl.recovery_horizon = Some(horizon);
                         tl.steady_start = Some(now);
                         self.set_phase(now, Phase::Steady);

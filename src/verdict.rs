@@ -335,6 +335,9 @@ pub fn evaluate(
             }
         }
     }
+    if let Some(o) = &obj.pod_recovery {
+        out.extend(pod_recovery_verdicts(o, faults));
+    }
     for f in faults {
         if f.status == "failed" || f.status == "revertFailed" {
             let action = if f.status == "failed" {
@@ -344,6 +347,7 @@ pub fn evaluate(
             };
             let what = action
                 .map(describe_action)
+                .or_else(|| fault_error(f))
                 .unwrap_or_else(|| "did not run".into());
             out.push(Verdict {
                 id: format!("fault/{}", f.name),
@@ -363,6 +367,77 @@ pub fn evaluate(
         }
     }
     out
+}
+
+/// The first error a fault's agents or pod actions reported.
+fn fault_error(f: &FaultReport) -> Option<String> {
+    f.agent
+        .iter()
+        .chain(&f.agents)
+        .find_map(|a| a.error.clone())
+        .or_else(|| f.pods.as_ref().and_then(|p| p.errors.first().cloned()))
+}
+
+/// One verdict per pod deletion the objective covers: its workloads had Ready
+/// replacements within `max`.
+fn pod_recovery_verdicts(
+    o: &crate::experiment::spec::PodRecoveryObjective,
+    faults: &[FaultReport],
+) -> Vec<Verdict> {
+    let max = o.max.0;
+    faults
+        .iter()
+        .filter(|f| f.kind == "pod")
+        .filter(|f| o.fault.as_deref().is_none_or(|n| n == f.name))
+        .map(|f| {
+            let p = f.pods.as_ref();
+            let resolution = p
+                .and_then(|p| p.recovery_resolution_ms)
+                .map(|r| format!(" (resolution {r:.0}ms)"))
+                .unwrap_or_default();
+            let (status, measured, note) = match (p.and_then(|p| p.recovery.as_deref()), p) {
+                (Some("recovered"), Some(p)) => {
+                    let d = Duration::from_secs_f64(p.recovery_ms.unwrap_or(0.0) / 1000.0);
+                    let status = if d <= max {
+                        VerdictStatus::Pass
+                    } else {
+                        VerdictStatus::Fail
+                    };
+                    (status, Some(format!("{}{resolution}", human(d))), None)
+                }
+                (Some("notRecovered"), Some(p)) => (
+                    VerdictStatus::Fail,
+                    Some("not recovered".into()),
+                    p.errors.last().cloned(),
+                ),
+                (Some("noOwner"), _) => (
+                    VerdictStatus::NotMeasured,
+                    None,
+                    Some("the deleted pods had no owner: nothing replaces them".into()),
+                ),
+                _ if f.status == "dryRun" => (
+                    VerdictStatus::NotMeasured,
+                    None,
+                    Some("dry run: nothing was deleted".into()),
+                ),
+                _ => (
+                    VerdictStatus::NotMeasured,
+                    None,
+                    Some(format!("no pod was deleted (fault {})", f.status)),
+                ),
+            };
+            Verdict {
+                id: format!("podRecovery/{}", f.name),
+                kind: "podRecovery".into(),
+                probe: None,
+                during: None,
+                status,
+                measured,
+                required: format!("<= {}", human(max)),
+                note,
+            }
+        })
+        .collect()
 }
 
 /// `exit code 1`, `signal 9`, or the error.

@@ -3,6 +3,7 @@
 //! problems in one pass; each message names the path, what is wrong and what is valid.
 
 mod agents;
+mod kube;
 mod objectives;
 mod probes;
 mod services;
@@ -58,6 +59,7 @@ pub fn check(exp: &ExperimentFile, positions: &Positions, file: &str) -> Vec<Dia
     probes::check(&mut c, spec);
     services::check(&mut c, spec);
     agents::check(&mut c, spec);
+    kube::check(&mut c, spec);
     timeline::check(&mut c, spec);
     objectives::check(&mut c, spec);
     let mut found = c.found;

@@ -10,6 +10,12 @@ use shakeout_api::{
     Direction, Dur, Latency, Mechanism, Percent, Protocol, Rate, Selection, StatusRanges,
 };
 
+mod kube;
+pub use kube::{
+    AgentReach, ClusterAgentsSpec, KubernetesSpec, PodDeleteSpec, PodFaultSpec, PodMode,
+    PodSelector,
+};
+
 /// One experiment document (`apiVersion: shakeout/v1`, `kind: Experiment`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -66,6 +72,9 @@ pub struct Spec {
     /// agent uses one embedded in the controller (same code, same safety).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub agents: BTreeMap<String, AgentSpec>,
+    /// The cluster, for `pod` faults and faults that target pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesSpec>,
 }
 
 /// How to reach a node agent.
@@ -362,6 +371,8 @@ pub struct FaultSpec {
     pub network: Option<NetworkFaultSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<ProcessFaultSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodFaultSpec>,
 }
 
 /// Latency, loss or blackhole through a node agent. Needs a `duration`.
@@ -387,6 +398,10 @@ pub struct NetworkFaultSpec {
     /// Whose network namespace (default: the agent's host namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<NamespaceSpec>,
+    /// Kubernetes pods instead of `agent` and `namespace`: each chosen pod's network
+    /// namespace, through the agent on its node (`spec.kubernetes.agents`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<PodSelector>,
     /// Interface for netem (default: every non-loopback one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
@@ -462,6 +477,10 @@ pub struct ProcessTargetSpec {
     /// Every process of a Kubernetes pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_uid: Option<String>,
+    /// Every process of each chosen pod, through the agent on its node
+    /// (`spec.kubernetes.agents`); the fault names no `agent` then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<PodSelector>,
 }
 
 /// The signal to send.
@@ -523,6 +542,19 @@ pub struct ObjectivesSpec {
     pub rto: Option<RtoObjective>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpo: Option<RpoObjective>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_recovery: Option<PodRecoveryObjective>,
+}
+
+/// After a pod deletion, the workloads must have Ready replacements within `max`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PodRecoveryObjective {
+    /// Longest time from the deletion until every replacement is Ready.
+    pub max: Dur,
+    /// Only this pod fault (default: every pod deletion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
 }
 
 /// The measured data-loss window of a write probe must stay under `max`.

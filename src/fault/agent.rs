@@ -85,6 +85,23 @@ pub struct AgentClient {
         tokio_rustls::TlsConnector,
         rustls::pki_types::ServerName<'static>,
     )>,
+    /// How a connection is made: TCP to `authority`, or a port-forward through the API server.
+    dial: Dial,
+}
+
+/// How the client reaches its agent.
+#[derive(Clone, Default)]
+enum Dial {
+    /// A TCP connection to `authority`.
+    #[default]
+    Tcp,
+    /// `pods/portforward` to the agent pod through the Kubernetes API server: one
+    /// WebSocket per call, so only principals allowed to port-forward reach the agent.
+    PortForward {
+        pods: Box<kube::Api<k8s_openapi::api::core::v1::Pod>>,
+        pod: String,
+        port: u16,
+    },
 }
 
 // By hand: the token must never reach a log line through `{:?}`.
@@ -165,7 +182,54 @@ impl AgentClient {
             token: token.into(),
             lease: crate::fault::request::LEASE,
             tls,
+            dial: Dial::Tcp,
         })
+    }
+
+    /// A client for an agent pod reached through the API server's port-forward. With a
+    /// `ca`, TLS runs inside the tunnel and the certificate must be valid for `server_name`.
+    pub fn port_forward(
+        name: &str,
+        pods: kube::Api<k8s_openapi::api::core::v1::Pod>,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+        token: &str,
+        tls: Option<(&Path, &str)>,
+    ) -> Result<Self, AgentError> {
+        let mut client = Self::new(name, &format!("http://127.0.0.1:{port}"), token, None)?;
+        if let Some((ca, server_name)) = tls {
+            let config = |message: String| AgentError::Config {
+                agent: name.into(),
+                message,
+            };
+            let sn = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+                .map_err(|e| config(format!("serverName `{server_name}`: {e}")))?;
+            client.tls = Some((tls_connector(ca).map_err(config)?, sn));
+        }
+        client.url = format!("portforward://{namespace}/{pod}:{port}");
+        client.authority = format!("{pod}:{port}");
+        client.dial = Dial::PortForward {
+            pods: Box::new(pods),
+            pod: pod.into(),
+            port,
+        };
+        Ok(client)
+    }
+
+    /// Verify the agent's certificate against `server_name` instead of the URL's host
+    /// (agents reached by pod IP carry a certificate for their service name).
+    pub fn with_server_name(mut self, server_name: &str) -> Result<Self, AgentError> {
+        if let Some((connector, _)) = self.tls.take() {
+            let sn = rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(
+                |e| AgentError::Config {
+                    agent: self.name.clone(),
+                    message: format!("serverName `{server_name}`: {e}"),
+                },
+            )?;
+            self.tls = Some((connector, sn));
+        }
+        Ok(self)
     }
 
     /// From an experiment's `spec.agents` entry; the token is read now.
@@ -231,11 +295,26 @@ impl AgentClient {
     ) -> Result<T, AgentError> {
         let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
         let connect = async {
-            let stream = tokio::net::TcpStream::connect(&self.authority)
-                .await
-                .map_err(|e| self.err_unreachable(e.to_string()))?;
+            let stream: Box<dyn Io> = match &self.dial {
+                Dial::Tcp => Box::new(
+                    tokio::net::TcpStream::connect(&self.authority)
+                        .await
+                        .map_err(|e| self.err_unreachable(e.to_string()))?,
+                ),
+                Dial::PortForward { pods, pod, port } => {
+                    let mut pf = pods.portforward(pod, &[*port]).await.map_err(|e| {
+                        self.err_unreachable(crate::kube::describe("port-forward", &e))
+                    })?;
+                    let s = pf.take_stream(*port).ok_or_else(|| {
+                        self.err_unreachable(format!("port-forward gave no stream for port {port}"))
+                    })?;
+                    // The forwarder's task lives on with the stream; dropping the
+                    // handle does not stop it.
+                    Box::new(s)
+                }
+            };
             let io: Box<dyn Io> = match &self.tls {
-                None => Box::new(stream),
+                None => stream,
                 Some((connector, name)) => Box::new(
                     connector
                         .connect(name.clone(), stream)

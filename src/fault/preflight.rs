@@ -33,7 +33,7 @@ fn agent_label(name: Option<&str>) -> String {
 pub async fn check(exp: &Experiment, agents: &Agents) -> Vec<AgentCheck> {
     let faults = &exp.file.spec.faults;
     let mut used: Vec<Option<&str>> = Vec::new();
-    for f in faults {
+    for f in faults.iter().filter(|f| super::request::pod_targets(f).is_none()) {
         let name = f
             .network
             .as_ref()
@@ -91,6 +91,9 @@ pub async fn check(exp: &Experiment, agents: &Agents) -> Vec<AgentCheck> {
 }
 
 fn uses(f: &FaultSpec, agent: Option<&str>) -> bool {
+    if super::request::pod_targets(f).is_some() {
+        return false;
+    }
     f.network
         .as_ref()
         .is_some_and(|n| n.agent.as_deref() == agent)
@@ -161,6 +164,111 @@ pub fn covers(f: &FaultSpec, caps: &Capabilities) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The cluster side: every pod selector matches (enough) pods now, and for faults on
+/// pods, the agent on each matching pod's node answers and can run the fault.
+pub async fn check_cluster(
+    exp: &Experiment,
+    cluster: &crate::kube::Cluster,
+    agents: Option<&crate::kube::agents::ClusterAgents>,
+) -> Vec<AgentCheck> {
+    use crate::kube::pods;
+    let mut api = AgentCheck {
+        agent: "kubernetes".into(),
+        url: cluster.source.clone(),
+        problems: vec![],
+        notes: vec![],
+    };
+    // Agent pods to check, with the faults each must run.
+    let mut per_agent: std::collections::BTreeMap<String, Vec<&FaultSpec>> = Default::default();
+    for f in &exp.file.spec.faults {
+        let sel = match (&f.pod, super::request::pod_targets(f)) {
+            (Some(p), _) => match &p.delete {
+                Some(d) => &d.pods,
+                None => continue,
+            },
+            (None, Some(sel)) => sel,
+            (None, None) => continue,
+        };
+        match pods::matching(cluster, sel).await {
+            Err(e) => api.problems.push(format!("fault `{}`: {e}", f.name)),
+            Ok(found) if found.is_empty() => api.problems.push(format!(
+                "fault `{}`: no pod in namespace {} matches {}",
+                f.name,
+                sel.namespace,
+                pods::describe_selector(sel)
+            )),
+            Ok(found) => {
+                let want = sel.count.unwrap_or(1) as usize;
+                if sel.mode == Some(crate::experiment::spec::PodMode::Fixed) && found.len() < want
+                {
+                    api.problems.push(format!(
+                        "fault `{}`: `count: {want}` but only {} pods in namespace {} match {}",
+                        f.name,
+                        found.len(),
+                        sel.namespace,
+                        pods::describe_selector(sel)
+                    ));
+                }
+                api.notes.push(format!(
+                    "fault `{}`: {} pods match in namespace {} ({}); {} will be chosen",
+                    f.name,
+                    found.len(),
+                    sel.namespace,
+                    pods::describe_selector(sel),
+                    pods::how_many(sel, found.len())
+                ));
+                if f.pod.is_some() {
+                    continue;
+                }
+                for pod in &found {
+                    match agents.map(|a| a.on_node(&pod.node)) {
+                        Some(Ok(client)) => {
+                            let v = per_agent.entry(client.name.clone()).or_default();
+                            if !v.iter().any(|g| g.name == f.name) {
+                                v.push(f);
+                            }
+                        }
+                        Some(Err(e)) => api
+                            .problems
+                            .push(format!("fault `{}`: pod {}: {e}", f.name, pod.key())),
+                        None => api.problems.push(format!(
+                            "fault `{}`: no node agents were found in the cluster",
+                            f.name
+                        )),
+                    }
+                }
+            }
+        }
+    }
+    let mut out = vec![api];
+    let Some(agents) = agents else { return out };
+    for (pod, faults) in per_agent {
+        let Some(a) = agents.by_node.values().find(|a| a.client.name == pod) else {
+            continue;
+        };
+        let mut check = AgentCheck {
+            agent: format!("{} (node {})", pod, a.node),
+            url: a.client.url.clone(),
+            problems: vec![],
+            notes: vec![],
+        };
+        match a.client.capabilities().await {
+            Err(e) => check.problems.push(e.to_string()),
+            Ok(caps) => {
+                check.notes.push(format!(
+                    "agent {} on kernel {}, cgroup {}",
+                    caps.version, caps.kernel, caps.cgroup
+                ));
+                for f in faults {
+                    check.problems.extend(covers(f, &caps));
+                }
+            }
+        }
+        out.push(check);
+    }
+    out
 }
 
 /// Human-readable preflight result.

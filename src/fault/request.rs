@@ -96,6 +96,37 @@ fn process(
     })
 }
 
+/// The pods a `network` or `process` fault targets through the agents on their nodes.
+pub fn pod_targets(f: &ExpFault) -> Option<&crate::experiment::spec::PodSelector> {
+    f.network
+        .as_ref()
+        .and_then(|n| n.pods.as_ref())
+        .or_else(|| f.process.as_ref().and_then(|p| p.target.pods.as_ref()))
+}
+
+/// `fault` aimed at one pod: its agent is the one on the pod's node, found by the
+/// controller, and the agent finds the pod's processes or namespace by its UID.
+pub fn for_pod(fault: &ExpFault, pod: &crate::kube::pods::PodRef) -> ExpFault {
+    let mut f = fault.clone();
+    f.name = format!("{}@{}", fault.name, pod.name);
+    if let Some(n) = &mut f.network {
+        n.pods = None;
+        n.agent = None;
+        n.namespace = Some(crate::experiment::spec::NamespaceSpec {
+            pod_uid: Some(pod.uid.clone()),
+            ..Default::default()
+        });
+    }
+    if let Some(p) = &mut f.process {
+        p.agent = None;
+        p.target = crate::experiment::spec::ProcessTargetSpec {
+            pod_uid: Some(pod.uid.clone()),
+            ..Default::default()
+        };
+    }
+    f
+}
+
 /// Whether a fault runs through an agent (and so needs a lease and a confirmed revert).
 pub fn is_agent_fault(f: &ExpFault) -> bool {
     f.network.is_some() || f.process.is_some()
@@ -119,6 +150,7 @@ mod tests {
             exec: None,
             network: None,
             process: Some(process),
+            pod: None,
         }
     }
 

@@ -269,6 +269,8 @@ fn kill_primary() -> FaultReport {
     };
     FaultReport {
         agent: None,
+        agents: Vec::new(),
+        pods: None,
         name: "kill-primary".to_string(),
         kind: "exec".to_string(),
         at_ms: 20_000.0,

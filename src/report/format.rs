@@ -273,6 +273,9 @@ pub(crate) fn prober_limited_warning(p: &ProbeReport) -> String {
 /// One line on what an agent did for a fault: where, which id and mechanism, the lease.
 pub(crate) fn agent_summary(a: &crate::report::AgentActionReport) -> String {
     let mut parts = vec![format!("agent {} ({})", a.agent, a.url)];
+    if let Some(pod) = &a.pod {
+        parts.insert(0, format!("pod {pod}"));
+    }
     if let Some(id) = &a.fault_id {
         parts.push(format!("id {id}"));
     }
@@ -287,6 +290,41 @@ pub(crate) fn agent_summary(a: &crate::report::AgentActionReport) -> String {
         parts.push(format!("{} failed renewals", a.renew_failures));
     }
     if let Some(e) = &a.error {
+        parts.push(format!("error: {e}"));
+    }
+    parts.join(", ")
+}
+
+/// One line on a fault's pods: how many matched and were chosen, what was deleted, and
+/// how long the workloads took to replace them.
+pub(crate) fn pods_summary(p: &crate::report::PodFaultReport) -> String {
+    let names: Vec<&str> = p.chosen.iter().map(|c| c.name.as_str()).collect();
+    let mut parts = vec![format!(
+        "pods in {} ({}; mode {}, seed {}): {} of {} chosen: {}",
+        p.namespace,
+        p.selector,
+        p.mode,
+        p.seed,
+        p.chosen.len(),
+        p.matched,
+        names.join(", ")
+    )];
+    if p.dry_run {
+        parts.push("dry run: nothing deleted".into());
+    } else if p.deleted > 0 {
+        parts.push(format!("{} deleted", p.deleted));
+    }
+    match p.recovery.as_deref() {
+        Some("recovered") => parts.push(format!(
+            "replacements Ready after {} (resolution {})",
+            opt_duration(p.recovery_ms),
+            opt_duration(p.recovery_resolution_ms)
+        )),
+        Some("noOwner") => parts.push("no owner: nothing replaces them".into()),
+        Some("notRecovered") => parts.push("replacements NOT Ready".into()),
+        _ => {}
+    }
+    for e in &p.errors {
         parts.push(format!("error: {e}"));
     }
     parts.join(", ")

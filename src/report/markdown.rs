@@ -151,9 +151,16 @@ fn faults(out: &mut String, r: &Report) {
             cell(&f.kind),
             duration(f.at_ms),
             cell(&f.status),
-            f.agent
-                .as_ref()
-                .map_or_else(|| action(&f.apply), |a| cell(&format::agent_summary(a))),
+            match (&f.agent, &f.pods) {
+                (Some(a), _) => cell(&format::agent_summary(a)),
+                (None, Some(p)) => cell(
+                    &std::iter::once(format::pods_summary(p))
+                        .chain(f.agents.iter().map(format::agent_summary))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                (None, None) => action(&f.apply),
+            },
             action(&f.revert),
         );
         for (label, a) in [("apply", &f.apply), ("revert", &f.revert)] {

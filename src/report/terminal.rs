@@ -101,7 +101,10 @@ fn fault(out: &mut String, f: &FaultReport) {
         duration(f.at_ms),
         f.status
     );
-    if let Some(a) = &f.agent {
+    if let Some(p) = &f.pods {
+        let _ = writeln!(out, "    {}", super::format::pods_summary(p));
+    }
+    for a in f.agent.iter().chain(&f.agents) {
         let _ = writeln!(out, "    {}", agent_summary(a));
     }
     for (label, action) in [("apply ", &f.apply), ("revert", &f.revert)] {

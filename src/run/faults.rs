@@ -2,7 +2,8 @@
 //! duration ends — or at once on abort, interrupt or the run's end. A revert always runs
 //! for a fault whose apply started, whether the apply succeeded or not.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,11 +13,14 @@ use tokio_util::sync::CancellationToken;
 use super::events::Events;
 use super::exec::run_command;
 use super::service::Pids;
-use crate::experiment::spec::FaultSpec;
+use crate::experiment::spec::{FaultSpec, PodDeleteSpec, PodMode, PodSelector};
 use crate::fault::request;
 use crate::fault::{AgentClient, Agents};
-use crate::report::{ms, ActionReport, AgentActionReport, FaultReport};
-use crate::verdict::describe_action;
+use crate::kube::agents::ClusterAgents;
+use crate::kube::pods::{self, PodRef, Recovery};
+use crate::kube::Cluster;
+use crate::report::{ms, ActionReport, AgentActionReport, FaultReport, PodFaultReport};
+use crate::verdict::{describe_action, human};
 
 /// Least time the controller keeps trying to get a revert confirmed (it tries for one
 /// lease: past that, a live agent has reverted on its own, and a dead one cannot answer).
@@ -36,6 +40,8 @@ pub struct FaultSet {
     reports: Vec<Option<FaultReport>>,
     active: Arc<Mutex<BTreeSet<String>>>,
     ctx: Arc<AgentContext>,
+    /// Pod deletions done and still waiting for their replacements.
+    watching: Arc<AtomicUsize>,
 }
 
 /// What agent-backed faults need from the run.
@@ -43,6 +49,10 @@ pub struct AgentContext {
     pub agents: Agents,
     pub experiment: String,
     pub seed: u64,
+    /// The cluster, when a fault needs it.
+    pub cluster: Option<Cluster>,
+    /// The cluster's node agents, when a fault targets pods.
+    pub cluster_agents: Option<Arc<ClusterAgents>>,
 }
 
 impl FaultSet {
@@ -63,6 +73,7 @@ impl FaultSet {
             tasks: JoinSet::new(),
             reports: vec![None; specs.len()],
             active: Arc::default(),
+            watching: Arc::default(),
         }
     }
 
@@ -77,6 +88,7 @@ impl FaultSet {
                 cancel: self.cancel.clone(),
                 active: self.active.clone(),
                 ctx: self.ctx.clone(),
+                watching: self.watching.clone(),
             };
             self.tasks.spawn(async move { (i, task.run().await) });
         }
@@ -95,10 +107,16 @@ impl FaultSet {
         }
     }
 
-    /// True when every scheduled fault has ended (applied and, if it lasts, reverted).
+    /// True when every scheduled fault has ended (applied and, if it lasts, reverted);
+    /// pod deletions count as ended once deleted, while their recovery is watched.
     pub fn all_done(&mut self) -> bool {
         self.collect_finished();
-        self.tasks.is_empty()
+        self.tasks.len() <= self.watching.load(Ordering::SeqCst)
+    }
+
+    /// Pod deletions still waiting for their workloads' replacements to be Ready.
+    pub fn watching(&self) -> usize {
+        self.watching.load(Ordering::SeqCst)
     }
 
     /// Names of faults applied and not yet reverted.
@@ -134,6 +152,7 @@ struct FaultTask {
     cancel: CancellationToken,
     active: Arc<Mutex<BTreeSet<String>>>,
     ctx: Arc<AgentContext>,
+    watching: Arc<AtomicUsize>,
 }
 
 impl FaultTask {
@@ -142,6 +161,8 @@ impl FaultTask {
             "network"
         } else if spec.process.is_some() {
             "process"
+        } else if spec.pod.is_some() {
+            "pod"
         } else {
             "exec"
         };
@@ -154,6 +175,8 @@ impl FaultTask {
             status: "pending".into(),
             apply: None,
             revert: None,
+            agents: Vec::new(),
+            pods: None,
         }
     }
 
@@ -167,6 +190,12 @@ impl FaultTask {
     }
 
     async fn run(self) -> FaultReport {
+        if let Some(del) = self.spec.pod.as_ref().and_then(|p| p.delete.clone()) {
+            return self.run_pod_delete(del).await;
+        }
+        if let Some(sel) = request::pod_targets(&self.spec).cloned() {
+            return self.run_on_pods(sel).await;
+        }
         if request::is_agent_fault(&self.spec) {
             return self.run_agent().await;
         }
@@ -244,7 +273,6 @@ impl FaultTask {
     /// insist on a confirmation. One-shot kills hold nothing, so they need no revert.
     async fn run_agent(self) -> FaultReport {
         let mut report = Self::blank(&self.spec);
-        let name = self.spec.name.clone();
         let agent_name = self
             .spec
             .network
@@ -262,12 +290,38 @@ impl FaultTask {
             ));
             return report;
         };
-        let mut ar = agent_report(&label, &client.url, None);
+        if !self.wait_for_start().await {
+            return report;
+        }
+        self.set_active(true);
+        let (status, ar) = self.drive(&client, &label, &self.spec, None).await;
+        self.set_active(false);
+        report.status = status;
+        report.agent = Some(ar);
+        report
+    }
+
+    /// Sleep until the fault's `at`; false when the run was cancelled first.
+    async fn wait_for_start(&self) -> bool {
         let start = self.origin + self.spec.at.0;
         tokio::select! {
-            _ = tokio::time::sleep_until(start.into()) => {}
-            _ = self.cancel.cancelled() => return report,
+            _ = tokio::time::sleep_until(start.into()) => true,
+            _ = self.cancel.cancelled() => false,
         }
+    }
+
+    /// One agent fault on one agent, from apply to confirmed revert: returns the status
+    /// (`applied`, `reverted`, `failed`, `revertFailed`) and what the agent did.
+    async fn drive(
+        &self,
+        client: &AgentClient,
+        label: &str,
+        spec: &FaultSpec,
+        pod: Option<String>,
+    ) -> (String, AgentActionReport) {
+        let name = spec.name.clone();
+        let mut ar = agent_report(label, &client.url, None);
+        ar.pod = pod;
         let pids = self.pids.clone();
         let pid_of = move |s: &str| {
             pids.lock()
@@ -277,7 +331,7 @@ impl FaultTask {
         };
         let req = match request::apply_request(
             &self.ctx.experiment,
-            &self.spec,
+            spec,
             self.ctx.seed,
             client.lease,
             &pid_of,
@@ -287,39 +341,30 @@ impl FaultTask {
             Err(e) => {
                 self.events
                     .push("fault", format!("{name} apply FAILED: {e}"));
-                report.status = "failed".into();
                 ar.error = Some(e);
-                report.agent = Some(ar);
-                return report;
+                return ("failed".into(), ar);
             }
         };
-        self.set_active(true);
         let applied = match client.apply(&req).await {
             Ok(resp) => resp,
             Err(e) if e.outcome_unknown() => {
                 // The agent may have applied it: find it by name and revert it, or say
                 // exactly what may be left.
-                let msg = self.recover_unknown_apply(&client, &label, &e).await;
+                let msg = self.recover_unknown_apply(client, label, &e, &name).await;
                 self.events.push("fault", format!("{name}: {msg}"));
-                self.set_active(false);
-                report.status = if msg.starts_with("reverted") {
+                let status = if msg.starts_with("reverted") {
                     "failed"
                 } else {
                     "revertFailed"
-                }
-                .into();
+                };
                 ar.error = Some(msg);
-                report.agent = Some(ar);
-                return report;
+                return (status.into(), ar);
             }
             Err(e) => {
                 self.events
                     .push("fault", format!("{name} apply FAILED: {e}"));
-                self.set_active(false);
-                report.status = "failed".into();
                 ar.error = Some(e.to_string());
-                report.agent = Some(ar);
-                return report;
+                return ("failed".into(), ar);
             }
         };
         ar.fault_id = Some(applied.id.clone());
@@ -330,7 +375,6 @@ impl FaultTask {
             .map(|t| format!("{} {}", t.pid, t.name))
             .collect();
         ar.applied_ms = Some(ms(self.origin.elapsed()));
-        report.status = "applied".into();
         let mech = ar
             .mechanism
             .as_deref()
@@ -340,19 +384,18 @@ impl FaultTask {
             "fault",
             format!("{name} applied by agent {label}{mech} (id {})", applied.id),
         );
-        if !request::holds_state(&self.spec) {
-            self.set_active(false);
-            report.agent = Some(ar);
-            return report;
+        if !request::holds_state(spec) {
+            return ("applied".into(), ar);
         }
-        let end = start + self.spec.duration.map(|d| d.0).unwrap_or_default();
-        self.keep_alive(&client, &applied.id, end, &mut ar).await;
-        match self.confirm_revert(&client, &applied.id).await {
+        let end =
+            self.origin + spec.at.0 + spec.duration.map(|d| d.0).unwrap_or_default();
+        self.keep_alive(client, &applied.id, end, &mut ar, &name).await;
+        match self.confirm_revert(client, &applied.id, &name).await {
             Ok(()) => {
                 ar.reverted_ms = Some(ms(self.origin.elapsed()));
-                report.status = "reverted".into();
                 self.events
                     .push("fault", format!("{name} reverted by agent {label}"));
+                ("reverted".into(), ar)
             }
             Err(e) => {
                 let msg = format!(
@@ -363,11 +406,244 @@ impl FaultTask {
                 );
                 self.events.push("fault", format!("{name}: {msg}"));
                 ar.error = Some(msg);
-                report.status = "revertFailed".into();
+                ("revertFailed".into(), ar)
             }
         }
+    }
+
+    /// A `network` or `process` fault on pods: choose the pods now, then drive the fault
+    /// on the agent of each pod's node, all at once.
+    async fn run_on_pods(self, sel: PodSelector) -> FaultReport {
+        let mut report = Self::blank(&self.spec);
+        if !self.wait_for_start().await {
+            return report;
+        }
+        let name = self.spec.name.clone();
+        let seed = pods::fault_seed(self.ctx.seed, &name);
+        let mut pr = pod_report(&sel, seed);
+        let chosen = match self.choose_pods(&sel, seed, &mut pr).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.events.push("fault", format!("{name} FAILED: {e}"));
+                pr.errors.push(e);
+                report.status = "failed".into();
+                report.pods = Some(pr);
+                return report;
+            }
+        };
+        self.set_active(true);
+        let this = &self;
+        let name = &name;
+        let runs = chosen.iter().map(|pod| {
+            let target = self
+                .ctx
+                .cluster_agents
+                .as_ref()
+                .ok_or_else(|| "no node agents were found in the cluster".to_owned())
+                .and_then(|a| a.on_node(&pod.node));
+            async move {
+                match target {
+                    Ok(client) => {
+                        let spec = request::for_pod(&this.spec, pod);
+                        let label = client.name.clone();
+                        this.drive(&client, &label, &spec, Some(pod.key())).await
+                    }
+                    Err(e) => {
+                        this.events.push(
+                            "fault",
+                            format!("{name}@{} apply FAILED: {e}", pod.name),
+                        );
+                        let mut ar = agent_report("-", "-", Some(e));
+                        ar.pod = Some(pod.key());
+                        ("failed".to_owned(), ar)
+                    }
+                }
+            }
+        });
+        let results = futures_util::future::join_all(runs).await;
         self.set_active(false);
-        report.agent = Some(ar);
+        report.status = combined_status(results.iter().map(|(s, _)| s.as_str())).into();
+        report.agents = results.into_iter().map(|(_, ar)| ar).collect();
+        report.pods = Some(pr);
+        report
+    }
+
+    /// List and choose the fault's pods, filling the report; an error when none match.
+    async fn choose_pods(
+        &self,
+        sel: &PodSelector,
+        seed: u64,
+        pr: &mut PodFaultReport,
+    ) -> Result<Vec<PodRef>, String> {
+        let cluster = self
+            .ctx
+            .cluster
+            .as_ref()
+            .ok_or_else(|| "no Kubernetes cluster connection".to_owned())?;
+        let matched = pods::matching(cluster, sel).await?;
+        let chosen = pods::choose(&matched, sel, seed);
+        pr.matched = matched.len() as u64;
+        pr.chosen = chosen.clone();
+        if chosen.is_empty() {
+            return Err(format!(
+                "no pod in namespace {} matches {} now",
+                sel.namespace,
+                pods::describe_selector(sel)
+            ));
+        }
+        let names: Vec<String> = chosen.iter().map(|p| p.name.clone()).collect();
+        self.events.push(
+            "fault",
+            format!(
+                "{}: chose {} of {} pods ({}; seed {seed}): {}",
+                self.spec.name,
+                chosen.len(),
+                matched.len(),
+                mode_name(sel),
+                names.join(", ")
+            ),
+        );
+        Ok(chosen)
+    }
+
+    /// Delete the chosen pods (or have the server check it, for a dry run), then wait
+    /// until their workloads have Ready replacements: the pod recovery time.
+    async fn run_pod_delete(self, del: PodDeleteSpec) -> FaultReport {
+        let mut report = Self::blank(&self.spec);
+        if !self.wait_for_start().await {
+            return report;
+        }
+        let name = self.spec.name.clone();
+        let sel = &del.pods;
+        let seed = pods::fault_seed(self.ctx.seed, &name);
+        let mut pr = pod_report(sel, seed);
+        pr.dry_run = del.dry_run;
+        let chosen = match self.choose_pods(sel, seed, &mut pr).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.events.push("fault", format!("{name} FAILED: {e}"));
+                pr.errors.push(e);
+                report.status = "failed".into();
+                report.pods = Some(pr);
+                return report;
+            }
+        };
+        let Some(cluster) = self.ctx.cluster.clone() else {
+            report.status = "failed".into();
+            report.pods = Some(pr);
+            return report;
+        };
+        // Ready pods per owner before the deletion, over the fault's labels in its
+        // namespace: what "recovered" means afterwards.
+        let before = match pods::list_all(&cluster, sel).await {
+            Ok(all) => pods::ready_by_owner(&all, &BTreeSet::new()),
+            Err(e) => {
+                self.events.push("fault", format!("{name} FAILED: {e}"));
+                pr.errors.push(e);
+                report.status = "failed".into();
+                report.pods = Some(pr);
+                return report;
+            }
+        };
+        self.set_active(true);
+        let t0 = Instant::now();
+        pr.deleted_ms = Some(ms(self.origin.elapsed()));
+        let grace = del.grace_period.map(|g| g.0);
+        let results = pods::delete(&cluster, &chosen, grace, del.dry_run).await;
+        self.set_active(false);
+        let mut gone = Vec::new();
+        for d in results {
+            match d.error {
+                Some(e) => {
+                    self.events.push("fault", format!("{name} FAILED: {e}"));
+                    pr.errors.push(e);
+                }
+                None => gone.push(d.pod),
+            }
+        }
+        pr.deleted = if del.dry_run { 0 } else { gone.len() as u64 };
+        let listing: Vec<String> = gone
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} (node {}, {})",
+                    p.key(),
+                    if p.node.is_empty() { "-" } else { &p.node },
+                    p.owner.as_deref().unwrap_or("no owner")
+                )
+            })
+            .collect();
+        if del.dry_run {
+            self.events.push(
+                "fault",
+                format!(
+                    "{name}: dry run: the API server accepted deleting {}; nothing was deleted",
+                    listing.join(", ")
+                ),
+            );
+            pr.recovery = Some("notMeasured".into());
+            report.status = if pr.errors.is_empty() { "dryRun" } else { "failed" }.into();
+            report.pods = Some(pr);
+            return report;
+        }
+        if !listing.is_empty() {
+            self.events
+                .push("fault", format!("{name}: deleted {}", listing.join(", ")));
+        }
+        report.status = if pr.errors.is_empty() { "applied" } else { "failed" }.into();
+        if gone.is_empty() {
+            pr.recovery = Some("notMeasured".into());
+            report.pods = Some(pr);
+            return report;
+        }
+        let owners: BTreeSet<&str> = gone.iter().filter_map(|p| p.owner.as_deref()).collect();
+        let before: BTreeMap<String, usize> = before
+            .into_iter()
+            .filter(|(o, _)| owners.contains(o.as_str()))
+            .collect();
+        let deleted: BTreeSet<String> = gone.iter().map(|p| p.uid.clone()).collect();
+        let timeout = del
+            .recovery_timeout
+            .map(|d| d.0)
+            .unwrap_or(pods::DEFAULT_RECOVERY_TIMEOUT);
+        self.watching.fetch_add(1, Ordering::SeqCst);
+        let recovery =
+            pods::wait_replaced(&cluster, sel, &before, &deleted, t0, timeout, &self.cancel)
+                .await;
+        self.watching.fetch_sub(1, Ordering::SeqCst);
+        pr.recovery_resolution_ms = Some(ms(pods::RECOVERY_POLL));
+        match recovery {
+            Recovery::Recovered(d) => {
+                self.events.push(
+                    "fault",
+                    format!(
+                        "{name}: replacements Ready {} after the deletion ({})",
+                        human(d),
+                        before
+                            .iter()
+                            .map(|(o, n)| format!("{o} {n}/{n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                pr.recovery = Some("recovered".into());
+                pr.recovery_ms = Some(ms(d));
+            }
+            Recovery::NoOwner => {
+                self.events.push(
+                    "fault",
+                    format!("{name}: the deleted pods had no owner; nothing replaces them"),
+                );
+                pr.recovery = Some("noOwner".into());
+            }
+            Recovery::NotRecovered(why) => {
+                self.events
+                    .push("fault", format!("{name}: replacements {why}"));
+                pr.recovery = Some("notRecovered".into());
+                pr.errors.push(format!("replacements {why}"));
+            }
+        }
+        report.pods = Some(pr);
         report
     }
 
@@ -378,6 +654,7 @@ impl FaultTask {
         client: &AgentClient,
         label: &str,
         error: &crate::fault::AgentError,
+        name: &str,
     ) -> String {
         let deadline = Instant::now() + client.lease.max(MIN_REVERT_CONFIRM);
         loop {
@@ -386,12 +663,12 @@ impl FaultTask {
                     let ours: Vec<_> = held
                         .into_iter()
                         .filter(|f| {
-                            f.experiment == self.ctx.experiment && f.fault == self.spec.name
+                            f.experiment == self.ctx.experiment && f.fault == name
                         })
                         .collect();
                     let mut reverted = Vec::new();
                     for f in &ours {
-                        if self.confirm_revert(client, &f.id).await.is_ok() {
+                        if self.confirm_revert(client, &f.id, name).await.is_ok() {
                             reverted.push(f.id.clone());
                         }
                     }
@@ -414,7 +691,7 @@ impl FaultTask {
                     return format!(
                         "apply outcome unknown ({error}) and agent {label} ({}) cannot be asked ({e}): fault `{}` of experiment `{}` may be applied there; if the agent is alive it reverts it at its lease deadline (within {})",
                         client.url,
-                        self.spec.name,
+                        name,
                         self.ctx.experiment,
                         shakeout_api::Dur(client.lease)
                     );
@@ -431,13 +708,14 @@ impl FaultTask {
         id: &str,
         end: Instant,
         ar: &mut AgentActionReport,
+        name: &str,
     ) {
         let mut next = Instant::now() + client.lease / 3;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(end.into()) => return,
                 _ = self.cancel.cancelled() => {
-                    self.events.push("fault", format!("{}: reverting early", self.spec.name));
+                    self.events.push("fault", format!("{name}: reverting early"));
                     return;
                 }
                 _ = tokio::time::sleep_until(next.into()) => {}
@@ -446,14 +724,11 @@ impl FaultTask {
                 Ok(_) => ar.renewals += 1,
                 Err(e) => {
                     ar.renew_failures += 1;
-                    tracing::warn!(error = %e, fault = %self.spec.name, "lease renewal failed");
+                    tracing::warn!(error = %e, fault = %name, "lease renewal failed");
                     if e.status() == Some(404) {
                         self.events.push(
                             "fault",
-                            format!(
-                                "{}: the agent no longer holds it (lease lost): {e}",
-                                self.spec.name
-                            ),
+                            format!("{name}: the agent no longer holds it (lease lost): {e}"),
                         );
                         return;
                     }
@@ -465,14 +740,19 @@ impl FaultTask {
 
     /// DELETE until the agent confirms (a 404 confirms too), for one lease (at least
     /// [`MIN_REVERT_CONFIRM`]).
-    async fn confirm_revert(&self, client: &AgentClient, id: &str) -> Result<(), String> {
+    async fn confirm_revert(
+        &self,
+        client: &AgentClient,
+        id: &str,
+        name: &str,
+    ) -> Result<(), String> {
         let deadline = Instant::now() + client.lease.max(MIN_REVERT_CONFIRM);
         loop {
             match client.revert(id).await {
                 Ok(_) => return Ok(()),
                 Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
                 Err(e) => {
-                    tracing::warn!(error = %e, fault = %self.spec.name, "revert not confirmed yet; retrying");
+                    tracing::warn!(error = %e, fault = %name, "revert not confirmed yet; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
@@ -489,6 +769,7 @@ fn agent_report(agent: &str, url: &str, error: Option<String>) -> AgentActionRep
     AgentActionReport {
         agent: agent.into(),
         url: url.into(),
+        pod: None,
         fault_id: None,
         mechanism: None,
         targets: Vec::new(),
@@ -497,6 +778,52 @@ fn agent_report(agent: &str, url: &str, error: Option<String>) -> AgentActionRep
         renewals: 0,
         renew_failures: 0,
         error,
+    }
+}
+
+/// The report of a fault's pods before anything is known.
+fn pod_report(sel: &PodSelector, seed: u64) -> PodFaultReport {
+    PodFaultReport {
+        namespace: sel.namespace.clone(),
+        selector: pods::describe_selector(sel),
+        mode: mode_name(sel),
+        seed,
+        matched: 0,
+        chosen: Vec::new(),
+        dry_run: false,
+        deleted: 0,
+        deleted_ms: None,
+        recovery: None,
+        recovery_ms: None,
+        recovery_resolution_ms: None,
+        errors: Vec::new(),
+    }
+}
+
+/// `one`, `all`, `fixed 2`, `percent 50%`.
+fn mode_name(sel: &PodSelector) -> String {
+    match sel.mode.unwrap_or_default() {
+        PodMode::One => "one".into(),
+        PodMode::All => "all".into(),
+        PodMode::Fixed => format!("fixed {}", sel.count.unwrap_or(1)),
+        PodMode::Percent => format!(
+            "percent {}",
+            sel.percent.map(|p| p.to_string()).unwrap_or_default()
+        ),
+    }
+}
+
+/// The worst of several placements' statuses: an unconfirmed revert, then a failure.
+fn combined_status<'a>(statuses: impl Iterator<Item = &'a str>) -> &'static str {
+    let all: Vec<&str> = statuses.collect();
+    if all.contains(&"revertFailed") {
+        "revertFailed"
+    } else if all.is_empty() || all.contains(&"failed") {
+        "failed"
+    } else if all.iter().all(|s| *s == "reverted") {
+        "reverted"
+    } else {
+        "applied"
     }
 }
 

@@ -174,11 +174,12 @@ fn process(c: &mut Checker<'_>, spec: &Spec, path: &str, p: &ProcessFaultSpec) {
         t.pattern.is_some(),
         t.service.is_some(),
         t.pod_uid.is_some(),
+        t.pods.is_some(),
     ];
     if set.iter().filter(|s| **s).count() != 1 {
         c.report(
             &format!("{path}.target"),
-            "set exactly one of `pid`, `name`, `pattern`, `service` or `podUid`",
+            "set exactly one of `pid`, `name`, `pattern`, `service`, `podUid` or `pods`",
         );
     }
     if let Some(s) = &t.service {

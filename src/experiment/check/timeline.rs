@@ -25,12 +25,13 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
             fault.exec.is_some(),
             fault.network.is_some(),
             fault.process.is_some(),
+            fault.pod.is_some(),
         ];
         match actions.iter().filter(|a| **a).count() {
             0 => c.report(
                 &path,
                 format!(
-                    "fault `{name}` has no action: add one of `exec`, `network` or `process`, \
+                    "fault `{name}` has no action: add one of `exec`, `network`, `process` or `pod`, \
                      like `exec: {{ command: [systemctl, stop, cache] }}`"
                 ),
             ),
@@ -39,11 +40,12 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
                 &path,
                 format!(
                     "fault `{name}` has more than one action: use exactly one of `exec`, \
-                     `network` or `process` per fault (split it into several faults)"
+                     `network`, `process` or `pod` per fault (split it into several faults)"
                 ),
             ),
         }
         super::agents::check_fault(c, spec, &path, fault);
+        super::kube::check_fault(c, spec, &path, fault);
         match &fault.exec {
             None => {}
             Some(exec) => {

@@ -1,0 +1,117 @@
+//! Kubernetes (DESIGN.md §3, §6): connecting with the usual kubeconfig rules, choosing
+//! pods by selector and mode, deleting them (or asking the server to check the deletion
+//! with `dryRun=All`), timing how long their workloads take to have Ready replacements,
+//! and finding the node agents of the Helm chart's DaemonSet.
+
+pub mod agents;
+pub mod pods;
+pub mod selector;
+
+use std::path::Path;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+use crate::experiment::spec::KubernetesSpec;
+
+/// Namespaces a fault may only touch when it names them in `allowProtected` (the
+/// agents' own namespace is protected too).
+pub const PROTECTED_NAMESPACES: [&str; 2] = ["kube-system", "kube-public"];
+/// Where the Helm chart installs the agents unless told otherwise.
+pub const DEFAULT_AGENT_NAMESPACE: &str = "shakeout";
+
+/// The namespace the agents live in (protected like kube-system).
+pub fn agent_namespace(spec: &crate::experiment::spec::Spec) -> &str {
+    spec.kubernetes
+        .as_ref()
+        .and_then(|k| k.agents.as_ref())
+        .and_then(|a| a.namespace.as_deref())
+        .unwrap_or(DEFAULT_AGENT_NAMESPACE)
+}
+
+/// A connected cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    pub client: Client,
+    /// Where the connection came from, for messages (`context staging`, `in-cluster`).
+    pub source: String,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A failed API call, said the way a person can act on: what we were doing, the
+/// server's status code and its message (RBAC denials name the missing permission).
+pub fn describe(doing: &str, e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => {
+            let hint = match s.code {
+                401 => " (the credentials were refused: check the kubeconfig user or token)",
+                403 => " (RBAC: the controller's account needs this permission; the Helm chart's controller Role grants it)",
+                404 => "",
+                429 => " (the API server kept throttling after retries)",
+                _ => "",
+            };
+            format!("{doing}: {} {}: {}{hint}", s.code, s.reason, s.message)
+        }
+        other => format!("{doing}: {other}"),
+    }
+}
+
+impl Cluster {
+    /// Connect as `spec` says, else by the usual rules: `KUBECONFIG`, `~/.kube/config`,
+    /// then the in-cluster service account. Relative kubeconfig paths are relative to
+    /// the experiment file.
+    pub async fn connect(spec: Option<&KubernetesSpec>, base_dir: &Path) -> Result<Self, String> {
+        let context = spec.and_then(|k| k.context.clone());
+        let options = KubeConfigOptions {
+            context: context.clone(),
+            ..Default::default()
+        };
+        let (config, source) = match spec.and_then(|k| k.kubeconfig.as_ref()) {
+            Some(file) => {
+                let path = base_dir.join(file);
+                let kc = Kubeconfig::read_from(&path)
+                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+                let current = kc.current_context.clone();
+                let config = Config::from_custom_kubeconfig(kc, &options)
+                    .await
+                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+                let ctx = context.or(current).unwrap_or_default();
+                (config, format!("kubeconfig {} context {ctx}", path.display()))
+            }
+            None if context.is_some() => {
+                let config = Config::from_kubeconfig(&options)
+                    .await
+                    .map_err(|e| format!("kubeconfig (KUBECONFIG or ~/.kube/config): {e}"))?;
+                let ctx = context.unwrap_or_default();
+                (config, format!("context {ctx}"))
+            }
+            None => {
+                let config = Config::infer().await.map_err(|e| {
+                    format!("no cluster: neither KUBECONFIG, ~/.kube/config nor an in-cluster service account works: {e}")
+                })?;
+                let source = if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+                    && std::env::var_os("KUBECONFIG").is_none()
+                {
+                    "in-cluster service account".to_owned()
+                } else {
+                    "current kubeconfig context".to_owned()
+                };
+                (config, source)
+            }
+        };
+        let client = Client::try_from(config).map_err(|e| format!("{source}: {e}"))?;
+        Ok(Cluster { client, source })
+    }
+
+    /// True when running in a pod (the agents are then reached by pod IP by default).
+    pub fn in_cluster() -> bool {
+        std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+    }
+}

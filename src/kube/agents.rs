@@ -1,0 +1,317 @@
+//! The node agents of a cluster (DESIGN.md §6): the Helm chart runs one agent pod per
+//! node; the controller lists them by label, and reaches each through the API server's
+//! port-forward (from outside the cluster) or by pod IP (from inside).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::Api;
+
+use super::pods::PodRef;
+use super::{describe, Cluster};
+use crate::experiment::spec::{AgentReach, ClusterAgentsSpec, TokenFrom};
+use crate::fault::AgentClient;
+
+/// Label the Helm chart puts on agent pods.
+pub const DEFAULT_SELECTOR: &str = "app.kubernetes.io/name=shakeout-agent";
+/// Port the agent listens on in its pod.
+pub const DEFAULT_PORT: u16 = 7433;
+/// Environment variable holding the controller's token unless `tokenFrom` says otherwise.
+pub const DEFAULT_TOKEN_ENV: &str = "SHAKEOUT_TOKEN";
+/// Name the chart's generated agent certificates are valid for.
+pub const DEFAULT_SERVER_NAME: &str = "shakeout-agent";
+
+/// One agent pod.
+#[derive(Debug, Clone)]
+pub struct ClusterAgent {
+    pub node: String,
+    pub pod: PodRef,
+    pub client: Arc<AgentClient>,
+}
+
+/// Every agent found, by node.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterAgents {
+    pub namespace: String,
+    pub selector: String,
+    pub reach: Option<AgentReach>,
+    pub by_node: BTreeMap<String, ClusterAgent>,
+    /// Agent pods found but not usable (not Ready, not scheduled), with the reason.
+    pub not_ready: Vec<(String, String)>,
+}
+
+impl ClusterAgents {
+    /// The agent on `node`, or an error that says which nodes have one.
+    pub fn on_node(&self, node: &str) -> Result<Arc<AgentClient>, String> {
+        if let Some(a) = self.by_node.get(node) {
+            return Ok(a.client.clone());
+        }
+        let why = self
+            .not_ready
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, why)| format!(": {why}"))
+            .unwrap_or_default();
+        let nodes: Vec<&str> = self.by_node.keys().map(String::as_str).collect();
+        Err(format!(
+            "no Ready shakeout agent on node `{node}`{why} (agent pods in namespace {} with {}; Ready on: {})",
+            self.namespace,
+            self.selector,
+            if nodes.is_empty() { "no node".to_owned() } else { nodes.join(", ") }
+        ))
+    }
+}
+
+/// The token for the agents, as `tokenFrom` (default `env: SHAKEOUT_TOKEN`) says.
+fn token(from: Option<&TokenFrom>, base_dir: &Path) -> Result<String, String> {
+    let token = match from {
+        None => std::env::var(DEFAULT_TOKEN_ENV).map_err(|_| {
+            format!("spec.kubernetes.agents: the agents' token is read from the environment variable {DEFAULT_TOKEN_ENV}, which is not set (or set tokenFrom)")
+        })?,
+        Some(TokenFrom { env: Some(var), .. }) => std::env::var(var)
+            .map_err(|_| format!("spec.kubernetes.agents.tokenFrom.env: environment variable `{var}` is not set"))?,
+        Some(TokenFrom { file: Some(file), .. }) => std::fs::read_to_string(base_dir.join(file))
+            .map_err(|e| format!("spec.kubernetes.agents.tokenFrom.file `{file}`: {e}"))?,
+        Some(_) => return Err("spec.kubernetes.agents.tokenFrom: set `env` or `file`".into()),
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        return Err("spec.kubernetes.agents: the token is empty".into());
+    }
+    Ok(token)
+}
+
+/// List the agent pods and make a client for each Ready one.
+pub async fn discover(
+    cluster: &Cluster,
+    spec: &ClusterAgentsSpec,
+    base_dir: &Path,
+) -> Result<ClusterAgents, String> {
+    let namespace = spec
+        .namespace
+        .clone()
+        .unwrap_or_else(|| super::DEFAULT_AGENT_NAMESPACE.to_owned());
+    let selector = spec.selector.clone().unwrap_or_else(|| DEFAULT_SELECTOR.to_owned());
+    let port = spec.port.unwrap_or(DEFAULT_PORT);
+    let reach = spec.reach.unwrap_or(if Cluster::in_cluster() {
+        AgentReach::PodIp
+    } else {
+        AgentReach::PortForward
+    });
+    let token = token(spec.token_from.as_ref(), base_dir)?;
+    let ca = spec.ca.as_ref().map(|c| base_dir.join(c));
+    let server_name = spec
+        .server_name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SERVER_NAME.to_owned());
+    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &namespace);
+    let list = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| {
+            describe(
+                &format!("listing agent pods in namespace {namespace} with {selector}"),
+                &e,
+            )
+        })?;
+    let mut out = ClusterAgents {
+        namespace: namespace.clone(),
+        selector: selector.clone(),
+        reach: Some(reach),
+        ..Default::default()
+    };
+    for pod in list.items.iter().map(PodRef::of) {
+        if pod.node.is_empty() {
+            out.not_ready
+                .push((String::new(), format!("{} is not scheduled", pod.name)));
+            continue;
+        }
+        if !pod.ready {
+            out.not_ready
+                .push((pod.node.clone(), format!("agent pod {} is not Ready", pod.name)));
+            continue;
+        }
+        let client = match reach {
+            AgentReach::PortForward => AgentClient::port_forward(
+                &pod.name,
+                api.clone(),
+                &namespace,
+                &pod.name,
+                port,
+                &token,
+                ca.as_deref().map(|c| (c, server_name.as_str())),
+            ),
+            AgentReach::PodIp => {
+                let Some(ip) = pod.pod_ip.clone() else {
+                    out.not_ready
+                        .push((pod.node.clone(), format!("agent pod {} has no IP yet", pod.name)));
+                    continue;
+                };
+                let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
+                let scheme = if ca.is_some() { "https" } else { "http" };
+                AgentClient::new(
+                    &pod.name,
+                    &format!("{scheme}://{host}:{port}"),
+                    &token,
+                    ca.as_deref(),
+                )
+                .map(|c| c.with_server_name(&server_name))
+                .and_then(|r| r)
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        let mut client = client;
+        if let Some(lease) = spec.lease {
+            client.lease = lease.0;
+        }
+        out.by_node.insert(
+            pod.node.clone(),
+            ClusterAgent {
+                node: pod.node.clone(),
+                pod,
+                client: Arc::new(client),
+            },
+        );
+    }
+    if out.by_node.is_empty() {
+        let extra = if out.not_ready.is_empty() {
+            String::new()
+        } else {
+            let v: Vec<&str> = out.not_ready.iter().map(|(_, w)| w.as_str()).collect();
+            format!(" ({})", v.join("; "))
+        };
+        return Err(format!(
+            "no Ready shakeout agent pod in namespace {namespace} with {selector}{extra}: install the agent with `helm install shakeout charts/shakeout -n {namespace}`, or set spec.kubernetes.agents"
+        ));
+    }
+    Ok(out)
+}
+
+/// `shakeout agents`: discover the agents and ask each for its capabilities.
+pub fn list_command(args: &crate::cli::AgentsArgs) -> i32 {
+    use crate::exit;
+    let mut k8s = crate::experiment::spec::KubernetesSpec::default();
+    let mut base = std::path::PathBuf::from(".");
+    if let Some(file) = &args.file {
+        match crate::experiment::load(file) {
+            Ok(exp) => {
+                k8s = exp.file.spec.kubernetes.clone().unwrap_or_default();
+                if let Some(d) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    base = d.to_path_buf();
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::CANNOT_RUN;
+            }
+        }
+    }
+    if let Some(k) = &args.kubeconfig {
+        k8s.kubeconfig = Some(k.display().to_string());
+        base = std::path::PathBuf::from(".");
+    }
+    if args.context.is_some() {
+        k8s.context = args.context.clone();
+    }
+    let mut a = k8s.agents.clone().unwrap_or_default();
+    a.namespace = args.namespace.clone().or(a.namespace);
+    a.selector = args.selector.clone().or(a.selector);
+    a.port = args.port.or(a.port);
+    if let Some(var) = &args.token_env {
+        a.token_from = Some(TokenFrom {
+            env: Some(var.clone()),
+            file: None,
+        });
+    }
+    if let Some(ca) = &args.ca {
+        a.ca = Some(
+            std::path::absolute(ca)
+                .unwrap_or_else(|_| ca.clone())
+                .display()
+                .to_string(),
+        );
+    }
+    a.reach = match args.reach.as_deref() {
+        Some("pod-ip") => Some(AgentReach::PodIp),
+        Some(_) => Some(AgentReach::PortForward),
+        None => a.reach,
+    };
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("cannot start the async runtime");
+        return exit::CANNOT_RUN;
+    };
+    runtime.block_on(async {
+        let cluster = match Cluster::connect(Some(&k8s), &base).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::CANNOT_RUN;
+            }
+        };
+        let found = match discover(&cluster, &a, &base).await {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("{e}");
+                return exit::CANNOT_RUN;
+            }
+        };
+        println!(
+            "agents in namespace {} ({}), reached by {}",
+            found.namespace,
+            found.selector,
+            match found.reach {
+                Some(AgentReach::PodIp) => "pod IP",
+                _ => "port-forward through the API server",
+            }
+        );
+        let mut all_ok = true;
+        for agent in found.by_node.values() {
+            match agent.client.capabilities().await {
+                Ok(caps) => {
+                    let mechs: Vec<String> = caps
+                        .mechanisms
+                        .iter()
+                        .map(|m| {
+                            let name = format!("{:?}", m.mechanism).to_lowercase();
+                            if m.available {
+                                name
+                            } else {
+                                format!("{name} (unavailable: {})", m.why_not.as_deref().unwrap_or("?"))
+                            }
+                        })
+                        .collect();
+                    println!(
+                        "  node {}: {} version {}, kernel {}, cgroup {}, faults {}, max {}; mechanisms: {}",
+                        agent.node,
+                        agent.pod.name,
+                        caps.version,
+                        caps.kernel,
+                        caps.cgroup,
+                        caps.fault_kinds.join("/"),
+                        caps.max_duration,
+                        mechs.join(", ")
+                    );
+                }
+                Err(e) => {
+                    all_ok = false;
+                    println!("  node {}: {} NOT ANSWERING: {e}", agent.node, agent.pod.name);
+                }
+            }
+        }
+        for (node, why) in &found.not_ready {
+            all_ok = false;
+            println!("  node {}: {why}", if node.is_empty() { "-" } else { node });
+        }
+        if all_ok {
+            exit::MET
+        } else {
+            exit::CANNOT_RUN
+        }
+    })
+}
