@@ -137,6 +137,12 @@ bad_input! {
     https_url => 13:20 "https is not supported yet; use an http:// URL";
     tcp_address_without_port => 13:23 "`localhost` has no port: expected host:port";
     no_probes => 10:11 "spec.probes: needs at least one probe";
+    pod_protected_namespace => 21:35 "`kube-system` is protected (kube-system, kube-public and the agents' own `shakeout`): name it in `allowProtected: [kube-system]`";
+    pod_fixed_without_count => 21:22 "spec.faults[1].pod.delete.count: `mode: fixed` needs `count: N`";
+    pod_bad_selector => 21:51 "`env in prod` in `env in prod`: `in` needs a set in parentheses";
+    pod_delete_with_duration => 21:17 "deleting pods in fault `lose-one` is one-shot: remove `duration`";
+    network_pods_with_agent => 22:66 "spec.faults[1].network.pods: chooses the agent and the namespace itself";
+    pod_recovery_without_deletion => 20:18 "spec.objectives.podRecovery: there is no pod deletion to time";
     wrong_api_version => 1:13 "apiVersion: `shakeout.io/v1alpha1` is not supported: use `shakeout/v1`";
     wrong_kind => 2:7 "kind: `Chaos` is not supported: use `Experiment`";
     bad_metadata_name => 4:9 "metadata.name: `bad input!` contains ` `";

@@ -1,0 +1,690 @@
+//! Kubernetes end to end: the real `shakeout` binary against the fake API server in
+//! `tests/fake_kube` (real REST paths, a ReplicaSet that replaces deleted pods and makes
+//! them Ready after a delay, RBAC and throttling errors), a real sample service on
+//! 127.0.0.1 and, for faults on pods, a real `shakeout-agent` reached through the fake's
+//! port-forward.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
+
+mod common;
+mod fake_kube;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, shakeout};
+use fake_kube::FakeCluster;
+use serde_json::Value;
+
+/// The recovery time is polled every 200 ms (`RECOVERY_POLL`): it may be late by one
+/// poll plus one list round trip, which on a loaded 2-core machine we bound by 800 ms.
+const POLL: Duration = Duration::from_millis(200);
+const LIST_SLACK: Duration = Duration::from_millis(800);
+
+struct Case {
+    dir: tempfile::TempDir,
+    port: u16,
+    fake: FakeCluster,
+}
+
+impl Case {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeCluster::start();
+        fake.write_kubeconfig(&dir.path().join("kubeconfig"), "fake");
+        fake.add_node("node-1");
+        fake.add_node("node-2");
+        Case {
+            dir,
+            port: free_port(),
+            fake,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// An experiment with a sample service probed over HTTP and `faults`/`rest` spliced
+    /// in; `{port}` is the service's port.
+    fn write(&self, faults: &str, rest: &str) -> PathBuf {
+        let text = format!(
+            r#"apiVersion: shakeout/v1
+kind: Experiment
+metadata: {{ name: kube-test }}
+spec:
+  duration: 30s
+  seed: 42
+  kubernetes: {{ kubeconfig: kubeconfig, context: fake }}
+  services:
+    - name: sample
+      command: ["${{exe}}", sample-service, --listen, "127.0.0.1:{port}"]
+      ready: {{ http: "http://127.0.0.1:{port}/health", within: 5s }}
+  probes:
+    - name: health
+      http: {{ url: "http://127.0.0.1:{port}/health", timeout: 300ms }}
+      rate: 50/s
+  faults:
+{faults}
+{rest}"#,
+            port = self.port
+        );
+        let p = self.path("exp.yaml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn run(&self, file: &Path, extra: &[&str]) -> (Output, Value) {
+        let json = self.path("report.json");
+        let _ = std::fs::remove_file(&json);
+        let out = shakeout()
+            .arg("run")
+            .arg(file)
+            .arg("--json")
+            .arg(&json)
+            .arg("--quiet")
+            .args(extra)
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap();
+        let report = std::fs::read_to_string(&json)
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap_or(Value::Null);
+        (out, report)
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn fault<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no fault {name} in {report:#}"))
+}
+
+fn verdict<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == id)
+        .unwrap_or_else(|| panic!("no verdict {id} in {:#}", report["verdicts"]))
+}
+
+fn delete_fault(mode: &str, ready_delay_ms: u64) -> (String, String) {
+    (
+        format!(
+            "    - name: lose-pods\n      at: 500ms\n      pod: {{ delete: {{ namespace: shop, selector: app=checkout, {mode}, gracePeriod: 0s, recoveryTimeout: 20s }} }}\n"
+        ),
+        format!("  objectives:\n    podRecovery: {{ max: {}ms }}\n", ready_delay_ms + 5_000),
+    )
+}
+
+#[test]
+fn each_mode_deletes_the_right_number_and_times_the_replacements() {
+    let ready_delay = Duration::from_millis(700);
+    for (mode, expected) in [
+        ("mode: one", 1),
+        ("mode: all", 4),
+        ("mode: fixed, count: 2", 2),
+        ("mode: percent, percent: 50%", 2),
+        ("mode: percent, percent: 10%", 1),
+    ] {
+        let case = Case::new();
+        case.fake.add_replicaset(
+            "shop",
+            "checkout-7d9f",
+            &[("app", "checkout")],
+            4,
+            &["node-1", "node-2"],
+            ready_delay,
+        );
+        // A pod the selector does not match must never be touched.
+        case.fake
+            .add_pod("shop", "cart-0", &[("app", "cart")], "node-1", true);
+        let (faults, objectives) = delete_fault(mode, ready_delay.as_millis() as u64);
+        let file = case.write(&faults, &objectives);
+        let (out, report) = case.run(&file, &[]);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {}", text(&out));
+        let deleted = case.fake.deleted();
+        assert_eq!(deleted.len(), expected, "{mode}: deleted {deleted:?}");
+        assert!(deleted.iter().all(|(ns, name)| ns == "shop" && name.starts_with("checkout-7d9f-")));
+        let f = fault(&report, "lose-pods");
+        assert_eq!(f["status"], "applied", "{mode}: {f:#}");
+        assert_eq!(f["pods"]["deleted"], expected as u64);
+        assert_eq!(f["pods"]["matched"], 4);
+        assert_eq!(f["pods"]["recovery"], "recovered", "{mode}: {f:#}");
+        // The truth: a replacement is Ready `ready_delay` after its pod was deleted.
+        let measured = Duration::from_secs_f64(f["pods"]["recoveryMs"].as_f64().unwrap() / 1000.0);
+        assert!(
+            measured + Duration::from_millis(5) >= ready_delay,
+            "{mode}: recovered in {measured:?}, before the replacements could be Ready ({ready_delay:?})"
+        );
+        assert!(
+            measured <= ready_delay + POLL + LIST_SLACK,
+            "{mode}: recovered in {measured:?}, more than one poll late ({ready_delay:?} + {POLL:?})"
+        );
+        assert_eq!(verdict(&report, "podRecovery/lose-pods")["status"], "pass");
+        // Every owner is whole again, and the unmatched pod is untouched.
+        let pods = case.fake.pods("shop");
+        assert_eq!(pods.iter().filter(|p| p.name.starts_with("checkout") && p.ready && !p.terminating).count(), 4);
+        assert!(pods.iter().any(|p| p.name == "cart-0"));
+    }
+}
+
+#[test]
+fn the_same_seed_deletes_the_same_pods() {
+    let mut chosen = Vec::new();
+    for _ in 0..2 {
+        let case = Case::new();
+        // Pods get random names: compare by position in name order, via a bare set.
+        for i in 0..6 {
+            case.fake.add_pod(
+                "shop",
+                &format!("worker-{i}"),
+                &[("app", "worker")],
+                "node-1",
+                true,
+            );
+        }
+        let faults = "    - name: lose-pods\n      at: 500ms\n      pod: { delete: { namespace: shop, selector: app=worker, mode: fixed, count: 2 } }\n";
+        let file = case.write(faults, "");
+        let (out, report) = case.run(&file, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        // Bare pods are not replaced: recovery is not applicable, and says why.
+        assert_eq!(fault(&report, "lose-pods")["pods"]["recovery"], "noOwner");
+        chosen.push(case.fake.deleted());
+    }
+    assert_eq!(chosen[0], chosen[1], "seed 42 must choose the same pods");
+}
+
+#[test]
+fn dry_run_has_the_server_check_and_deletes_nothing() {
+    let case = Case::new();
+    case.fake.add_replicaset(
+        "shop",
+        "checkout-7d9f",
+        &[("app", "checkout")],
+        3,
+        &["node-1"],
+        Duration::from_millis(100),
+    );
+    let (faults, _) = delete_fault("mode: all", 100);
+    let file = case.write(&faults, "");
+    let (out, _) = case.run(&file, &["--dry-run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(stdout.matches("would delete shop/checkout-7d9f-").count(), 3, "{stdout}");
+    assert!(case.fake.deleted().is_empty());
+    let dry: Vec<String> = case
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("DELETE"))
+        .collect();
+    assert_eq!(dry.len(), 3, "{dry:?}");
+    assert_eq!(case.fake.pods("shop").len(), 3);
+
+    // The same as a fault option during a real run.
+    let faults = "    - name: lose-pods\n      at: 500ms\n      pod: { delete: { namespace: shop, selector: app=checkout, mode: all, dryRun: true } }\n";
+    let file = case.write(faults, "  objectives:\n    podRecovery: { max: 10s }\n");
+    let (out, report) = case.run(&file, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(case.fake.deleted().is_empty());
+    let f = fault(&report, "lose-pods");
+    assert_eq!(f["status"], "dryRun");
+    assert_eq!(f["pods"]["dryRun"], true);
+    assert_eq!(verdict(&report, "podRecovery/lose-pods")["status"], "notMeasured");
+}
+
+#[test]
+fn a_selector_that_matches_nothing_stops_the_run_before_it_starts() {
+    let case = Case::new();
+    case.fake
+        .add_pod("shop", "cart-0", &[("app", "cart")], "node-1", true);
+    let marker = case.path("service-ran");
+    let faults = "    - name: lose-pods\n      at: 500ms\n      pod: { delete: { namespace: shop, selector: app=checkout } }\n";
+    let file = case.write(faults, "");
+    // The service would leave a trace if it started: it must not.
+    let text_yaml = std::fs::read_to_string(&file).unwrap().replace(
+        "command: [\"${exe}\", sample-service",
+        &format!("command: [sh, -c, 'touch {} && exec \"$0\" \"$@\"', \"${{exe}}\", sample-service", marker.display()),
+    );
+    std::fs::write(&file, text_yaml).unwrap();
+    let (out, report) = case.run(&file, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let all = text(&out) + &report.to_string();
+    assert!(
+        all.contains("no pod in namespace shop matches selector app=checkout"),
+        "{all}"
+    );
+    assert!(!marker.exists(), "the service started although the run could not");
+    assert!(case.fake.deleted().is_empty());
+}
+
+#[test]
+fn an_rbac_denial_reaches_the_user_and_fails_the_fault() {
+    let case = Case::new();
+    case.fake.add_replicaset(
+        "shop",
+        "checkout-7d9f",
+        &[("app", "checkout")],
+        2,
+        &["node-1"],
+        Duration::from_millis(100),
+    );
+    case.fake
+        .fail_next("DELETE", "/api/v1/namespaces/shop/pods", 403, 1);
+    let (faults, _) = delete_fault("mode: one", 100);
+    let file = case.write(&faults, "");
+    let (out, report) = case.run(&file, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let f = fault(&report, "lose-pods");
+    assert_eq!(f["status"], "failed");
+    let v = verdict(&report, "fault/lose-pods");
+    let measured = v["measured"].as_str().unwrap();
+    assert!(
+        measured.contains("403")
+            && measured.contains("cannot delete resource \"pods\"")
+            && measured.contains("RBAC"),
+        "{measured}"
+    );
+    assert!(case.fake.deleted().is_empty());
+}
+
+#[test]
+fn throttling_is_retried_with_backoff() {
+    let case = Case::new();
+    case.fake.add_replicaset(
+        "shop",
+        "checkout-7d9f",
+        &[("app", "checkout")],
+        2,
+        &["node-1"],
+        Duration::from_millis(100),
+    );
+    case.fake
+        .fail_next("DELETE", "/api/v1/namespaces/shop/pods", 429, 2);
+    let (faults, _) = delete_fault("mode: one", 100);
+    let file = case.write(&faults, "");
+    let (out, report) = case.run(&file, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(fault(&report, "lose-pods")["pods"]["deleted"], 1);
+    let deletes = case
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("DELETE"))
+        .count();
+    assert_eq!(deletes, 3, "two throttled attempts and one that went through");
+}
+
+#[test]
+fn a_protected_namespace_named_explicitly_may_be_used() {
+    let case = Case::new();
+    case.fake.add_replicaset(
+        "kube-system",
+        "coredns-5d78",
+        &[("k8s-app", "kube-dns")],
+        2,
+        &["node-1"],
+        Duration::from_millis(100),
+    );
+    let faults = "    - name: lose-dns\n      at: 500ms\n      pod: { delete: { namespace: kube-system, selector: k8s-app=kube-dns, allowProtected: [kube-system] } }\n";
+    let file = case.write(faults, "");
+    let (out, _) = case.run(&file, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(case.fake.deleted().len(), 1);
+}
+
+/// The fake's kubelet side, played by the test: the pod `pod_prefix*` is the sample
+/// service; deleting it kills the process, and the replacement starts a new one, Ready
+/// `ready_delay` later (as the fake marks the replacement pod).
+fn kubelet(
+    fake: &FakeCluster,
+    port: u16,
+    ready_delay: Duration,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Vec<(Instant, Instant)> {
+    use std::sync::atomic::Ordering;
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_shakeout"))
+            .args(["sample-service", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut child: Child = start();
+    let mut outages = Vec::new();
+    let mut seen = 0;
+    while !stop.load(Ordering::SeqCst) {
+        if fake.deleted().len() > seen {
+            seen = fake.deleted().len();
+            let killed = Instant::now();
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(ready_delay);
+            child = start();
+            outages.push((killed, Instant::now()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    outages
+}
+
+#[test]
+fn pod_deletion_with_an_http_probe_gives_an_rto_verdict() {
+    let case = Case::new();
+    let ready_delay = Duration::from_millis(1500);
+    case.fake.add_replicaset(
+        "shop",
+        "checkout-7d9f",
+        &[("app", "checkout")],
+        1,
+        &["node-1"],
+        ready_delay,
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (out, report, outages) = std::thread::scope(|s| {
+        let k = s.spawn(|| kubelet(&case.fake, case.port, ready_delay, &stop));
+        // Wait for the service, then run an experiment that does not supervise it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", case.port)).is_err() {
+            assert!(Instant::now() < deadline, "sample service did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let file = case.write(
+            "    - name: lose-pods\n      at: 3s\n      pod: { delete: { namespace: shop, selector: app=checkout, gracePeriod: 0s } }\n",
+            "  steadyState:\n    window: 2s\n    availability: { min: 99% }\n  objectives:\n    rto: { max: 10s }\n    podRecovery: { max: 10s }\n",
+        );
+        let text_yaml = std::fs::read_to_string(&file).unwrap();
+        let services = text_yaml
+            .find("  services:")
+            .unwrap();
+        let probes = text_yaml.find("  probes:").unwrap();
+        let without = format!("{}{}", &text_yaml[..services], &text_yaml[probes..]);
+        std::fs::write(&file, without).unwrap();
+        let (out, report) = case.run(&file, &[]);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        (out, report, k.join().unwrap())
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(outages.len(), 1);
+    let rto = verdict(&report, "rto/health");
+    assert_eq!(rto["status"], "pass", "{rto:#}");
+    let probe = &report["probes"][0];
+    let ttr = probe["rto"]["timeToRecoverMs"].as_f64().unwrap_or_else(|| panic!("{:#}", probe["rto"]));
+    // The outage lasts the replacement's start delay (plus the restart itself).
+    assert!(
+        ttr + 200.0 >= ready_delay.as_millis() as f64 && ttr <= ready_delay.as_millis() as f64 + 1_500.0,
+        "time to recover {ttr}ms for an outage of {ready_delay:?}"
+    );
+    assert_eq!(verdict(&report, "podRecovery/lose-pods")["status"], "pass");
+}
+
+/// The real agent binary, built beside the controller by `cargo test --workspace`.
+fn agent_binary() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_shakeout")).with_file_name("shakeout-agent");
+    assert!(bin.exists(), "{} is missing: run cargo test --workspace", bin.display());
+    bin
+}
+
+const SECRET: &str = "kube-test-secret-0123456789";
+
+/// A real agent on 127.0.0.1, as the agent pod of one node.
+fn start_agent(dir: &Path) -> (Child, u16) {
+    use std::io::BufRead;
+    std::fs::write(dir.join("tokens"), format!("controller:{SECRET}\n")).unwrap();
+    let mut agent = Command::new(agent_binary())
+        .args(["--listen", "127.0.0.1:0", "--tokens"])
+        .arg(dir.join("tokens"))
+        .arg("--state-dir")
+        .arg(dir.join("agent-state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(agent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line.trim().strip_prefix("listening ").unwrap().parse().unwrap();
+    (agent, addr.port())
+}
+
+#[test]
+fn shakeout_agents_lists_the_daemonset_through_port_forward() {
+    let case = Case::new();
+    let (mut agent, port) = start_agent(case.dir.path());
+    case.fake.add_daemonset(
+        "shakeout",
+        "shakeout-agent",
+        &[("app.kubernetes.io/name", "shakeout-agent")],
+        &["node-1"],
+        &[port],
+    );
+    let out = shakeout()
+        .args(["agents", "--kubeconfig"])
+        .arg(case.path("kubeconfig"))
+        .args(["--context", "fake"])
+        .env("SHAKEOUT_TOKEN", SECRET)
+        .output()
+        .unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(stdout.contains("port-forward through the API server"), "{stdout}");
+    assert!(
+        stdout.contains("node node-1: shakeout-agent-node-1 version"),
+        "{stdout}"
+    );
+    assert!(
+        case.fake
+            .requests()
+            .iter()
+            .any(|r| r.contains("/pods/shakeout-agent-node-1/portforward")),
+        "the agent was not reached through port-forward"
+    );
+
+    // A wrong token is refused by the agent, and said so.
+    let (mut agent, port) = start_agent(case.dir.path());
+    let case2 = Case::new();
+    case2.fake.add_daemonset(
+        "shakeout",
+        "shakeout-agent",
+        &[("app.kubernetes.io/name", "shakeout-agent")],
+        &["node-1"],
+        &[port],
+    );
+    let out = shakeout()
+        .args(["agents", "--kubeconfig"])
+        .arg(case2.path("kubeconfig"))
+        .env("SHAKEOUT_TOKEN", "wrong")
+        .output()
+        .unwrap();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NOT ANSWERING"), "{}", text(&out));
+}
+
+fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: privileged tests must run as root in CI"
+    );
+    eprintln!("skipping {test}: needs root (a pod cgroup and SIGSTOP through the agent)");
+    false
+}
+
+/// A cgroup v1 (cgroupfs naming) or v2 directory named like a pod's, holding `pid`: what
+/// the kubelet makes, so the agent finds the pod's processes by UID. Removed on drop.
+struct PodCgroup(PathBuf);
+
+impl PodCgroup {
+    fn new(uid: &str, pid: u32) -> Option<PodCgroup> {
+        let v1 = Path::new("/sys/fs/cgroup/pids");
+        let base = if v1.join("cgroup.procs").exists() {
+            v1.to_path_buf()
+        } else {
+            PathBuf::from("/sys/fs/cgroup")
+        };
+        let dir = base.join("kubepods/burstable").join(format!("pod{uid}"));
+        std::fs::create_dir_all(&dir).ok()?;
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string()).ok()?;
+        Some(PodCgroup(dir))
+    }
+}
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        // Move anything left back to the root, then remove the (now empty) directories.
+        let root = self.0.parent().and_then(Path::parent).and_then(Path::parent);
+        if let (Ok(procs), Some(root)) = (std::fs::read_to_string(self.0.join("cgroup.procs")), root) {
+            for pid in procs.lines() {
+                let _ = std::fs::write(root.join("cgroup.procs"), pid);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+        if let Some(p) = self.0.parent() {
+            let _ = std::fs::remove_dir(p);
+            if let Some(pp) = p.parent() {
+                let _ = std::fs::remove_dir(pp);
+            }
+        }
+    }
+}
+
+fn proc_state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(')').next().and_then(|r| r.trim().chars().next()).unwrap_or('?')
+}
+
+#[test]
+fn a_pause_on_pods_goes_to_the_agent_of_their_node_through_port_forward() {
+    if !root_or_skip("a_pause_on_pods_goes_to_the_agent_of_their_node_through_port_forward") {
+        return;
+    }
+    let case = Case::new();
+    let (mut agent, agent_port) = start_agent(case.dir.path());
+    case.fake.add_daemonset(
+        "shakeout",
+        "shakeout-agent",
+        &[("app.kubernetes.io/name", "shakeout-agent")],
+        &["node-1", "node-2"],
+        &[agent_port, agent_port],
+    );
+    // The pod's container: the sample service, in a cgroup named after the pod's UID.
+    let mut service = Command::new(env!("CARGO_BIN_EXE_shakeout"))
+        .args(["sample-service", "--listen", &format!("127.0.0.1:{}", case.port)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let uid = case
+        .fake
+        .add_pod("shop", "checkout-0", &[("app", "checkout")], "node-2", true);
+    let cgroup = PodCgroup::new(&uid, service.id()).expect("cannot make a pod cgroup as root");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", case.port)).is_err() {
+        assert!(Instant::now() < deadline, "sample service did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let file = case.write(
+        "    - name: freeze-checkout\n      at: 1s\n      duration: 2s\n      process: { target: { pods: { namespace: shop, selector: app=checkout } }, pause: {} }\n",
+        "  objectives:\n    availability: { during: baseline, min: 99% }\n",
+    );
+    let text_yaml = std::fs::read_to_string(&file).unwrap();
+    let services = text_yaml.find("  services:").unwrap();
+    let probes = text_yaml.find("  probes:").unwrap();
+    let without = format!(
+        "{}{}",
+        &text_yaml[..services],
+        &text_yaml[probes..]
+    )
+    .replace(
+        "kubeconfig, context: fake }",
+        "kubeconfig, context: fake, agents: { tokenFrom: { env: KUBE_TEST_TOKEN }, lease: 3s } }",
+    );
+    std::fs::write(&file, without).unwrap();
+    let watcher_pid = service.id();
+    let seen_stopped = std::sync::atomic::AtomicBool::new(false);
+    let (out, report) = std::thread::scope(|s| {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let w = s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if proc_state(watcher_pid) == 'T' {
+                    seen_stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let json = case.path("report.json");
+        let out = shakeout()
+            .arg("run")
+            .arg(&file)
+            .arg("--json")
+            .arg(&json)
+            .arg("--quiet")
+            .env("KUBE_TEST_TOKEN", SECRET)
+            .output()
+            .unwrap();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        w.join().unwrap();
+        let report: Value = std::fs::read_to_string(&json)
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap_or(Value::Null);
+        (out, report)
+    });
+    let state_after = proc_state(service.id());
+    let _ = service.kill();
+    let _ = service.wait();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    drop(cgroup);
+    assert!(
+        seen_stopped.load(std::sync::atomic::Ordering::SeqCst),
+        "the pod's process was never paused: {}",
+        text(&out)
+    );
+    assert_ne!(state_after, 'T', "the pod's process was left paused");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let f = fault(&report, "freeze-checkout");
+    assert_eq!(f["status"], "reverted", "{f:#}");
+    let a = &f["agents"][0];
+    assert_eq!(a["agent"], "shakeout-agent-node-2", "the agent of the pod's node: {f:#}");
+    assert_eq!(a["pod"], "shop/checkout-0");
+    assert!(
+        a["url"].as_str().unwrap().starts_with("portforward://shakeout/shakeout-agent-node-2"),
+        "{a:#}"
+    );
+    assert!(
+        a["targets"][0].as_str().unwrap().starts_with(&format!("{} ", service.id())),
+        "{a:#}"
+    );
+    // The probe saw the freeze.
+    let faults_phase = &report["probes"][0]["phases"]["faults"];
+    assert!(
+        faults_phase["availability"].as_f64().unwrap_or(1.0) < 1.0
+            || faults_phase["errors"].as_object().is_some_and(|e| !e.is_empty()),
+        "{faults_phase:#}"
+    );
+}
