@@ -1,0 +1,242 @@
+//! A fake Kubernetes API server for the integration tests: it serves the REST paths the
+//! `kube` crate calls (pods, nodes, ReplicaSets, DaemonSets, pod watch, port-forward over
+//! WebSocket) and behaves like a cluster (deleted ReplicaSet pods are replaced and turn
+//! Ready after a delay; graceful deletion; injected 403/404/409/429 Status errors).
+//! It runs on its own thread and runtime so sync tests can drive it; dropping the
+//! handle stops the server, every connection and every pending state change.
+
+#![allow(dead_code)] // each test file uses a subset
+
+mod cluster;
+mod objects;
+mod portforward;
+pub mod selector;
+mod server;
+mod status;
+mod watch;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[allow(unused_imports)]
+pub use cluster::MAX_TERMINATION;
+#[allow(unused_imports)]
+pub use portforward::PROTOCOL as PORTFORWARD_PROTOCOL;
+use server::Shared;
+
+/// The Kubernetes version the fake reports (matches k8s-openapi's `latest`).
+pub const VERSION: &str = "v1.37.0";
+
+/// A running fake API server; drop it to stop it.
+pub struct FakeCluster {
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A pod as the test sees it.
+#[derive(Debug, Clone)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub node: String,
+    pub ready: bool,
+    pub terminating: bool,
+    /// `ReplicaSet/name` or `DaemonSet/name`; None for a bare pod.
+    pub owner: Option<String>,
+    pub created: Instant,
+}
+
+impl FakeCluster {
+    /// The bearer token every request must carry.
+    pub const TOKEN: &'static str = "fake-token";
+
+    /// Binds 127.0.0.1:0 and serves on a new thread with its own runtime.
+    pub fn start() -> FakeCluster {
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("fake-kube".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("fake-kube runtime");
+                let listener = rt
+                    .block_on(TcpListener::bind("127.0.0.1:0"))
+                    .expect("fake-kube bind 127.0.0.1:0");
+                let port = listener.local_addr().expect("local addr").port();
+                let shared = Arc::new(Shared::new(rt.handle().clone(), port));
+                let _ = tx.send(shared.clone());
+                rt.block_on(server::serve(listener, shared, stop));
+                // Dropping the runtime drops every connection, forward and timer task.
+                drop(rt);
+            })
+            .expect("spawn fake-kube thread");
+        let shared = rx.recv().expect("fake-kube started");
+        FakeCluster {
+            shared,
+            cancel,
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.shared.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.shared.port
+    }
+
+    /// Writes a kubeconfig (server = url(), user token TOKEN, namespace default) with one
+    /// context named `context`, set as current-context.
+    pub fn write_kubeconfig(&self, path: &Path, context: &str) {
+        let config = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "preferences": {},
+            "clusters": [{"name": "fake", "cluster": {"server": self.url()}}],
+            "users": [{"name": "fake", "user": {"token": Self::TOKEN}}],
+            "contexts": [{
+                "name": context,
+                "context": {"cluster": "fake", "user": "fake", "namespace": "default"}
+            }],
+            "current-context": context,
+        });
+        let yaml = serde_yaml::to_string(&config).expect("kubeconfig yaml");
+        std::fs::write(path, yaml).expect("write kubeconfig");
+    }
+
+    pub fn add_node(&self, name: &str) {
+        self.shared.lock().add_node(name);
+    }
+
+    /// A Deployment-like ReplicaSet `name` in `ns` with `replicas` pods, all Running and
+    /// Ready, spread round-robin over `nodes`, named `{name}-{5 random}`, labelled
+    /// `labels`, owned by the ReplicaSet. A deleted pod (not dry run) is replaced at once
+    /// by a Pending, not Ready pod that turns Running and Ready after `ready_delay`.
+    pub fn add_replicaset(
+        &self,
+        ns: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        replicas: u32,
+        nodes: &[&str],
+        ready_delay: Duration,
+    ) {
+        self.shared
+            .lock()
+            .add_replicaset(ns, name, labels, replicas, nodes, ready_delay);
+    }
+
+    /// A bare pod (no owner): not replaced when deleted. Returns its uid. A pod that is
+    /// not ready is Running with a failing readiness probe.
+    pub fn add_pod(
+        &self,
+        ns: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        node: &str,
+        ready: bool,
+    ) -> String {
+        self.shared.lock().add_pod(ns, name, labels, node, ready)
+    }
+
+    /// The agent DaemonSet: the DaemonSet `name` in `ns` selecting `labels`, and one
+    /// Ready pod `{name}-{node}` (podIP 127.0.0.1) per node. A port-forward to the i-th
+    /// pod, on any port, is connected to 127.0.0.1:`local_ports[i]`.
+    pub fn add_daemonset(
+        &self,
+        ns: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        nodes: &[&str],
+        local_ports: &[u16],
+    ) {
+        self.shared
+            .lock()
+            .add_daemonset(ns, name, labels, nodes, local_ports);
+    }
+
+    /// Current pods in `ns` (including terminating ones), by name.
+    pub fn pods(&self, ns: &str) -> Vec<PodInfo> {
+        let c = self.shared.lock();
+        c.pods
+            .iter()
+            .filter(|(k, _)| k.0 == ns)
+            .map(|(k, p)| PodInfo {
+                namespace: k.0.clone(),
+                name: k.1.clone(),
+                uid: p.uid.clone(),
+                node: p.node.clone(),
+                ready: p.is_ready(),
+                terminating: p.deletion.is_some(),
+                owner: p.owner.as_ref().map(|o| format!("{}/{}", o.kind, o.name)),
+                created: p.created,
+            })
+            .collect()
+    }
+
+    /// The pod `ns/name`, if it exists.
+    pub fn pod(&self, ns: &str, name: &str) -> Option<PodInfo> {
+        self.pods(ns).into_iter().find(|p| p.name == name)
+    }
+
+    /// (ns, name) of every pod actually deleted (not dry run), in order; a pod that is
+    /// deleted again while terminating is listed once.
+    pub fn deleted(&self) -> Vec<(String, String)> {
+        self.shared.lock().deleted.clone()
+    }
+
+    /// `METHOD path?query` of every request (401s included), in order, the query exactly
+    /// as sent: percent-encoded, and kube 5 starts it with `&`
+    /// (`GET /api/v1/namespaces/shop/pods?&labelSelector=app%3Dweb`). The `?` is left
+    /// out when the query is empty (kube's DELETE sends `.../pods/x?`).
+    pub fn requests(&self) -> Vec<String> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Forgets the requests seen so far.
+    pub fn clear_requests(&self) {
+        self.shared.lock().requests.clear();
+    }
+
+    /// Makes the pod pass or fail its readiness probe (e.g. an agent that stopped
+    /// answering) without deleting it.
+    pub fn set_ready(&self, ns: &str, name: &str, ready: bool) {
+        self.shared
+            .lock()
+            .set_ready(&(ns.into(), name.into()), ready);
+    }
+
+    /// The next `times` requests whose method matches and whose path (without query)
+    /// starts with `path_prefix` get `status` with the metav1.Status the real server
+    /// would send (reason Forbidden/NotFound/Conflict/TooManyRequests/...); 429 also
+    /// sets `Retry-After: 1`. Checked after authentication, before routing.
+    pub fn fail_next(&self, method: &str, path_prefix: &str, status: u16, times: u32) {
+        self.shared.lock().failures.push(cluster::Failure {
+            method: method.to_string(),
+            path_prefix: path_prefix.to_string(),
+            status,
+            times,
+        });
+    }
+}
+
+impl Drop for FakeCluster {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
