@@ -83,7 +83,10 @@ impl Cluster {
                     .await
                     .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
                 let ctx = context.or(current).unwrap_or_default();
-                (config, format!("kubeconfig {} context {ctx}", path.display()))
+                (
+                    config,
+                    format!("kubeconfig {} context {ctx}", path.display()),
+                )
             }
             None if context.is_some() => {
                 let config = Config::from_kubeconfig(&options)

@@ -214,7 +214,9 @@ pub fn plan(exp: &Experiment) -> String {
                 "on pods in namespace {} ({}, mode {}) through the agent on each pod's node",
                 sel.namespace,
                 crate::kube::pods::describe_selector(sel),
-                sel.mode.map(|m| format!("{m:?}").to_lowercase()).unwrap_or_else(|| "one".into())
+                sel.mode
+                    .map(|m| format!("{m:?}").to_lowercase())
+                    .unwrap_or_else(|| "one".into())
             ),
             (None, Some(a)) => format!("through agent {a}"),
             (None, None) => "through the embedded agent".into(),
@@ -252,8 +254,15 @@ pub fn plan(exp: &Experiment) -> String {
                 f.name,
                 d.pods.namespace,
                 crate::kube::pods::describe_selector(&d.pods),
-                d.pods.mode.map(|m| format!("{m:?}").to_lowercase()).unwrap_or_else(|| "one".into()),
-                if d.dry_run { ", server-side dry run" } else { "" }
+                d.pods
+                    .mode
+                    .map(|m| format!("{m:?}").to_lowercase())
+                    .unwrap_or_else(|| "one".into()),
+                if d.dry_run {
+                    ", server-side dry run"
+                } else {
+                    ""
+                }
             ));
         }
     }
@@ -559,7 +568,10 @@ async fn prepare_agents(
     let mut checks = crate::fault::preflight::check(exp, &agents).await;
     if let Some((c, a)) = &cluster {
         checks.extend(crate::fault::preflight::check_cluster(exp, c, a.as_ref()).await);
-        events.push("kubernetes", format!("connected to the cluster ({})", c.source));
+        events.push(
+            "kubernetes",
+            format!("connected to the cluster ({})", c.source),
+        );
     }
     if checks.iter().any(|c| !c.ok()) {
         if let Some(e) = local {

@@ -221,12 +221,13 @@ impl AgentClient {
     /// (agents reached by pod IP carry a certificate for their service name).
     pub fn with_server_name(mut self, server_name: &str) -> Result<Self, AgentError> {
         if let Some((connector, _)) = self.tls.take() {
-            let sn = rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(
-                |e| AgentError::Config {
-                    agent: self.name.clone(),
-                    message: format!("serverName `{server_name}`: {e}"),
-                },
-            )?;
+            let sn =
+                rustls::pki_types::ServerName::try_from(server_name.to_owned()).map_err(|e| {
+                    AgentError::Config {
+                        agent: self.name.clone(),
+                        message: format!("serverName `{server_name}`: {e}"),
+                    }
+                })?;
             self.tls = Some((connector, sn));
         }
         Ok(self)

@@ -33,7 +33,10 @@ fn agent_label(name: Option<&str>) -> String {
 pub async fn check(exp: &Experiment, agents: &Agents) -> Vec<AgentCheck> {
     let faults = &exp.file.spec.faults;
     let mut used: Vec<Option<&str>> = Vec::new();
-    for f in faults.iter().filter(|f| super::request::pod_targets(f).is_none()) {
+    for f in faults
+        .iter()
+        .filter(|f| super::request::pod_targets(f).is_none())
+    {
         let name = f
             .network
             .as_ref()
@@ -201,8 +204,7 @@ pub async fn check_cluster(
             )),
             Ok(found) => {
                 let want = sel.count.unwrap_or(1) as usize;
-                if sel.mode == Some(crate::experiment::spec::PodMode::Fixed) && found.len() < want
-                {
+                if sel.mode == Some(crate::experiment::spec::PodMode::Fixed) && found.len() < want {
                     api.problems.push(format!(
                         "fault `{}`: `count: {want}` but only {} pods in namespace {} match {}",
                         f.name,
@@ -230,9 +232,10 @@ pub async fn check_cluster(
                                 v.push(f);
                             }
                         }
-                        Some(Err(e)) => api
-                            .problems
-                            .push(format!("fault `{}`: pod {}: {e}", f.name, pod.key())),
+                        Some(Err(e)) => {
+                            api.problems
+                                .push(format!("fault `{}`: pod {}: {e}", f.name, pod.key()))
+                        }
                         None => api.problems.push(format!(
                             "fault `{}`: no node agents were found in the cluster",
                             f.name

@@ -94,7 +94,10 @@ pub async fn discover(
         .namespace
         .clone()
         .unwrap_or_else(|| super::DEFAULT_AGENT_NAMESPACE.to_owned());
-    let selector = spec.selector.clone().unwrap_or_else(|| DEFAULT_SELECTOR.to_owned());
+    let selector = spec
+        .selector
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SELECTOR.to_owned());
     let port = spec.port.unwrap_or(DEFAULT_PORT);
     let reach = spec.reach.unwrap_or(if Cluster::in_cluster() {
         AgentReach::PodIp
@@ -130,8 +133,10 @@ pub async fn discover(
             continue;
         }
         if !pod.ready {
-            out.not_ready
-                .push((pod.node.clone(), format!("agent pod {} is not Ready", pod.name)));
+            out.not_ready.push((
+                pod.node.clone(),
+                format!("agent pod {} is not Ready", pod.name),
+            ));
             continue;
         }
         let client = match reach {
@@ -146,11 +151,17 @@ pub async fn discover(
             ),
             AgentReach::PodIp => {
                 let Some(ip) = pod.pod_ip.clone() else {
-                    out.not_ready
-                        .push((pod.node.clone(), format!("agent pod {} has no IP yet", pod.name)));
+                    out.not_ready.push((
+                        pod.node.clone(),
+                        format!("agent pod {} has no IP yet", pod.name),
+                    ));
                     continue;
                 };
-                let host = if ip.contains(':') { format!("[{ip}]") } else { ip };
+                let host = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip
+                };
                 let scheme = if ca.is_some() { "https" } else { "http" };
                 AgentClient::new(
                     &pod.name,

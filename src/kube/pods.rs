@@ -85,10 +85,16 @@ pub async fn matching(cluster: &Cluster, sel: &PodSelector) -> Result<Vec<PodRef
         lp = lp.fields(f);
     }
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &sel.namespace);
-    let list = api
-        .list(&lp)
-        .await
-        .map_err(|e| describe(&format!("listing pods in namespace {} ({})", sel.namespace, describe_selector(sel)), &e))?;
+    let list = api.list(&lp).await.map_err(|e| {
+        describe(
+            &format!(
+                "listing pods in namespace {} ({})",
+                sel.namespace,
+                describe_selector(sel)
+            ),
+            &e,
+        )
+    })?;
     let mut pods: Vec<PodRef> = list
         .items
         .iter()
@@ -322,8 +328,16 @@ mod tests {
         assert_eq!(how_many(&sel(PodMode::All, None, None), 5), 5);
         assert_eq!(how_many(&sel(PodMode::Fixed, Some(2), None), 5), 2);
         assert_eq!(how_many(&sel(PodMode::Fixed, Some(9), None), 5), 5);
-        assert_eq!(how_many(&sel(PodMode::Percent, None, Some(50.0)), 5), 3, "rounded up");
-        assert_eq!(how_many(&sel(PodMode::Percent, None, Some(1.0)), 5), 1, "at least one");
+        assert_eq!(
+            how_many(&sel(PodMode::Percent, None, Some(50.0)), 5),
+            3,
+            "rounded up"
+        );
+        assert_eq!(
+            how_many(&sel(PodMode::Percent, None, Some(1.0)), 5),
+            1,
+            "at least one"
+        );
         assert_eq!(how_many(&sel(PodMode::One, None, None), 0), 0);
     }
 
@@ -337,7 +351,10 @@ mod tests {
         let distinct: BTreeSet<Vec<String>> = (0..20u64)
             .map(|seed| choose(&all, &s, seed).into_iter().map(|p| p.name).collect())
             .collect();
-        assert!(distinct.len() > 10, "seeds should spread the choice: {distinct:?}");
+        assert!(
+            distinct.len() > 10,
+            "seeds should spread the choice: {distinct:?}"
+        );
         assert_ne!(fault_seed(1, "a"), fault_seed(1, "b"));
     }
 

@@ -32,7 +32,12 @@ pub fn check_labels(text: &str) -> Result<(), String> {
                 let inner = set
                     .strip_prefix('(')
                     .and_then(|s| s.strip_suffix(')'))
-                    .ok_or_else(|| bad(&format!("`{op}` needs a set in parentheses, like ({op_example})", op_example = "a,b")))?;
+                    .ok_or_else(|| {
+                        bad(&format!(
+                            "`{op}` needs a set in parentheses, like ({op_example})",
+                            op_example = "a,b"
+                        ))
+                    })?;
                 for v in inner.split(',') {
                     check_value(v.trim()).map_err(|e| bad(&e))?;
                 }
@@ -78,7 +83,9 @@ pub fn check_fields(text: &str) -> Result<(), String> {
             return Err(format!("`{field}` in `{text}` is not a field path; {help}"));
         }
         if value.contains(['=', '!', ' ']) {
-            return Err(format!("`{term}` in `{text}` has more than one operator; {help}"));
+            return Err(format!(
+                "`{term}` in `{text}` has more than one operator; {help}"
+            ));
         }
     }
     Ok(())

@@ -387,9 +387,9 @@ impl FaultTask {
         if !request::holds_state(spec) {
             return ("applied".into(), ar);
         }
-        let end =
-            self.origin + spec.at.0 + spec.duration.map(|d| d.0).unwrap_or_default();
-        self.keep_alive(client, &applied.id, end, &mut ar, &name).await;
+        let end = self.origin + spec.at.0 + spec.duration.map(|d| d.0).unwrap_or_default();
+        self.keep_alive(client, &applied.id, end, &mut ar, &name)
+            .await;
         match self.confirm_revert(client, &applied.id, &name).await {
             Ok(()) => {
                 ar.reverted_ms = Some(ms(self.origin.elapsed()));
@@ -449,10 +449,8 @@ impl FaultTask {
                         this.drive(&client, &label, &spec, Some(pod.key())).await
                     }
                     Err(e) => {
-                        this.events.push(
-                            "fault",
-                            format!("{name}@{} apply FAILED: {e}", pod.name),
-                        );
+                        this.events
+                            .push("fault", format!("{name}@{} apply FAILED: {e}", pod.name));
                         let mut ar = agent_report("-", "-", Some(e));
                         ar.pod = Some(pod.key());
                         ("failed".to_owned(), ar)
@@ -582,7 +580,12 @@ impl FaultTask {
                 ),
             );
             pr.recovery = Some("notMeasured".into());
-            report.status = if pr.errors.is_empty() { "dryRun" } else { "failed" }.into();
+            report.status = if pr.errors.is_empty() {
+                "dryRun"
+            } else {
+                "failed"
+            }
+            .into();
             report.pods = Some(pr);
             return report;
         }
@@ -590,7 +593,12 @@ impl FaultTask {
             self.events
                 .push("fault", format!("{name}: deleted {}", listing.join(", ")));
         }
-        report.status = if pr.errors.is_empty() { "applied" } else { "failed" }.into();
+        report.status = if pr.errors.is_empty() {
+            "applied"
+        } else {
+            "failed"
+        }
+        .into();
         if gone.is_empty() {
             pr.recovery = Some("notMeasured".into());
             report.pods = Some(pr);
@@ -608,8 +616,7 @@ impl FaultTask {
             .unwrap_or(pods::DEFAULT_RECOVERY_TIMEOUT);
         self.watching.fetch_add(1, Ordering::SeqCst);
         let recovery =
-            pods::wait_replaced(&cluster, sel, &before, &deleted, t0, timeout, &self.cancel)
-                .await;
+            pods::wait_replaced(&cluster, sel, &before, &deleted, t0, timeout, &self.cancel).await;
         self.watching.fetch_sub(1, Ordering::SeqCst);
         pr.recovery_resolution_ms = Some(ms(pods::RECOVERY_POLL));
         match recovery {
@@ -662,9 +669,7 @@ impl FaultTask {
                 Ok(held) => {
                     let ours: Vec<_> = held
                         .into_iter()
-                        .filter(|f| {
-                            f.experiment == self.ctx.experiment && f.fault == name
-                        })
+                        .filter(|f| f.experiment == self.ctx.experiment && f.fault == name)
                         .collect();
                     let mut reverted = Vec::new();
                     for f in &ours {

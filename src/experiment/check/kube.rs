@@ -46,12 +46,14 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
             }
         }
         if agents.port == Some(0) {
-            c.report(&format!("{path}.port"), "port 0 is not a port: use 1-65535, like 7433");
+            c.report(
+                &format!("{path}.port"),
+                "port 0 is not a port: use 1-65535, like 7433",
+            );
         }
         c.positive(&format!("{path}.lease"), agents.lease, "like 10s");
     }
 }
-
 
 /// The pod parts of one fault: `pod:`, `network.pods`, `process.target.pods`.
 pub(super) fn check_fault(c: &mut Checker<'_>, spec: &Spec, path: &str, fault: &FaultSpec) {
@@ -163,7 +165,8 @@ fn pods(c: &mut Checker<'_>, spec: &Spec, path: &str, sel: &PodSelector) {
         );
     }
     let agents = crate::kube::agent_namespace(spec);
-    let protected = PROTECTED_NAMESPACES.contains(&sel.namespace.as_str()) || sel.namespace == agents;
+    let protected =
+        PROTECTED_NAMESPACES.contains(&sel.namespace.as_str()) || sel.namespace == agents;
     if protected && !sel.allow_protected.iter().any(|n| n == &sel.namespace) {
         c.report(
             &format!("{path}.namespace"),
