@@ -126,12 +126,10 @@ shakeout-agent
 {{- define "shakeout.controller.targetRules" -}}
 - apiGroups: [""]
   resources: [pods]
-  # delete: pod faults; watch: waiting until the replacements are Ready.
-  verbs: [get, list, watch, delete]
-- apiGroups: [apps]
-  resources: [replicasets, statefulsets]
-  # To name the workload a deleted pod belongs to and know how many replicas to expect.
-  verbs: [get, list]
+  # list: choosing pods, and polling until the replacements are Ready (the owner comes
+  # from each pod's ownerReferences, so no read access to workloads is needed);
+  # delete: pod faults (and their server-side dry runs).
+  verbs: [get, list, delete]
 {{- end }}
 
 {{/* The agent's policy file: agent.policy plus what the chart itself needs. */}}
