@@ -366,9 +366,25 @@ fn a_protected_namespace_named_explicitly_may_be_used() {
     );
     let faults = "    - name: lose-dns\n      at: 500ms\n      pod: { delete: { namespace: kube-system, selector: k8s-app=kube-dns, allowProtected: [kube-system] } }\n";
     let file = case.write(faults, "");
-    let (out, _) = case.run(&file, &[]);
+    // The kubeconfig from KUBECONFIG this time, with no `kubeconfig:` in the file.
+    let yaml = std::fs::read_to_string(&file).unwrap().replace(
+        "kubernetes: { kubeconfig: kubeconfig, context: fake }",
+        "kubernetes: { context: fake }",
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let out = shakeout()
+        .arg("run")
+        .arg(&file)
+        .arg("--quiet")
+        .env("KUBECONFIG", case.path("kubeconfig"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(case.fake.deleted().len(), 1);
+    assert_eq!(
+        case.fake.deleted(),
+        [("kube-system".to_string(), case.fake.deleted()[0].1.clone())]
+    );
+    assert!(case.fake.deleted()[0].1.starts_with("coredns-5d78-"));
 }
 
 /// The fake's kubelet side, played by the test: the pod `pod_prefix*` is the sample
