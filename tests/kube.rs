@@ -766,3 +766,54 @@ fn a_pause_on_pods_goes_to_the_agent_of_their_node_through_port_forward() {
         "{faults_phase:#}"
     );
 }
+
+#[test]
+fn preflight_checks_selectors_and_the_agent_on_each_pods_node() {
+    let case = Case::new();
+    let (mut agent, port) = start_agent(case.dir.path());
+    case.fake.add_daemonset(
+        "shakeout",
+        "shakeout-agent",
+        &[("app.kubernetes.io/name", "shakeout-agent")],
+        &["node-1"],
+        &[port],
+    );
+    case.fake
+        .add_pod("shop", "checkout-0", &[("app", "checkout")], "node-1", true);
+    let faults = "    - name: slow\n      at: 1s\n      duration: 2s\n      network: { latency: { delay: 50ms }, pods: { namespace: shop, selector: app=checkout } }\n    - name: lose\n      at: 1s\n      pod: { delete: { namespace: shop, selector: app=checkout } }\n";
+    let file = case.write(faults, "");
+    let preflight = |env_token: &str| {
+        shakeout()
+            .arg("preflight")
+            .arg(&file)
+            .env("SHAKEOUT_TOKEN", env_token)
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = preflight(SECRET);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stdout.contains("fault `slow`: 1 pods match in namespace shop"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("agent shakeout-agent-node-1 (node node-1) (portforward://shakeout/shakeout-agent-node-1:"),
+        "{stdout}"
+    );
+
+    // A matching pod on a node without an agent: named, and nothing runs.
+    case.fake
+        .add_pod("shop", "checkout-1", &[("app", "checkout")], "node-2", true);
+    let out = preflight(SECRET);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        stdout.contains("pod shop/checkout-1: no Ready shakeout agent on node `node-2`"),
+        "{stdout}"
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(case.fake.deleted().is_empty());
+}
