@@ -817,3 +817,122 @@ fn preflight_checks_selectors_and_the_agent_on_each_pods_node() {
     let _ = agent.wait();
     assert!(case.fake.deleted().is_empty());
 }
+
+/// A network namespace that stands for a pod's; deleted on drop.
+struct PodNetns(String);
+
+impl PodNetns {
+    fn new() -> PodNetns {
+        let name = format!("shk-pod-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip netns add {name}");
+        PodNetns(name)
+    }
+
+    fn tables(&self) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft", "list", "tables"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for PodNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+#[test]
+fn a_network_fault_on_pods_lands_in_the_pods_namespace_and_leaves_nothing() {
+    if !root_or_skip("a_network_fault_on_pods_lands_in_the_pods_namespace_and_leaves_nothing") {
+        return;
+    }
+    let case = Case::new();
+    let (mut agent, agent_port) = start_agent(case.dir.path());
+    case.fake.add_daemonset(
+        "shakeout",
+        "shakeout-agent",
+        &[("app.kubernetes.io/name", "shakeout-agent")],
+        &["node-1"],
+        &[agent_port],
+    );
+    // The pod: a process in its own network namespace and in the pod's cgroup (what the
+    // kubelet makes of a pod's pause container).
+    let netns = PodNetns::new();
+    let mut pause = Command::new("ip")
+        .args(["netns", "exec", &netns.0, "sleep", "60"])
+        .spawn()
+        .unwrap();
+    let uid = case
+        .fake
+        .add_pod("shop", "db-0", &[("app", "db")], "node-1", true);
+    let cgroup = PodCgroup::new(&uid, pause.id()).expect("cannot make a pod cgroup as root");
+    let faults = "    - name: cut-db\n      at: 1s\n      duration: 2s\n      network: { blackhole: true, pods: { namespace: shop, selector: app=db } }\n";
+    let file = case.write(faults, "");
+    let yaml = std::fs::read_to_string(&file).unwrap().replace(
+        "kubeconfig, context: fake }",
+        "kubeconfig, context: fake, agents: { tokenFrom: { env: KUBE_TEST_TOKEN }, lease: 3s } }",
+    );
+    std::fs::write(&file, yaml).unwrap();
+    let seen = std::sync::atomic::AtomicBool::new(false);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let out = std::thread::scope(|s| {
+        let w = s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if netns.tables().contains("table inet shakeout") {
+                    seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let out = shakeout()
+            .arg("run")
+            .arg(&file)
+            .arg("--json")
+            .arg(case.path("report.json"))
+            .arg("--quiet")
+            .env("KUBE_TEST_TOKEN", SECRET)
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        w.join().unwrap();
+        out
+    });
+    let after = netns.tables();
+    let host = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    let _ = pause.kill();
+    let _ = pause.wait();
+    let _ = agent.kill();
+    let _ = agent.wait();
+    drop(cgroup);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(case.path("report.json")).unwrap()).unwrap();
+    assert!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        "the rule never appeared in the pod's namespace: {}",
+        text(&out)
+    );
+    assert!(
+        !after.contains("shakeout"),
+        "left in the pod's namespace: {after}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&host.stdout).contains("table inet shakeout"),
+        "the fault went to the host namespace"
+    );
+    let f = fault(&report, "cut-db");
+    assert_eq!(f["status"], "reverted", "{f:#}");
+    assert_eq!(f["agents"][0]["mechanism"], "nftables");
+    assert_eq!(f["agents"][0]["pod"], "shop/db-0");
+}

@@ -103,7 +103,7 @@ fn types_units_and_missing_fields() {
         (
             "min: 95%",
             "min: 95",
-            "x.yaml:61:42: spec.objectives.availability.min: invalid percentage `95`",
+            "x.yaml:86:42: spec.objectives.availability.min: invalid percentage `95`",
         ),
         (
             "rate: 200/s",
@@ -131,7 +131,7 @@ fn one_document_per_file() {
     let text = format!("{FULL}---\n{FULL}");
     let msg = only(&text);
     assert!(
-        msg.starts_with("x.yaml:66:1: a second YAML document starts here"),
+        msg.starts_with("x.yaml:91:1: a second YAML document starts here"),
         "{msg}"
     );
     for empty in ["", "# nothing yet\n", "---\n", "~\n"] {
@@ -152,7 +152,7 @@ fn semantic_problems_are_all_reported() {
     assert_eq!(found.len(), 2, "{found:#?}");
     assert!(found[0].starts_with("x.yaml:4:7: kind:"));
     assert!(
-        found[1].starts_with("x.yaml:63:29: spec.objectives.rto.probe: no probe named `nope`"),
+        found[1].starts_with("x.yaml:88:29: spec.objectives.rto.probe: no probe named `nope`"),
         "{}",
         found[1]
     );
