@@ -936,3 +936,102 @@ fn a_network_fault_on_pods_lands_in_the_pods_namespace_and_leaves_nothing() {
     assert_eq!(f["agents"][0]["mechanism"], "nftables");
     assert_eq!(f["agents"][0]["pod"], "shop/db-0");
 }
+
+/// A self-signed certificate for the name the chart's agent certificates carry.
+fn agent_certificate(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (dir.join("agent.pem"), dir.join("agent.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=shakeout-agent"])
+        .args(["-addext", "subjectAltName=DNS:shakeout-agent"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status();
+    made.is_ok_and(|s| s.success()).then_some((cert, key))
+}
+
+#[test]
+fn agents_are_reached_over_tls_through_port_forward_and_by_pod_ip() {
+    use std::io::BufRead;
+    let case = Case::new();
+    let Some((cert, key)) = agent_certificate(case.dir.path()) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the openssl CLI is needed to make test certificates"
+        );
+        eprintln!("skipped: the openssl CLI is needed to make test certificates");
+        return;
+    };
+    std::fs::write(case.path("tokens"), format!("controller:{SECRET}\n")).unwrap();
+    let mut agent = Command::new(agent_binary())
+        .args(["--listen", "127.0.0.1:0", "--tokens"])
+        .arg(case.path("tokens"))
+        .arg("--state-dir")
+        .arg(case.path("agent-state"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(agent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The fake's agent pods have the pod IP 127.0.0.1, so `pod-ip` reaches the same agent.
+    case.fake.add_daemonset(
+        "shakeout",
+        "shakeout-agent",
+        &[("app.kubernetes.io/name", "shakeout-agent")],
+        &["node-1"],
+        &[addr.port()],
+    );
+    let agents = |reach: &str, ca: &Path| {
+        shakeout()
+            .args(["agents", "--kubeconfig"])
+            .arg(case.path("kubeconfig"))
+            .args(["--reach", reach, "--port", &addr.port().to_string(), "--ca"])
+            .arg(ca)
+            .env("SHAKEOUT_TOKEN", SECRET)
+            .output()
+            .unwrap()
+    };
+    for reach in ["port-forward", "pod-ip"] {
+        let out = agents(reach, &cert);
+        assert_eq!(out.status.code(), Some(0), "{reach}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout)
+                .contains("node node-1: shakeout-agent-node-1 version"),
+            "{reach}: {}",
+            text(&out)
+        );
+    }
+    // A CA that did not sign the agent's certificate: refused, over either path.
+    let other = tempfile::tempdir().unwrap();
+    let (wrong, _) = agent_certificate(other.path()).unwrap();
+    for reach in ["port-forward", "pod-ip"] {
+        let out = agents(reach, &wrong);
+        assert_eq!(out.status.code(), Some(3), "{reach}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("NOT ANSWERING"),
+            "{reach}: {}",
+            text(&out)
+        );
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
