@@ -379,7 +379,8 @@ pub struct PodFaultReport {
     pub selector: String,
     /// `one`, `all`, `fixed`, `percent`.
     pub mode: String,
-    /// Seed of the choice (the run's seed mixed with the fault name).
+    /// The run's seed; the pods are chosen with it mixed with the fault's name, so
+    /// `--seed` replays the same choice from the same pods.
     pub seed: u64,
     /// Pods that matched (not already terminating).
     pub matched: u64,

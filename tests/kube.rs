@@ -459,6 +459,8 @@ fn pod_deletion_with_an_http_probe_gives_an_rto_verdict() {
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         (out, report, k.join().unwrap())
     });
+    // What a person sees (shown with --nocapture).
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(outages.len(), 1);
     let rto = verdict(&report, "rto/health");

@@ -300,7 +300,7 @@ pub(crate) fn agent_summary(a: &crate::report::AgentActionReport) -> String {
 pub(crate) fn pods_summary(p: &crate::report::PodFaultReport) -> String {
     let names: Vec<&str> = p.chosen.iter().map(|c| c.name.as_str()).collect();
     let mut parts = vec![format!(
-        "pods in {} ({}; mode {}, seed {}): {} of {} chosen: {}",
+        "pods in {} ({}; mode {}, run seed {}): {} of {} chosen: {}",
         p.namespace,
         p.selector,
         p.mode,

@@ -420,7 +420,7 @@ impl FaultTask {
         }
         let name = self.spec.name.clone();
         let seed = pods::fault_seed(self.ctx.seed, &name);
-        let mut pr = pod_report(&sel, seed);
+        let mut pr = pod_report(&sel, self.ctx.seed);
         let chosen = match self.choose_pods(&sel, seed, &mut pr).await {
             Ok(c) => c,
             Err(e) => {
@@ -493,11 +493,12 @@ impl FaultTask {
         self.events.push(
             "fault",
             format!(
-                "{}: chose {} of {} pods ({}; seed {seed}): {}",
+                "{}: chose {} of {} pods ({}; run seed {}): {}",
                 self.spec.name,
                 chosen.len(),
                 matched.len(),
                 mode_name(sel),
+                self.ctx.seed,
                 names.join(", ")
             ),
         );
@@ -514,7 +515,7 @@ impl FaultTask {
         let name = self.spec.name.clone();
         let sel = &del.pods;
         let seed = pods::fault_seed(self.ctx.seed, &name);
-        let mut pr = pod_report(sel, seed);
+        let mut pr = pod_report(sel, self.ctx.seed);
         pr.dry_run = del.dry_run;
         let chosen = match self.choose_pods(sel, seed, &mut pr).await {
             Ok(c) => c,
