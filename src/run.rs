@@ -275,14 +275,7 @@ pub fn plan(exp: &Experiment) -> String {
 fn dry_run_cluster(exp: &Experiment, seed: Option<u64>) -> i32 {
     use crate::kube::pods;
     let seed = seed.or(exp.file.spec.seed).unwrap_or_else(rand::random);
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        eprintln!("cannot start the async runtime");
-        return exit::CANNOT_RUN;
-    };
-    runtime.block_on(async {
+    block_on_command(async {
         let (cluster, agents) = match connect_cluster(exp).await {
             Ok(Some(c)) => c,
             Ok(None) => return exit::MET,
@@ -367,6 +360,21 @@ fn dry_run_cluster(exp: &Experiment, seed: Option<u64>) -> i32 {
             exit::CANNOT_RUN
         }
     })
+}
+
+/// Run a one-shot command's future (preflight, `agents`, a cluster dry run) to its exit
+/// code on a current-thread runtime; exit 3 if no runtime can be made.
+pub fn block_on_command(f: impl std::future::Future<Output = i32>) -> i32 {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(f),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            exit::CANNOT_RUN
+        }
+    }
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM.
@@ -617,14 +625,7 @@ pub fn preflight_file(file: &Path) -> i32 {
             return exit::CANNOT_RUN;
         }
     };
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        eprintln!("cannot start the async runtime");
-        return exit::CANNOT_RUN;
-    };
-    runtime.block_on(async {
+    block_on_command(async {
         let agents = match crate::fault::connect(&exp) {
             Ok(a) => a,
             Err(e) => {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{free_port, shakeout};
+use common::{free_port, shakeout, start_agent};
 use serde_json::Value;
 use shakeout_agent::server::{serve, Limits, ServerConfig, Tokens};
 use shakeout_agent::{Agent, AgentConfig};
@@ -333,36 +333,10 @@ spec:
     );
 }
 
-/// The real agent binary, built beside the controller by `cargo test --workspace`.
-fn agent_binary() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_shakeout")).with_file_name("shakeout-agent");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the workspace tests (cargo test --workspace)",
-        bin.display()
-    );
-    bin
-}
-
 #[test]
 fn an_agent_killed_mid_fault_makes_the_run_exit_4_naming_it() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("tokens"), format!("ci:{SECRET}\n")).unwrap();
-    let mut agent = Command::new(agent_binary())
-        .args(["--listen", "127.0.0.1:0", "--tokens"])
-        .arg(dir.path().join("tokens"))
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(agent.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().strip_prefix("listening ").unwrap().to_owned();
+    let (mut agent, addr) = start_agent(dir.path(), &format!("ci:{SECRET}"), &[]);
     let target = Sleeper::new();
     let case = Case::new();
     let file = case.write(&format!(
@@ -403,11 +377,14 @@ spec:
     // Either the apply was answered (the fault id is known and named) or the agent died
     // before answering (the fault is named by experiment and fault name): both say where.
     match report["faults"][0]["agent"]["faultId"].as_str() {
-        Some(id) => assert!(error.contains(id) && error.contains(&addr), "{error}"),
+        Some(id) => assert!(
+            error.contains(id) && error.contains(&addr.to_string()),
+            "{error}"
+        ),
         None => assert!(
             error.contains("outcome unknown")
                 && error.contains("`freeze`")
-                && error.contains(&addr),
+                && error.contains(&addr.to_string()),
             "{error}"
         ),
     }
@@ -518,7 +495,6 @@ fn self_signed(dir: &Path, stem: &str) -> Option<(PathBuf, PathBuf)> {
 
 #[test]
 fn preflight_over_tls_trusts_only_the_configured_ca() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let (Some((cert, key)), Some((other, _))) = (
         self_signed(dir.path(), "agent"),
@@ -531,25 +507,13 @@ fn preflight_over_tls_trusts_only_the_configured_ca() {
         eprintln!("skipped: the openssl CLI is needed to make test certificates");
         return;
     };
-    std::fs::write(dir.path().join("tokens"), format!("ci:{SECRET}\n")).unwrap();
-    let mut agent = Command::new(agent_binary())
-        .args(["--listen", "127.0.0.1:0", "--tokens"])
-        .arg(dir.path().join("tokens"))
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(agent.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().strip_prefix("listening ").unwrap().to_owned();
+    let tls = [
+        "--tls-cert".as_ref(),
+        cert.as_os_str(),
+        "--tls-key".as_ref(),
+        key.as_os_str(),
+    ];
+    let (mut agent, addr) = start_agent(dir.path(), &format!("ci:{SECRET}"), &tls);
     let case = Case::new();
     let preflight = |ca: &Path| {
         let file = case.write(&format!(
@@ -673,25 +637,9 @@ impl Drop for Netns {
     }
 }
 
-fn start_agent(dir: &Path) -> (Child, String) {
-    use std::io::BufRead;
-    let mut agent = Command::new(agent_binary())
-        .args(["--listen", "127.0.0.1:0", "--tokens"])
-        .arg(dir.join("tokens"))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(agent.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (
-        agent,
-        line.trim().strip_prefix("listening ").unwrap().to_owned(),
-    )
+fn start_agent_ci(dir: &Path) -> (Child, String) {
+    let (agent, addr) = start_agent(dir, &format!("ci:{SECRET}"), &[]);
+    (agent, addr.to_string())
 }
 
 #[test]
@@ -707,7 +655,7 @@ fn agent_killed_holding_a_network_fault_sweeps_it_on_restart() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tokens"), format!("ci:{SECRET}\n")).unwrap();
-    let (mut agent, addr) = start_agent(dir.path());
+    let (mut agent, addr) = start_agent_ci(dir.path());
     let case = Case::new();
     let file = case.write(&format!(
         r#"apiVersion: shakeout/v1
@@ -740,7 +688,7 @@ spec:
         ns.has_shakeout_table(),
         "the rule vanished before any sweep"
     );
-    let (mut agent, _) = start_agent(dir.path());
+    let (mut agent, _) = start_agent_ci(dir.path());
     // `listening` is printed after the start-up sweep, so the rule must be gone now.
     assert!(
         !ns.has_shakeout_table(),
@@ -806,7 +754,7 @@ fn nfqueue_fails_open_when_the_agent_process_is_killed() {
     });
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tokens"), format!("ci:{SECRET}\n")).unwrap();
-    let (mut agent, addr) = start_agent(dir.path());
+    let (mut agent, addr) = start_agent_ci(dir.path());
     let case = Case::new();
     let file = case.write(&format!(
         r#"apiVersion: shakeout/v1
@@ -850,7 +798,7 @@ spec:
         fast < Duration::from_millis(1000),
         "connect took {fast:?} after the agent died: not failing open"
     );
-    let (mut agent, _) = start_agent(dir.path());
+    let (mut agent, _) = start_agent_ci(dir.path());
     assert!(
         !ns.has_shakeout_iptables_rule(),
         "the restarted agent's sweep left the NFQUEUE rule"

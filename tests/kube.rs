@@ -75,6 +75,47 @@ spec:
         p
     }
 
+    /// The standard workload: ReplicaSet `checkout-7d9f` in `shop`, labelled app=checkout.
+    fn checkout(&self, replicas: u32, nodes: &[&str], ready_delay: Duration) {
+        self.fake.add_replicaset(
+            "shop",
+            "checkout-7d9f",
+            &[("app", "checkout")],
+            replicas,
+            nodes,
+            ready_delay,
+        );
+    }
+
+    /// The agent DaemonSet as the Helm chart labels it; node i's agent is `ports[i]`.
+    fn agent_pods(&self, nodes: &[&str], ports: &[u16]) {
+        self.fake.add_daemonset(
+            "shakeout",
+            "shakeout-agent",
+            &[("app.kubernetes.io/name", "shakeout-agent")],
+            nodes,
+            ports,
+        );
+    }
+
+    /// Rewrite the experiment: no supervised service (the test plays the pod's
+    /// containers), and with `agents`, the cluster agents' token and a short lease.
+    fn edit(&self, file: &Path, services: bool, agents: bool) {
+        let mut yaml = std::fs::read_to_string(file).unwrap();
+        if !services {
+            let from = yaml.find("  services:").unwrap();
+            let to = yaml.find("  probes:").unwrap();
+            yaml.replace_range(from..to, "");
+        }
+        if agents {
+            yaml = yaml.replace(
+                "kubeconfig, context: fake }",
+                "kubeconfig, context: fake, agents: { tokenFrom: { env: KUBE_TEST_TOKEN }, lease: 3s } }",
+            );
+        }
+        std::fs::write(file, yaml).unwrap();
+    }
+
     fn run(&self, file: &Path, extra: &[&str]) -> (Output, Value) {
         let json = self.path("report.json");
         let _ = std::fs::remove_file(&json);
@@ -85,6 +126,7 @@ spec:
             .arg(&json)
             .arg("--quiet")
             .args(extra)
+            .env("KUBE_TEST_TOKEN", SECRET)
             .env_remove("KUBECONFIG")
             .output()
             .unwrap();
@@ -92,6 +134,34 @@ spec:
             .map(|t| serde_json::from_str(&t).unwrap())
             .unwrap_or(Value::Null);
         (out, report)
+    }
+}
+
+impl Case {
+    /// `run`, while another thread checks `seen` every `every`: also returns whether it
+    /// was ever true during the run (what a fault does is only visible while it lasts).
+    fn run_watching(
+        &self,
+        file: &Path,
+        every: Duration,
+        seen: impl Fn() -> bool + Sync,
+    ) -> (Output, Value, bool) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (done, hit) = (AtomicBool::new(false), AtomicBool::new(false));
+        std::thread::scope(|s| {
+            let w = s.spawn(|| {
+                while !done.load(Ordering::SeqCst) {
+                    if seen() {
+                        hit.store(true, Ordering::SeqCst);
+                    }
+                    std::thread::sleep(every);
+                }
+            });
+            let (out, report) = self.run(file, &[]);
+            done.store(true, Ordering::SeqCst);
+            w.join().unwrap();
+            (out, report, hit.load(Ordering::SeqCst))
+        })
     }
 }
 
@@ -142,14 +212,7 @@ fn each_mode_deletes_the_right_number_and_times_the_replacements() {
         ("mode: percent, percent: 10%", 1),
     ] {
         let case = Case::new();
-        case.fake.add_replicaset(
-            "shop",
-            "checkout-7d9f",
-            &[("app", "checkout")],
-            4,
-            &["node-1", "node-2"],
-            ready_delay,
-        );
+        case.checkout(4, &["node-1", "node-2"], ready_delay);
         // A pod the selector does not match must never be touched.
         case.fake
             .add_pod("shop", "cart-0", &[("app", "cart")], "node-1", true);
@@ -219,14 +282,7 @@ fn the_same_seed_deletes_the_same_pods() {
 #[test]
 fn dry_run_has_the_server_check_and_deletes_nothing() {
     let case = Case::new();
-    case.fake.add_replicaset(
-        "shop",
-        "checkout-7d9f",
-        &[("app", "checkout")],
-        3,
-        &["node-1"],
-        Duration::from_millis(100),
-    );
+    case.checkout(3, &["node-1"], Duration::from_millis(100));
     let (faults, _) = delete_fault("mode: all", 100);
     let file = case.write(&faults, "");
     let (out, _) = case.run(&file, &["--dry-run"]);
@@ -296,14 +352,7 @@ fn a_selector_that_matches_nothing_stops_the_run_before_it_starts() {
 #[test]
 fn an_rbac_denial_reaches_the_user_and_fails_the_fault() {
     let case = Case::new();
-    case.fake.add_replicaset(
-        "shop",
-        "checkout-7d9f",
-        &[("app", "checkout")],
-        2,
-        &["node-1"],
-        Duration::from_millis(100),
-    );
+    case.checkout(2, &["node-1"], Duration::from_millis(100));
     case.fake
         .fail_next("DELETE", "/api/v1/namespaces/shop/pods", 403, 1);
     let (faults, _) = delete_fault("mode: one", 100);
@@ -326,14 +375,7 @@ fn an_rbac_denial_reaches_the_user_and_fails_the_fault() {
 #[test]
 fn throttling_is_retried_with_backoff() {
     let case = Case::new();
-    case.fake.add_replicaset(
-        "shop",
-        "checkout-7d9f",
-        &[("app", "checkout")],
-        2,
-        &["node-1"],
-        Duration::from_millis(100),
-    );
+    case.checkout(2, &["node-1"], Duration::from_millis(100));
     case.fake
         .fail_next("DELETE", "/api/v1/namespaces/shop/pods", 429, 2);
     let (faults, _) = delete_fault("mode: one", 100);
@@ -429,14 +471,7 @@ fn kubelet(
 fn pod_deletion_with_an_http_probe_gives_an_rto_verdict() {
     let case = Case::new();
     let ready_delay = Duration::from_millis(1500);
-    case.fake.add_replicaset(
-        "shop",
-        "checkout-7d9f",
-        &[("app", "checkout")],
-        1,
-        &["node-1"],
-        ready_delay,
-    );
+    case.checkout(1, &["node-1"], ready_delay);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (out, report, outages) = std::thread::scope(|s| {
         let k = s.spawn(|| kubelet(&case.fake, case.port, ready_delay, &stop));
@@ -450,11 +485,7 @@ fn pod_deletion_with_an_http_probe_gives_an_rto_verdict() {
             "    - name: lose-pods\n      at: 3s\n      pod: { delete: { namespace: shop, selector: app=checkout, gracePeriod: 0s } }\n",
             "  steadyState:\n    window: 2s\n    availability: { min: 99% }\n  objectives:\n    rto: { max: 10s }\n    podRecovery: { max: 10s }\n",
         );
-        let text_yaml = std::fs::read_to_string(&file).unwrap();
-        let services = text_yaml.find("  services:").unwrap();
-        let probes = text_yaml.find("  probes:").unwrap();
-        let without = format!("{}{}", &text_yaml[..services], &text_yaml[probes..]);
-        std::fs::write(&file, without).unwrap();
+        case.edit(&file, false, false);
         let (out, report) = case.run(&file, &[]);
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         (out, report, k.join().unwrap())
@@ -478,42 +509,11 @@ fn pod_deletion_with_an_http_probe_gives_an_rto_verdict() {
     assert_eq!(verdict(&report, "podRecovery/lose-pods")["status"], "pass");
 }
 
-/// The real agent binary, built beside the controller by `cargo test --workspace`.
-fn agent_binary() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_shakeout")).with_file_name("shakeout-agent");
-    assert!(
-        bin.exists(),
-        "{} is missing: run cargo test --workspace",
-        bin.display()
-    );
-    bin
-}
-
 const SECRET: &str = "kube-test-secret-0123456789";
 
-/// A real agent on 127.0.0.1, as the agent pod of one node.
+/// A real agent on 127.0.0.1, as the agent pod of one node; returns its port.
 fn start_agent(dir: &Path) -> (Child, u16) {
-    use std::io::BufRead;
-    std::fs::write(dir.join("tokens"), format!("controller:{SECRET}\n")).unwrap();
-    let mut agent = Command::new(agent_binary())
-        .args(["--listen", "127.0.0.1:0", "--tokens"])
-        .arg(dir.join("tokens"))
-        .arg("--state-dir")
-        .arg(dir.join("agent-state"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(agent.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("listening ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (agent, addr) = common::start_agent(dir, &format!("controller:{SECRET}"), &[]);
     (agent, addr.port())
 }
 
@@ -521,13 +521,7 @@ fn start_agent(dir: &Path) -> (Child, u16) {
 fn shakeout_agents_lists_the_daemonset_through_port_forward() {
     let case = Case::new();
     let (mut agent, port) = start_agent(case.dir.path());
-    case.fake.add_daemonset(
-        "shakeout",
-        "shakeout-agent",
-        &[("app.kubernetes.io/name", "shakeout-agent")],
-        &["node-1"],
-        &[port],
-    );
+    case.agent_pods(&["node-1"], &[port]);
     let out = shakeout()
         .args(["agents", "--kubeconfig"])
         .arg(case.path("kubeconfig"))
@@ -558,13 +552,7 @@ fn shakeout_agents_lists_the_daemonset_through_port_forward() {
     // A wrong token is refused by the agent, and said so.
     let (mut agent, port) = start_agent(case.dir.path());
     let case2 = Case::new();
-    case2.fake.add_daemonset(
-        "shakeout",
-        "shakeout-agent",
-        &[("app.kubernetes.io/name", "shakeout-agent")],
-        &["node-1"],
-        &[port],
-    );
+    case2.agent_pods(&["node-1"], &[port]);
     let out = shakeout()
         .args(["agents", "--kubeconfig"])
         .arg(case2.path("kubeconfig"))
@@ -652,13 +640,7 @@ fn a_pause_on_pods_goes_to_the_agent_of_their_node_through_port_forward() {
     }
     let case = Case::new();
     let (mut agent, agent_port) = start_agent(case.dir.path());
-    case.fake.add_daemonset(
-        "shakeout",
-        "shakeout-agent",
-        &[("app.kubernetes.io/name", "shakeout-agent")],
-        &["node-1", "node-2"],
-        &[agent_port, agent_port],
-    );
+    case.agent_pods(&["node-1", "node-2"], &[agent_port, agent_port]);
     // The pod's container: the sample service, in a cgroup named after the pod's UID.
     let mut service = Command::new(env!("CARGO_BIN_EXE_shakeout"))
         .args([
@@ -683,54 +665,17 @@ fn a_pause_on_pods_goes_to_the_agent_of_their_node_through_port_forward() {
         "    - name: freeze-checkout\n      at: 1s\n      duration: 2s\n      process: { target: { pods: { namespace: shop, selector: app=checkout } }, pause: {} }\n",
         "  objectives:\n    availability: { during: baseline, min: 99% }\n",
     );
-    let text_yaml = std::fs::read_to_string(&file).unwrap();
-    let services = text_yaml.find("  services:").unwrap();
-    let probes = text_yaml.find("  probes:").unwrap();
-    let without = format!("{}{}", &text_yaml[..services], &text_yaml[probes..]).replace(
-        "kubeconfig, context: fake }",
-        "kubeconfig, context: fake, agents: { tokenFrom: { env: KUBE_TEST_TOKEN }, lease: 3s } }",
-    );
-    std::fs::write(&file, without).unwrap();
-    let watcher_pid = service.id();
-    let seen_stopped = std::sync::atomic::AtomicBool::new(false);
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let (out, report) = std::thread::scope(|s| {
-        let w = s.spawn(|| {
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                if proc_state(watcher_pid) == 'T' {
-                    seen_stopped.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-        let json = case.path("report.json");
-        let out = shakeout()
-            .arg("run")
-            .arg(&file)
-            .arg("--json")
-            .arg(&json)
-            .arg("--quiet")
-            .env("KUBE_TEST_TOKEN", SECRET)
-            .output()
-            .unwrap();
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        w.join().unwrap();
-        let report: Value = std::fs::read_to_string(&json)
-            .map(|t| serde_json::from_str(&t).unwrap())
-            .unwrap_or(Value::Null);
-        (out, report)
-    });
+    case.edit(&file, false, true);
+    let pid = service.id();
+    let (out, report, paused) =
+        case.run_watching(&file, Duration::from_millis(10), || proc_state(pid) == 'T');
     let state_after = proc_state(service.id());
     let _ = service.kill();
     let _ = service.wait();
     let _ = agent.kill();
     let _ = agent.wait();
     drop(cgroup);
-    assert!(
-        seen_stopped.load(std::sync::atomic::Ordering::SeqCst),
-        "the pod's process was never paused: {}",
-        text(&out)
-    );
+    assert!(paused, "the pod's process was never paused: {}", text(&out));
     assert_ne!(state_after, 'T', "the pod's process was left paused");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let f = fault(&report, "freeze-checkout");
@@ -773,13 +718,7 @@ fn a_pause_on_pods_goes_to_the_agent_of_their_node_through_port_forward() {
 fn preflight_checks_selectors_and_the_agent_on_each_pods_node() {
     let case = Case::new();
     let (mut agent, port) = start_agent(case.dir.path());
-    case.fake.add_daemonset(
-        "shakeout",
-        "shakeout-agent",
-        &[("app.kubernetes.io/name", "shakeout-agent")],
-        &["node-1"],
-        &[port],
-    );
+    case.agent_pods(&["node-1"], &[port]);
     case.fake
         .add_pod("shop", "checkout-0", &[("app", "checkout")], "node-1", true);
     let faults = "    - name: slow\n      at: 1s\n      duration: 2s\n      network: { latency: { delay: 50ms }, pods: { namespace: shop, selector: app=checkout } }\n    - name: lose\n      at: 1s\n      pod: { delete: { namespace: shop, selector: app=checkout } }\n";
@@ -858,13 +797,7 @@ fn a_network_fault_on_pods_lands_in_the_pods_namespace_and_leaves_nothing() {
     }
     let case = Case::new();
     let (mut agent, agent_port) = start_agent(case.dir.path());
-    case.fake.add_daemonset(
-        "shakeout",
-        "shakeout-agent",
-        &[("app.kubernetes.io/name", "shakeout-agent")],
-        &["node-1"],
-        &[agent_port],
-    );
+    case.agent_pods(&["node-1"], &[agent_port]);
     // The pod: a process in its own network namespace and in the pod's cgroup (what the
     // kubelet makes of a pod's pause container).
     let netns = PodNetns::new();
@@ -878,35 +811,9 @@ fn a_network_fault_on_pods_lands_in_the_pods_namespace_and_leaves_nothing() {
     let cgroup = PodCgroup::new(&uid, pause.id()).expect("cannot make a pod cgroup as root");
     let faults = "    - name: cut-db\n      at: 1s\n      duration: 2s\n      network: { blackhole: true, pods: { namespace: shop, selector: app=db } }\n";
     let file = case.write(faults, "");
-    let yaml = std::fs::read_to_string(&file).unwrap().replace(
-        "kubeconfig, context: fake }",
-        "kubeconfig, context: fake, agents: { tokenFrom: { env: KUBE_TEST_TOKEN }, lease: 3s } }",
-    );
-    std::fs::write(&file, yaml).unwrap();
-    let seen = std::sync::atomic::AtomicBool::new(false);
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let out = std::thread::scope(|s| {
-        let w = s.spawn(|| {
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                if netns.tables().contains("table inet shakeout") {
-                    seen.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        });
-        let out = shakeout()
-            .arg("run")
-            .arg(&file)
-            .arg("--json")
-            .arg(case.path("report.json"))
-            .arg("--quiet")
-            .env("KUBE_TEST_TOKEN", SECRET)
-            .env_remove("KUBECONFIG")
-            .output()
-            .unwrap();
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        w.join().unwrap();
-        out
+    case.edit(&file, true, true);
+    let (out, report, seen) = case.run_watching(&file, Duration::from_millis(50), || {
+        netns.tables().contains("table inet shakeout")
     });
     let after = netns.tables();
     let host = Command::new("nft")
@@ -918,10 +825,8 @@ fn a_network_fault_on_pods_lands_in_the_pods_namespace_and_leaves_nothing() {
     let _ = agent.kill();
     let _ = agent.wait();
     drop(cgroup);
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(case.path("report.json")).unwrap()).unwrap();
     assert!(
-        seen.load(std::sync::atomic::Ordering::SeqCst),
+        seen,
         "the rule never appeared in the pod's namespace: {}",
         text(&out)
     );
@@ -960,7 +865,6 @@ fn agent_certificate(dir: &Path) -> Option<(PathBuf, PathBuf)> {
 
 #[test]
 fn agents_are_reached_over_tls_through_port_forward_and_by_pod_ip() {
-    use std::io::BufRead;
     let case = Case::new();
     let Some((cert, key)) = agent_certificate(case.dir.path()) else {
         assert!(
@@ -970,38 +874,16 @@ fn agents_are_reached_over_tls_through_port_forward_and_by_pod_ip() {
         eprintln!("skipped: the openssl CLI is needed to make test certificates");
         return;
     };
-    std::fs::write(case.path("tokens"), format!("controller:{SECRET}\n")).unwrap();
-    let mut agent = Command::new(agent_binary())
-        .args(["--listen", "127.0.0.1:0", "--tokens"])
-        .arg(case.path("tokens"))
-        .arg("--state-dir")
-        .arg(case.path("agent-state"))
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(agent.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: std::net::SocketAddr = line
-        .trim()
-        .strip_prefix("listening ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let tls = [
+        "--tls-cert".as_ref(),
+        cert.as_os_str(),
+        "--tls-key".as_ref(),
+        key.as_os_str(),
+    ];
+    let (mut agent, addr) =
+        common::start_agent(case.dir.path(), &format!("controller:{SECRET}"), &tls);
     // The fake's agent pods have the pod IP 127.0.0.1, so `pod-ip` reaches the same agent.
-    case.fake.add_daemonset(
-        "shakeout",
-        "shakeout-agent",
-        &[("app.kubernetes.io/name", "shakeout-agent")],
-        &["node-1"],
-        &[addr.port()],
-    );
+    case.agent_pods(&["node-1"], &[addr.port()]);
     let agents = |reach: &str, ca: &Path| {
         shakeout()
             .args(["agents", "--kubeconfig"])

@@ -250,14 +250,7 @@ pub fn list_command(args: &crate::cli::AgentsArgs) -> i32 {
         Some(_) => Some(AgentReach::PortForward),
         None => a.reach,
     };
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        eprintln!("cannot start the async runtime");
-        return exit::CANNOT_RUN;
-    };
-    runtime.block_on(async {
+    crate::run::block_on_command(async {
         let cluster = match Cluster::connect(Some(&k8s), &base).await {
             Ok(c) => c,
             Err(e) => {
@@ -293,7 +286,10 @@ pub fn list_command(args: &crate::cli::AgentsArgs) -> i32 {
                             if m.available {
                                 name
                             } else {
-                                format!("{name} (unavailable: {})", m.why_not.as_deref().unwrap_or("?"))
+                                format!(
+                                    "{name} (unavailable: {})",
+                                    m.why_not.as_deref().unwrap_or("?")
+                                )
                             }
                         })
                         .collect();
@@ -311,7 +307,10 @@ pub fn list_command(args: &crate::cli::AgentsArgs) -> i32 {
                 }
                 Err(e) => {
                     all_ok = false;
-                    println!("  node {}: {} NOT ANSWERING: {e}", agent.node, agent.pod.name);
+                    println!(
+                        "  node {}: {} NOT ANSWERING: {e}",
+                        agent.node, agent.pod.name
+                    );
                 }
             }
         }

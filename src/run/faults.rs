@@ -423,13 +423,7 @@ impl FaultTask {
         let mut pr = pod_report(&sel, self.ctx.seed);
         let chosen = match self.choose_pods(&sel, seed, &mut pr).await {
             Ok(c) => c,
-            Err(e) => {
-                self.events.push("fault", format!("{name} FAILED: {e}"));
-                pr.errors.push(e);
-                report.status = "failed".into();
-                report.pods = Some(pr);
-                return report;
-            }
+            Err(e) => return self.pods_failed(report, pr, e),
         };
         self.set_active(true);
         let this = &self;
@@ -462,6 +456,21 @@ impl FaultTask {
         self.set_active(false);
         report.status = combined_status(results.iter().map(|(s, _)| s.as_str())).into();
         report.agents = results.into_iter().map(|(_, ar)| ar).collect();
+        report.pods = Some(pr);
+        report
+    }
+
+    /// A pod fault that could not go on: say why, and report it failed.
+    fn pods_failed(
+        &self,
+        mut report: FaultReport,
+        mut pr: PodFaultReport,
+        error: String,
+    ) -> FaultReport {
+        self.events
+            .push("fault", format!("{} FAILED: {error}", self.spec.name));
+        pr.errors.push(error);
+        report.status = "failed".into();
         report.pods = Some(pr);
         report
     }
@@ -519,30 +528,16 @@ impl FaultTask {
         pr.dry_run = del.dry_run;
         let chosen = match self.choose_pods(sel, seed, &mut pr).await {
             Ok(c) => c,
-            Err(e) => {
-                self.events.push("fault", format!("{name} FAILED: {e}"));
-                pr.errors.push(e);
-                report.status = "failed".into();
-                report.pods = Some(pr);
-                return report;
-            }
+            Err(e) => return self.pods_failed(report, pr, e),
         };
         let Some(cluster) = self.ctx.cluster.clone() else {
-            report.status = "failed".into();
-            report.pods = Some(pr);
-            return report;
+            return self.pods_failed(report, pr, "no Kubernetes cluster connection".into());
         };
         // Ready pods per owner before the deletion, over the fault's labels in its
         // namespace: what "recovered" means afterwards.
         let before = match pods::list_all(&cluster, sel).await {
             Ok(all) => pods::ready_by_owner(&all, &BTreeSet::new()),
-            Err(e) => {
-                self.events.push("fault", format!("{name} FAILED: {e}"));
-                pr.errors.push(e);
-                report.status = "failed".into();
-                report.pods = Some(pr);
-                return report;
-            }
+            Err(e) => return self.pods_failed(report, pr, e),
         };
         self.set_active(true);
         let t0 = Instant::now();

@@ -17,3 +17,48 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The real agent binary, built beside the controller by `cargo test --workspace`.
+pub fn agent_binary() -> std::path::PathBuf {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_shakeout")).with_file_name("shakeout-agent");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the workspace tests (cargo test --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+/// A real `shakeout-agent` on 127.0.0.1 (a free port): it accepts the token line
+/// `name:secret`, keeps its ledger in `dir/state` (a restart on the same `dir` sweeps
+/// it), and gets `extra` arguments. Returns the process and the address it printed.
+pub fn start_agent(
+    dir: &std::path::Path,
+    token_line: &str,
+    extra: &[&std::ffi::OsStr],
+) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    std::fs::write(dir.join("tokens"), format!("{token_line}\n")).unwrap();
+    let mut agent = Command::new(agent_binary())
+        .args(["--listen", "127.0.0.1:0", "--tokens"])
+        .arg(dir.join("tokens"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(agent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("the agent printed {line:?}, not `listening ADDR`"))
+        .parse()
+        .unwrap();
+    (agent, addr)
+}
