@@ -34,10 +34,12 @@ pub enum LedgerError {
 pub enum Done {
     /// Processes being (or already) stopped with SIGSTOP.
     Paused { pids: Vec<PausedPid> },
-    /// A network fault whose mechanism has not answered yet; the sweep's tagged-rule
-    /// clean-up covers whatever it may have installed.
+    /// A network fault whose mechanism had not answered yet, as agents wrote it before
+    /// `Net::prepare` existed; still read, so their ledgers sweep. The sweep's
+    /// tagged-rule clean-up covers whatever it may have installed.
     NetPending,
-    /// A network fault as its mechanism reported it.
+    /// A network fault as `Net::prepare` recorded it, written before `Net::install`
+    /// touches anything (reverting it when nothing was installed yet is a no-op).
     Net { applied: NetApplied },
 }
 

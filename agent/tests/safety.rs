@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod net_lab;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -70,6 +71,59 @@ async fn crash_mid_fault_then_restart_sweeps_it() {
             .iter()
             .any(|l| l["action"] == "sweep" && l["faultId"] == id.as_str()),
         "{audit:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_mid_network_fault_then_restart_reverts_it_from_its_one_ledger_record() {
+    let Some(lab) = net_lab::Lab::new("crash_mid_network_fault_then_restart_reverts_it") else {
+        return;
+    };
+    let shakeout_api::NetNamespace::Pid(pid) = lab.ns() else {
+        unreachable!("the lab names its namespace by pid")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = BinAgent::start(dir.path());
+    let body = json!({
+        "experiment": "test", "fault": "net", "duration": "5m", "lease": "5m",
+        "spec": { "network": {
+            "latency": { "delay": "50ms" }, "peers": [lab.server_ip.to_string()],
+            "mechanism": "nfqueue", "namespace": { "pid": pid },
+        } },
+    });
+    let (status, resp) = post(agent.addr, "/v1/faults", body).await;
+    assert_eq!(status, 201, "{resp}");
+    let id = resp["id"].as_str().unwrap().to_string();
+    // Written once, before the rules, and already complete: the chain it names is there.
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(format!("state/ledger/{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    let chain = record["done"]["applied"]["detail"]["rules"][0]["chain"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{record}"))
+        .to_string();
+    assert!(
+        lab.sh(&lab.client, &["iptables", "-S"])
+            .contains(&format!("-N {chain}")),
+        "{record}"
+    );
+
+    agent.child.0.kill().unwrap();
+    agent.wait_exit(Duration::from_secs(10));
+    assert!(lab.sh(&lab.client, &["iptables", "-S"]).contains(&chain));
+
+    // The restart's host sweep never looks in the lab's namespace: only the record can
+    // bring it back.
+    let again = BinAgent::start(dir.path());
+    let (_, caps) = get(again.addr, "/v1/capabilities").await;
+    let sweep = &caps["lastSweep"];
+    assert_eq!(sweep["ledgerReverted"], json!([id]), "{caps}");
+    assert_eq!(sweep["errors"], json!([]), "{caps}");
+    let rules = lab.sh(&lab.client, &["iptables", "-S"]);
+    assert!(
+        !rules.contains("shakeout") && !rules.contains("SHAKEOUT"),
+        "{rules}"
     );
 }
 

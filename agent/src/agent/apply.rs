@@ -278,9 +278,20 @@ impl Ctx<'_> {
         let id = new_id();
         *id_out = Some(id.clone());
         response.id = id.clone();
-        let mut record = self.record(&id, Done::NetPending, &lease);
+        // Everything short of touching the namespace first, so the one ledger write
+        // below already holds the complete record (rules, queue, devices): a crash at
+        // any instant after it is reverted from the record alone. Before it, nothing
+        // outlives the process (an nfqueue reader is only a socket).
+        let prepared = inner.net.prepare(&id, spec, rand::random()).await?;
+        let record = self.record(
+            &id,
+            Done::Net {
+                applied: prepared.record().clone(),
+            },
+            &lease,
+        );
         inner.ledger.write(&record)?;
-        let applied = match inner.net.apply(&id, spec, rand::random()).await {
+        let applied = match inner.net.install(prepared).await {
             Ok(a) => a,
             Err(e) => {
                 inner.ledger.remove(&id)?;
@@ -288,16 +299,6 @@ impl Ctx<'_> {
             }
         };
         response.mechanism = Some(applied.mechanism);
-        record.done = Done::Net { applied };
-        if let Err(e) = inner.ledger.write(&record) {
-            // Applied but not recorded: undo now rather than hold a fault the next
-            // sweep would only find through its tagged rules.
-            if let Done::Net { applied } = &record.done {
-                let _ = inner.net.revert(applied).await;
-            }
-            let _ = inner.ledger.remove(&id);
-            return Err(e.into());
-        }
         self.hold(&mut state, record, lease, locks);
         Ok(response)
     }

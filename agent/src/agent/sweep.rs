@@ -43,9 +43,11 @@ pub(super) async fn startup_sweep(
                 .await
                 .map(|()| format!("reverted {:?} fault", applied.mechanism))
                 .map_err(|e| e.to_string()),
-            // Whatever it installed carries the agent's tag. Outside the host namespace
-            // the blanket sweep below never looks, so sweep the fault's own namespace
-            // (faults are exclusive per namespace: the tagged rules there are its own).
+            // Only in ledgers of agents older than `Net::prepare` (today's write the
+            // whole record before installing). Whatever it installed carries the agent's
+            // tag. Outside the host namespace the blanket sweep below never looks, so
+            // sweep the fault's own namespace (faults are exclusive per namespace: the
+            // tagged rules there are its own).
             Done::NetPending => match &record.spec {
                 FaultSpec::Network(n) if n.namespace != NetNamespace::Host => {
                     let swept = net.sweep_in(&n.namespace).await;

@@ -4,6 +4,8 @@
 //! The agent core owns leases and the ledger and calls `apply` / `revert` / `sweep`;
 //! everything this module installs is tagged (`inet shakeout` table, `shakeout:<id>`
 //! comments, `SHAKEOUT-*` chains, qdisc handle `5ba7:`) so a sweep removes only ours.
+//! An apply is `prepare` (nothing changed yet; the ledger record is final) then
+//! `install`, so the core writes its ledger once, between the two.
 
 mod detect;
 mod filter;
@@ -17,7 +19,7 @@ mod plan;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use shakeout_api::{MechanismInfo, NetNamespace, NetworkFault, SweepReport};
@@ -56,8 +58,41 @@ pub struct Net {
     proc_root: PathBuf,
     detected: detect::Detected,
     readers: Mutex<HashMap<String, nfqueue::Reader>>,
-    /// One change at a time: our chains and table are shared by all faults in a namespace.
-    ops: tokio::sync::Mutex<()>,
+    /// One change at a time: our nft table is shared by all faults in a namespace. Held
+    /// from `prepare` to the end of `install`.
+    ops: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A fault checked and ready to install, holding `Net`'s change lock: its record is
+/// final before anything in the namespace is touched, so the caller writes the ledger
+/// once, in between. Dropped without `install`, it leaves nothing behind (an nfqueue
+/// reader it started closes its queue).
+pub struct Prepared {
+    id: String,
+    applied: NetApplied,
+    target: Option<(PathBuf, NsRecord)>,
+    step: Step,
+    _op: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Prepared {
+    /// The ledger record: what `revert` needs, also after a crash at any point of `install`.
+    pub fn record(&self) -> &NetApplied {
+        &self.applied
+    }
+}
+
+/// What `install` does.
+enum Step {
+    Nft(String),
+    /// The nft queue statement, with the reader already bound.
+    NftQueue(String, nfqueue::Reader),
+    Iptables(Vec<iptables::Rule>, nfqueue::Reader),
+    Netem {
+        devs: Vec<String>,
+        latency: Option<shakeout_api::Latency>,
+        loss: Option<shakeout_api::Percent>,
+    },
 }
 
 impl Net {
@@ -68,7 +103,7 @@ impl Net {
             proc_root: PathBuf::from("/proc"),
             detected: detect::detect(),
             readers: Mutex::new(HashMap::new()),
-            ops: tokio::sync::Mutex::new(()),
+            ops: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -87,15 +122,29 @@ impl Net {
         self.detected.binaries.clone()
     }
 
-    /// Applies the fault; on error nothing of it is left in place.
+    /// Applies the fault; on error nothing of it is left in place. (`prepare` then
+    /// `install`, for callers that keep no ledger.)
     pub async fn apply(
         &self,
         id: &str,
         spec: &NetworkFault,
         seed: u64,
     ) -> Result<NetApplied, NetError> {
+        let prepared = self.prepare(id, spec, seed).await?;
+        self.install(prepared).await
+    }
+
+    /// Everything before the first change to the namespace: check the spec, pick the
+    /// mechanism, pin the namespace, bind the nfqueue reader (a socket of this process,
+    /// gone with it), list a netem fault's devices, and build the rules and the record.
+    pub async fn prepare(
+        &self,
+        id: &str,
+        spec: &NetworkFault,
+        seed: u64,
+    ) -> Result<Prepared, NetError> {
         let plan = plan::plan(id, spec, seed, &self.detected)?;
-        let _op = self.ops.lock().await;
+        let op = self.ops.clone().lock_owned().await;
         if self.lock_readers().contains_key(id) {
             return Err(NetError::Failed(format!(
                 "network fault {id} is already applied"
@@ -109,61 +158,90 @@ impl Net {
             )
         });
         let mut detail = json!({ "id": id, "namespace": rec });
-        match plan.work {
+        let step = match plan.work {
             Work::Nft(action) => {
-                let script = nft::script(id, &plan.filter, action);
-                let (owned_id, s) = (id.to_string(), script.clone());
-                let rules = netns::run(target, move || nft::apply(&owned_id, &s)).await?;
                 detail["table"] = json!(format!("inet {}", nft::TABLE));
                 detail["comment"] = json!(nft::comment(id));
-                detail["handles"] = json!(rules
-                    .iter()
-                    .map(|r| json!({"chain": r.chain, "handle": r.handle}))
-                    .collect::<Vec<_>>());
+                Step::Nft(nft::script(id, &plan.filter, action))
             }
             Work::Queue(shape) if self.detected.nft_queue => {
                 // The kernel has nft's own queue statement: the rule joins the agent's
                 // table (same tag, same sweep) and no iptables is involved.
                 let reader = nfqueue::Reader::start(target.clone(), shape)?;
-                let script = nft::script(id, &plan.filter, nft::Action::Queue(reader.queue));
-                let (owned_id, s) = (id.to_string(), script);
-                netns::run(target, move || nft::apply(&owned_id, &s)).await?;
                 detail["queue"] = json!(reader.queue);
                 detail["table"] = json!(format!("inet {}", nft::TABLE));
                 detail["comment"] = json!(nft::comment(id));
-                self.lock_readers().insert(id.to_string(), reader);
+                let script = nft::script(id, &plan.filter, nft::Action::Queue(reader.queue));
+                Step::NftQueue(script, reader)
             }
             Work::Queue(shape) => {
                 let reader = nfqueue::Reader::start(target.clone(), shape)?;
                 let with_v6 = tool("ip6tables").is_some();
                 let rules = iptables::rules(id, &plan.filter, reader.queue, with_v6);
-                let (owned_id, r) = (id.to_string(), rules.clone());
-                // If the rules fail, dropping `reader` closes the queue: nothing is left.
-                netns::run(target, move || iptables::apply(&owned_id, &r)).await?;
                 detail["queue"] = json!(reader.queue);
                 detail["rules"] = json!(rules);
                 detail["iptables"] = json!(self.detected.iptables_version);
-                self.lock_readers().insert(id.to_string(), reader);
+                Step::Iptables(rules, reader)
             }
             Work::Netem { latency, loss } => {
-                let iface = spec.interface.clone();
-                let devs = netns::run(target, move || {
-                    let devs = match iface {
-                        Some(d) => vec![d],
-                        None => netem::interfaces()?,
-                    };
-                    netem::apply(&devs, latency.as_ref(), loss)?;
-                    Ok(devs)
-                })
-                .await?;
+                let devs = match spec.interface.clone() {
+                    Some(d) => vec![d],
+                    None => netns::run(target.clone(), netem::interfaces).await?,
+                };
                 detail["handle"] = json!(netem::HANDLE);
                 detail["devices"] = json!(devs);
+                Step::Netem {
+                    devs,
+                    latency,
+                    loss,
+                }
+            }
+        };
+        Ok(Prepared {
+            id: id.to_string(),
+            applied: NetApplied {
+                mechanism: plan.mechanism,
+                detail,
+            },
+            target,
+            step,
+            _op: op,
+        })
+    }
+
+    /// Makes the change `prepare` planned; on error nothing of it is left in place.
+    pub async fn install(&self, prepared: Prepared) -> Result<NetApplied, NetError> {
+        let Prepared {
+            id,
+            applied,
+            target,
+            step,
+            _op,
+        } = prepared;
+        match step {
+            Step::Nft(script) => {
+                netns::run(target, move || nft::apply(&id, &script)).await?;
+            }
+            Step::NftQueue(script, reader) => {
+                let owned = id.clone();
+                // If the rule fails, dropping `reader` closes the queue: nothing is left.
+                netns::run(target, move || nft::apply(&owned, &script)).await?;
+                self.lock_readers().insert(id, reader);
+            }
+            Step::Iptables(rules, reader) => {
+                let owned = id.clone();
+                netns::run(target, move || iptables::apply(&owned, &rules)).await?;
+                self.lock_readers().insert(id, reader);
+            }
+            Step::Netem {
+                devs,
+                latency,
+                loss,
+            } => {
+                netns::run(target, move || netem::apply(&devs, latency.as_ref(), loss)).await?;
             }
         }
-        Ok(NetApplied {
-            mechanism: plan.mechanism,
-            detail,
-        })
+        Ok(applied)
     }
 
     /// Reverts a fault from its record; Ok when it is already gone (twice, after a
@@ -200,19 +278,18 @@ impl Net {
             Mechanism::Nfqueue => {
                 // Rule first, so no new packet is queued; then the reader releases what
                 // it holds and closes the queue.
-                // Only the binaries that got rules (ip6tables is skipped for an IPv4-only
-                // filter): each one costs a listing and a restore.
-                let bins: Option<Vec<String>> = applied
+                // The recorded rules name the binaries and chains to undo (ip6tables is
+                // skipped for an IPv4-only filter: each binary costs a process).
+                let rules: Option<Vec<iptables::Rule>> = applied
                     .detail
                     .get("rules")
-                    .and_then(|r| serde_json::from_value::<Vec<iptables::Rule>>(r.clone()).ok())
-                    .map(|r| iptables::bins_of(&r));
+                    .and_then(|r| serde_json::from_value(r.clone()).ok());
                 let owned = id.clone();
                 if applied.detail.get("table").is_some() {
                     // Installed with nft's queue statement (see apply).
                     netns::run(target, move || nft::revert(&owned)).await?;
                 } else {
-                    netns::run(target, move || iptables::revert(&owned, bins.as_deref())).await?;
+                    netns::run(target, move || iptables::revert(&owned, rules.as_deref())).await?;
                 }
                 let reader = self.lock_readers().remove(&id);
                 if let Some(r) = reader {
@@ -310,34 +387,69 @@ pub(crate) fn tool(name: &str) -> Option<PathBuf> {
 /// Runs a tool to completion in the calling thread's namespace; stdout, or an error
 /// carrying the command and its stderr.
 pub(crate) fn exec(name: &str, args: &[&str], stdin: Option<&str>) -> Result<String, NetError> {
-    let bin = tool(name).ok_or_else(|| NetError::Unavailable(format!("`{name}` not found")))?;
-    let mut child = Command::new(&bin)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| NetError::Failed(format!("{name}: {e}")))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        use std::io::Write;
-        pipe.write_all(text.as_bytes())
-            .map_err(|e| NetError::Failed(format!("{name} stdin: {e}")))?;
+    Running::spawn(name, args, stdin)?.wait()
+}
+
+/// A started tool: several can run at once (one per binary), each awaited with `wait`.
+pub(crate) struct Running {
+    name: String,
+    args: String,
+    child: std::process::Child,
+}
+
+impl Running {
+    /// Starts the tool in the calling thread's namespace and hands it all of `stdin`.
+    pub(crate) fn spawn(
+        name: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<Running, NetError> {
+        let bin = tool(name).ok_or_else(|| NetError::Unavailable(format!("`{name}` not found")))?;
+        let child = Command::new(&bin)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| NetError::Failed(format!("{name}: {e}")))?;
+        let mut running = Running {
+            name: name.to_string(),
+            args: args.join(" "),
+            child,
+        };
+        // Written in full and closed here (dropping the pipe), so the tool sees the end of
+        // its input before anyone waits for it; our scripts are far below a pipe buffer.
+        if let (Some(text), Some(mut pipe)) = (stdin, running.child.stdin.take()) {
+            use std::io::Write;
+            if let Err(e) = pipe.write_all(text.as_bytes()) {
+                let _ = running.child.kill();
+                let _ = running.child.wait();
+                return Err(NetError::Failed(format!("{name} stdin: {e}")));
+            }
+        }
+        Ok(running)
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| NetError::Failed(format!("{name}: {e}")))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(NetError::Failed(format!(
-            "{name} {} exited {}: {}",
-            args.join(" "),
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
+
+    /// Waits for the tool: stdout, or an error carrying the command and its stderr.
+    pub(crate) fn wait(self) -> Result<String, NetError> {
+        let name = self.name;
+        let out = self
+            .child
+            .wait_with_output()
+            .map_err(|e| NetError::Failed(format!("{name}: {e}")))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(NetError::Failed(format!(
+                "{name} {} exited {}: {}",
+                self.args,
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
     }
 }

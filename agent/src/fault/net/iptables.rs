@@ -2,15 +2,26 @@
 //!
 //! This kernel has no nftables `queue` statement, so the queueing rule is
 //! `iptables -j NFQUEUE --queue-bypass` (the bypass is what makes it fail open when the
-//! agent dies). Rules live in chains of our own, `SHAKEOUT-OUT` / `SHAKEOUT-IN`, entered
-//! from OUTPUT / INPUT by a jump tagged `shakeout`; each rule carries
-//! `shakeout:<id>`. Apply and revert are one `iptables-restore --noflush` transaction per
-//! binary, since process spawns are most of their latency. Functions here run inside the
-//! target namespace.
+//! agent dies). Each fault has chains of its own, `SHAKEOUT-OUT-<h>` / `SHAKEOUT-IN-<h>`
+//! (`h`: 12 hex digits of a hash of the fault id), entered from OUTPUT / INPUT by a jump
+//! tagged `shakeout`; each rule also carries `shakeout:<id>`.
+//!
+//! Nothing is shared, between faults or between agents (the controller's embedded agent
+//! and the node agent may both work in the host namespace), so apply needs no listing:
+//! one `iptables-restore --noflush` transaction per binary creates the chain with `-N`,
+//! fills it and inserts the jump. The transaction is atomic per table and its exit status
+//! is authoritative, so there is no verifying listing either; and `-N` fails if the chain
+//! exists, so a conflict is refused with nothing changed, never clobbered. Revert is the
+//! mirror transaction; only when that fails (already reverted, or a record from before
+//! per-fault chains, whose rules sit in the shared `SHAKEOUT-OUT` / `SHAKEOUT-IN`) does
+//! it read a listing and delete by tag. The IPv4 and IPv6 transactions run at once:
+//! process spawns are most of the latency. Functions here run inside the target
+//! namespace.
 
 use super::filter::{Family, Filter, Hook};
-use super::{exec, NetError};
+use super::{exec, NetError, Running};
 
+/// The chains every fault shared before per-fault chains; still reverted and swept.
 pub(crate) const CHAIN_OUT: &str = "SHAKEOUT-OUT";
 pub(crate) const CHAIN_IN: &str = "SHAKEOUT-IN";
 const JUMP_TAG: &str = "shakeout";
@@ -25,14 +36,29 @@ pub(crate) struct Rule {
     pub args: Vec<String>,
 }
 
+/// The fault's own chain for a hook: `SHAKEOUT-OUT-` + 12 hex digits (25 characters;
+/// iptables allows 28). The hash is FNV-1a: stable, and not secret. Two ids that share
+/// one (1 in 2^48) meet `-N`'s refusal, never each other's rules.
+pub(crate) fn chain(hook: Hook, id: &str) -> String {
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let base = match hook {
+        Hook::Out => CHAIN_OUT,
+        Hook::In => CHAIN_IN,
+    };
+    format!("{base}-{:012x}", h & 0xffff_ffff_ffff)
+}
+
 /// Rules for a fault (pure, so tests can read them).
 pub(crate) fn rules(id: &str, filter: &Filter, queue: u16, with_v6: bool) -> Vec<Rule> {
     let mut out = Vec::new();
     for hook in filter.hooks() {
-        let (chain, addr_flag, port_flag) = match hook {
-            Hook::Out => (CHAIN_OUT, "-d", "--dports"),
-            Hook::In => (CHAIN_IN, "-s", "--sports"),
+        let (addr_flag, port_flag) = match hook {
+            Hook::Out => ("-d", "--dports"),
+            Hook::In => ("-s", "--sports"),
         };
+        let chain = chain(*hook, id);
         for (fam, peers) in filter.families() {
             if fam == Family::V6 && !with_v6 {
                 continue;
@@ -74,7 +100,7 @@ pub(crate) fn rules(id: &str, filter: &Filter, queue: u16, with_v6: bool) -> Vec
                     args.push("--queue-bypass".into());
                     out.push(Rule {
                         bin: bin.into(),
-                        chain: chain.into(),
+                        chain: chain.clone(),
                         args,
                     });
                 }
@@ -84,109 +110,207 @@ pub(crate) fn rules(id: &str, filter: &Filter, queue: u16, with_v6: bool) -> Vec
     out
 }
 
-/// Installs the rules (creating our chains and jumps as needed) in one
-/// `iptables-restore --noflush` transaction per binary, then checks in a fresh listing
-/// that every rule is there. On any failure the ones already added are removed again.
-/// Process spawns are most of an apply's latency, so this is one listing, one restore
-/// and one verifying listing per binary, whatever the number of rules.
+/// Installs the rules: one transaction per binary, all started at once. If one binary's
+/// fails, the others' (each all or nothing) are taken out again.
 pub(crate) fn apply(id: &str, rules: &[Rule]) -> Result<(), NetError> {
     let bins = bins_of(rules);
-    let result = bins.iter().try_for_each(|bin| {
-        let listing = Listing::read(bin)?;
-        let mine: Vec<&Rule> = rules.iter().filter(|r| &r.bin == bin).collect();
-        let mut script = String::from("*filter\n");
-        for chain in [CHAIN_OUT, CHAIN_IN] {
-            if !mine.iter().any(|r| r.chain == chain) {
-                continue;
-            }
-            // Declared only when missing: iptables-restore flushes a declared chain
-            // that exists, even with --noflush, and other faults' rules live there.
-            if listing.chain(chain).is_none() {
-                script += &format!(":{chain} - [0:0]\n");
-            }
-            if !listing
-                .rules(parent(chain))
-                .iter()
-                .any(|l| is_our_jump(l, chain))
-            {
-                // First in the parent chain, so an earlier ACCEPT cannot skip the fault.
-                script += &format!("-I {} 1 {}\n", parent(chain), jump_args(chain).join(" "));
-            }
+    let started: Vec<(&String, Result<Running, NetError>)> = bins
+        .iter()
+        .map(|bin| {
+            let script = install_script(bin, rules);
+            (
+                bin,
+                Running::spawn(&restore(bin), &restore_args(), Some(&script)),
+            )
+        })
+        .collect();
+    let mut installed = Vec::new();
+    let mut failure = None;
+    for (bin, run) in started {
+        match run.and_then(Running::wait) {
+            Ok(_) => installed.push(bin.clone()),
+            Err(e) => failure = failure.or(Some(explain(id, bin, rules, e))),
         }
-        for r in &mine {
-            script += &format!("-A {} {}\n", r.chain, r.args.join(" "));
-        }
-        script += "COMMIT\n";
-        exec(&restore(bin), &["-w", WAIT, "--noflush"], Some(&script)).map(|_| ())
-    });
-    let verified = result.and_then(|()| {
-        let tag = format!("shakeout:{id}");
-        for bin in &bins {
-            let listing = Listing::read(bin)?;
-            let want = rules.iter().filter(|r| &r.bin == bin).count();
-            let got = [CHAIN_OUT, CHAIN_IN]
-                .iter()
-                .flat_map(|c| listing.rules(c))
-                .filter(|l| words(l).contains(&tag))
-                .count();
-            if got != want {
-                return Err(NetError::Failed(format!(
-                    "{bin}: {want} rule(s) for {id} added but {got} listed"
-                )));
-            }
-        }
-        Ok(())
-    });
-    if let Err(e) = verified {
-        let _ = revert(id, Some(&bins));
-        return Err(e);
     }
-    Ok(())
+    match failure {
+        None => Ok(()),
+        Some(e) => {
+            let mine: Vec<Rule> = rules
+                .iter()
+                .filter(|r| installed.contains(&r.bin))
+                .cloned()
+                .collect();
+            if !mine.is_empty() {
+                let _ = revert(id, Some(&mine));
+            }
+            Err(e)
+        }
+    }
 }
 
-/// Deletes the fault's rules, and our chains (with their jumps) when nothing else is
-/// left in them: one listing and one restore transaction per binary. `bins` are the
-/// binaries the fault's record names; `None` (an old or partial record) means both.
-pub(crate) fn revert(id: &str, bins: Option<&[String]>) -> Result<Vec<String>, NetError> {
-    let tag = format!("shakeout:{id}");
-    let mut deleted = Vec::new();
-    let bins: Vec<String> = match bins {
-        Some(b) => b
-            .iter()
+/// `-N` each of the binary's chains, append its rules, then jump to each chain first
+/// thing in its parent (so an earlier ACCEPT cannot skip the fault).
+fn install_script(bin: &str, rules: &[Rule]) -> String {
+    let mine: Vec<&Rule> = rules.iter().filter(|r| r.bin == bin).collect();
+    let chains = chains_of(mine.iter().copied());
+    let mut script = String::from("*filter\n");
+    for chain in &chains {
+        script += &format!("-N {chain}\n");
+    }
+    for r in &mine {
+        script += &format!("-A {} {}\n", r.chain, r.args.join(" "));
+    }
+    for chain in &chains {
+        script += &format!("-I {} 1 {}\n", parent(chain), jump_args(chain).join(" "));
+    }
+    script + "COMMIT\n"
+}
+
+/// A refused transaction, saying so plainly when the cause is a chain that exists.
+fn explain(id: &str, bin: &str, rules: &[Rule], e: NetError) -> NetError {
+    match e {
+        NetError::Failed(m) if m.contains("Chain already exists") => {
+            let chains = chains_of(rules.iter().filter(|r| r.bin == bin)).join(", ");
+            NetError::Failed(format!(
+                "{bin}: chain {chains} for fault {id} already exists in this namespace (a fault \
+                 with the same id from another agent, or a leftover of this one); nothing was \
+                 changed: {m}"
+            ))
+        }
+        other => other,
+    }
+}
+
+/// Deletes the fault's jumps, rules and chains, and is Ok when they are already gone.
+/// `recorded` are the rules its record names; `None` (an old or partial record) means
+/// both binaries and the chains derived from `id`. Fast path: one transaction per binary
+/// (jump, flush, delete the chain), all at once; a binary whose transaction fails, or
+/// whose rules sit in the old shared chains, is done from a listing instead.
+pub(crate) fn revert(id: &str, recorded: Option<&[Rule]>) -> Result<(), NetError> {
+    let derived: Vec<String> = [Hook::Out, Hook::In].map(|h| chain(h, id)).to_vec();
+    let bins: Vec<String> = match recorded {
+        Some(r) => bins_of(r)
+            .into_iter()
             .filter(|b| super::tool(b).is_some())
-            .cloned()
             .collect(),
         None => binaries().map(String::from).collect(),
     };
-    for bin in &bins {
-        let listing = Listing::read(bin)?;
-        let mut script = String::new();
-        for chain in [CHAIN_OUT, CHAIN_IN] {
-            let Some(lines) = listing.chain(chain) else {
-                continue;
-            };
-            let mine: Vec<&String> = lines.iter().filter(|l| words(l).contains(&tag)).collect();
-            for line in &mine {
-                script += &format!("-D {}\n", line.trim_start_matches("-A "));
-                deleted.push(format!("{bin} {line}"));
-            }
-            if mine.len() == lines.len() {
-                for jump in listing
-                    .rules(parent(chain))
-                    .iter()
-                    .filter(|l| is_our_jump(l, chain))
-                {
-                    script += &format!("-D {}\n", jump.trim_start_matches("-A "));
-                }
-                script += &format!("-X {chain}\n");
-            }
+    let chains_for = |bin: &str| -> Vec<String> {
+        match recorded {
+            Some(r) => chains_of(r.iter().filter(|r| r.bin == bin)),
+            None => derived.clone(),
         }
-        if !script.is_empty() {
-            let script = format!("*filter\n{script}COMMIT\n");
-            exec(&restore(bin), &["-w", WAIT, "--noflush"], Some(&script))?;
+    };
+    let started: Vec<(&String, Option<Result<Running, NetError>>)> = bins
+        .iter()
+        .map(|bin| {
+            let chains = chains_for(bin);
+            let own = chains.iter().all(|c| c != CHAIN_OUT && c != CHAIN_IN);
+            let fast = own.then(|| {
+                let mut script = String::from("*filter\n");
+                for chain in &chains {
+                    script += &format!("-D {} {}\n", parent(chain), jump_args(chain).join(" "));
+                    script += &format!("-F {chain}\n-X {chain}\n");
+                }
+                Running::spawn(&restore(bin), &restore_args(), Some(&(script + "COMMIT\n")))
+            });
+            (bin, fast)
+        })
+        .collect();
+    let mut result = Ok(());
+    for (bin, fast) in started {
+        if let Some(Ok(())) = fast.map(|r| r.and_then(Running::wait).map(|_| ())) {
+            continue;
+        }
+        let mut chains = chains_for(bin);
+        chains.extend([CHAIN_OUT, CHAIN_IN].map(String::from));
+        if let Err(e) = revert_listed(bin, id, &chains) {
+            result = result.and(Err(e));
         }
     }
-    Ok(deleted)
+    result
+}
+
+/// Deletes the rules tagged `shakeout:<id>` from `chains`, and each chain (with our jumps
+/// to it) that nothing else is left in: one listing and at most one transaction.
+fn revert_listed(bin: &str, id: &str, chains: &[String]) -> Result<(), NetError> {
+    let tag = format!("shakeout:{id}");
+    let listing = Listing::read(bin)?;
+    let mut script = String::new();
+    let mut seen: Vec<&String> = Vec::new();
+    for chain in chains {
+        if seen.contains(&chain) {
+            continue;
+        }
+        seen.push(chain);
+        let Some(lines) = listing.chain(chain) else {
+            continue;
+        };
+        let mine: Vec<&String> = lines.iter().filter(|l| words(l).contains(&tag)).collect();
+        for line in &mine {
+            script += &format!("-D {}\n", line.trim_start_matches("-A "));
+        }
+        if mine.len() == lines.len() {
+            for jump in listing
+                .rules(parent(chain))
+                .iter()
+                .filter(|l| is_our_jump(l, chain))
+            {
+                script += &format!("-D {}\n", jump.trim_start_matches("-A "));
+            }
+            script += &format!("-X {chain}\n");
+        }
+    }
+    if script.is_empty() {
+        return Ok(());
+    }
+    exec(
+        &restore(bin),
+        &restore_args(),
+        Some(&format!("*filter\n{script}COMMIT\n")),
+    )
+    .map(|_| ())
+}
+
+/// Deletes every chain of ours (per-fault and the old shared ones) with the tagged jumps
+/// to it: one listing per binary, then one transaction per chain, so one chain that
+/// cannot go (someone else jumps to it) does not keep the others.
+pub(crate) fn sweep() -> Result<Vec<String>, NetError> {
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
+    for bin in binaries() {
+        let listing = match Listing::read(bin) {
+            Ok(l) => l,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        for chain in listing.chains().into_iter().filter(|c| is_ours(c)) {
+            let lines = listing.rules(&chain);
+            let jumps: Vec<String> = listing
+                .rules(parent(&chain))
+                .into_iter()
+                .filter(|l| is_our_jump(l, &chain))
+                .collect();
+            let mut script = String::from("*filter\n");
+            for jump in &jumps {
+                script += &format!("-D {}\n", jump.trim_start_matches("-A "));
+            }
+            script += &format!("-F {chain}\n-X {chain}\nCOMMIT\n");
+            match exec(&restore(bin), &restore_args(), Some(&script)) {
+                Ok(_) => {
+                    deleted.extend(lines.iter().chain(&jumps).map(|l| format!("{bin} {l}")));
+                    deleted.push(format!("{bin} chain {chain}"));
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+    }
+    match errors.is_empty() {
+        true => Ok(deleted),
+        false => Err(NetError::Failed(errors.join("; "))),
+    }
 }
 
 /// The distinct binaries of a rule set, in first-use order.
@@ -200,16 +324,42 @@ pub(crate) fn bins_of(rules: &[Rule]) -> Vec<String> {
     bins
 }
 
+/// The distinct chains of some rules, in first-use order.
+fn chains_of<'a>(rules: impl Iterator<Item = &'a Rule>) -> Vec<String> {
+    let mut chains: Vec<String> = Vec::new();
+    for r in rules {
+        if !chains.contains(&r.chain) {
+            chains.push(r.chain.clone());
+        }
+    }
+    chains
+}
+
 fn restore(bin: &str) -> String {
     format!("{bin}-restore")
 }
 
-/// One `-S` listing of the filter table, read once and queried per chain.
+fn restore_args() -> [&'static str; 3] {
+    ["-w", WAIT, "--noflush"]
+}
+
+/// One `-S` listing of the filter table, read once and queried per chain. (Asking for
+/// one missing chain makes iptables-nft 1.8 claim the chain is "incompatible" when the
+/// table is absent, so we never ask that way.)
 struct Listing(String);
 
 impl Listing {
     fn read(bin: &str) -> Result<Listing, NetError> {
         exec(bin, &["-w", WAIT, "-S"], None).map(Listing)
+    }
+
+    /// User chains declared in the table.
+    fn chains(&self) -> Vec<String> {
+        self.0
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("-N "))
+            .map(String::from)
+            .collect()
     }
 
     /// `-A` lines of a user chain, `None` when it does not exist.
@@ -232,37 +382,25 @@ impl Listing {
     }
 }
 
-/// Deletes every rule in our chains, the tagged jumps to them, and the chains.
-pub(crate) fn sweep() -> Result<Vec<String>, NetError> {
-    let mut deleted = Vec::new();
-    for bin in binaries() {
-        for chain in [CHAIN_OUT, CHAIN_IN] {
-            let Some(lines) = list(bin, chain)? else {
-                continue;
-            };
-            for line in &lines {
-                delete_line(bin, line)?;
-                deleted.push(format!("{bin} {line}"));
-            }
-            deleted.extend(
-                remove_chain(bin, chain)?
-                    .into_iter()
-                    .map(|l| format!("{bin} {l}")),
-            );
-            deleted.push(format!("{bin} chain {chain}"));
-        }
-    }
-    Ok(deleted)
-}
-
 fn binaries() -> impl Iterator<Item = &'static str> {
     ["iptables", "ip6tables"]
         .into_iter()
         .filter(|b| super::tool(b).is_some())
 }
 
+/// A chain of ours: a fault's own, or one of the old shared ones.
+fn is_ours(chain: &str) -> bool {
+    [CHAIN_OUT, CHAIN_IN].iter().any(|base| {
+        chain == *base
+            || chain
+                .strip_prefix(base)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
+}
+
 fn parent(chain: &str) -> &'static str {
-    if chain == CHAIN_OUT {
+    if chain.starts_with(CHAIN_OUT) {
         "OUTPUT"
     } else {
         "INPUT"
@@ -273,47 +411,9 @@ fn jump_args(chain: &str) -> Vec<&str> {
     vec!["-m", "comment", "--comment", JUMP_TAG, "-j", chain]
 }
 
-/// Removes the tagged jumps to `chain` and the chain itself (which must be empty).
-fn remove_chain(bin: &str, chain: &str) -> Result<Vec<String>, NetError> {
-    let mut deleted = Vec::new();
-    let parent_rules = list(bin, parent(chain))?.unwrap_or_default();
-    for line in parent_rules.iter().filter(|l| is_our_jump(l, chain)) {
-        delete_line(bin, line)?;
-        deleted.push(line.clone());
-    }
-    exec(bin, &["-w", WAIT, "-X", chain], None)?;
-    Ok(deleted)
-}
-
 fn is_our_jump(line: &str, chain: &str) -> bool {
     let t = words(line);
     t.windows(2).any(|w| w == ["--comment", JUMP_TAG]) && t.windows(2).any(|w| w == ["-j", chain])
-}
-
-/// `-A` lines of a chain, from `iptables -S` of the whole filter table; `None` when the
-/// chain does not exist. (Asking for one missing chain makes iptables-nft 1.8 claim the
-/// chain is "incompatible" when the table is absent, so we never ask that way.)
-fn list(bin: &str, chain: &str) -> Result<Option<Vec<String>>, NetError> {
-    let out = exec(bin, &["-w", WAIT, "-S"], None)?;
-    let builtin = matches!(chain, "INPUT" | "OUTPUT" | "FORWARD");
-    if !builtin && !out.lines().any(|l| l.trim() == format!("-N {chain}")) {
-        return Ok(None);
-    }
-    let prefix = format!("-A {chain} ");
-    Ok(Some(
-        out.lines()
-            .filter(|l| l.starts_with(&prefix))
-            .map(String::from)
-            .collect(),
-    ))
-}
-
-/// Deletes the rule an `-S` line describes.
-fn delete_line(bin: &str, line: &str) -> Result<(), NetError> {
-    let w = words(line);
-    let mut argv = vec!["-w", WAIT, "-D"];
-    argv.extend(w.iter().skip(1).map(String::as_str));
-    exec(bin, &argv, None).map(|_| ())
 }
 
 /// Splits an `iptables -S` line back into argv: it double-quotes words with special
@@ -364,11 +464,22 @@ mod tests {
         let r = rules("f1", &Filter::parse(&spec).unwrap(), 23463, true);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].bin, "iptables");
-        assert_eq!(r[0].chain, "SHAKEOUT-OUT");
+        // Pinned: a record names its chains, but the fallback revert derives them.
+        assert_eq!(r[0].chain, "SHAKEOUT-OUT-8b07b5422838");
         assert_eq!(
             r[0].args.join(" "),
             "-d 10.200.0.2/32 -p tcp -m multiport --dports 80,443 -m comment --comment shakeout:f1 -j NFQUEUE --queue-num 23463 --queue-bypass"
         );
+        // One transaction: a chain that exists (a conflict) fails `-N` and so all of it.
+        assert_eq!(
+            install_script("iptables", &r),
+            format!(
+                "*filter\n-N {c}\n-A {c} {}\n-I OUTPUT 1 -m comment --comment shakeout -j {c}\nCOMMIT\n",
+                r[0].args.join(" "),
+                c = r[0].chain
+            )
+        );
+        assert_eq!(install_script("ip6tables", &r), "*filter\nCOMMIT\n");
     }
 
     #[test]
@@ -378,25 +489,31 @@ mod tests {
             ..Default::default()
         };
         let r = rules("x", &Filter::parse(&spec).unwrap(), 7, true);
+        let (out, inn) = (chain(Hook::Out, "x"), chain(Hook::In, "x"));
         let summary: Vec<String> = r.iter().map(|r| format!("{} {}", r.bin, r.chain)).collect();
         assert_eq!(
             summary,
             [
-                "iptables SHAKEOUT-OUT",
-                "ip6tables SHAKEOUT-OUT",
-                "iptables SHAKEOUT-IN",
-                "ip6tables SHAKEOUT-IN"
+                format!("iptables {out}"),
+                format!("ip6tables {out}"),
+                format!("iptables {inn}"),
+                format!("ip6tables {inn}"),
             ]
         );
+        assert_eq!(bins_of(&r), ["iptables", "ip6tables"]);
+        assert_eq!(chains_of(r.iter()), [out.clone(), inn.clone()]);
         assert_eq!(
             rules("x", &Filter::parse(&spec).unwrap(), 7, false).len(),
             2
         );
+        assert_eq!((parent(&out), parent(&inn)), ("OUTPUT", "INPUT"));
+        let jump = format!("-A OUTPUT -m comment --comment shakeout -j {out}");
+        assert!(is_our_jump(&jump, &out));
+        assert!(!is_our_jump(&format!("-A OUTPUT -j {out}"), &out));
         assert!(is_our_jump(
             "-A OUTPUT -m comment --comment shakeout -j SHAKEOUT-OUT",
             CHAIN_OUT
         ));
-        assert!(!is_our_jump("-A OUTPUT -j SHAKEOUT-OUT", CHAIN_OUT));
         assert_eq!(
             words(r#"-A SHAKEOUT-OUT -d 10.0.0.2/32 -m comment --comment "shakeout:a" -j X"#)[7],
             "shakeout:a"
@@ -404,6 +521,39 @@ mod tests {
         assert_eq!(
             words(r#"-A C -m comment --comment "a \"b\" c" -j X"#)[5],
             r#"a "b" c"#
+        );
+    }
+
+    #[test]
+    fn chains_are_per_fault_short_enough_and_recognised_as_ours() {
+        let (a, b) = (
+            chain(Hook::Out, "f-0123456789abcdef"),
+            chain(Hook::Out, "f-0123456789abcdee"),
+        );
+        assert_ne!(a, b);
+        // iptables refuses chain names of 29 characters or more.
+        assert!(a.len() <= 28 && chain(Hook::In, "f-0").len() <= 28, "{a}");
+        for ours in [a.as_str(), CHAIN_OUT, CHAIN_IN, &chain(Hook::In, "y")] {
+            assert!(is_ours(ours), "{ours}");
+        }
+        for theirs in [
+            "SHAKEOUT",
+            "SHAKEOUT-OUTPUT",
+            "SHAKEOUT-IN-",
+            "DOCKER",
+            "SHAKEOUT-IN-xyz",
+        ] {
+            assert!(!is_ours(theirs), "{theirs}");
+        }
+        let listing = Listing(
+            "-P OUTPUT ACCEPT\n-N DOCKER\n-N SHAKEOUT-OUT-00000000abcd\n-A SHAKEOUT-OUT-00000000abcd -j ACCEPT\n"
+                .into(),
+        );
+        assert_eq!(listing.chains(), ["DOCKER", "SHAKEOUT-OUT-00000000abcd"]);
+        assert_eq!(listing.chain("SHAKEOUT-IN"), None);
+        assert_eq!(
+            listing.chain("SHAKEOUT-OUT-00000000abcd").unwrap(),
+            ["-A SHAKEOUT-OUT-00000000abcd -j ACCEPT"]
         );
     }
 }
