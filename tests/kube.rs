@@ -567,6 +567,25 @@ fn shakeout_agents_lists_the_daemonset_through_port_forward() {
         "{}",
         text(&out)
     );
+
+    // An agent pod whose agent is not listening: the kubelet's dial fails inside the
+    // tunnel, and that is said as unreachable (nothing was sent), not as a lost answer.
+    let case3 = Case::new();
+    case3.agent_pods(&["node-1"], &[free_port()]);
+    let out = shakeout()
+        .args(["agents", "--kubeconfig"])
+        .arg(case3.path("kubeconfig"))
+        .env("SHAKEOUT_TOKEN", SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        stdout.contains("unreachable: port-forward: error forwarding port")
+            && stdout.contains("connection refused"),
+        "{}",
+        text(&out)
+    );
 }
 
 fn root_or_skip(test: &str) -> bool {

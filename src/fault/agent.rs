@@ -120,6 +120,13 @@ impl std::fmt::Debug for AgentClient {
 trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
+/// Whether a kubelet port-forward error means it never connected to the agent's port
+/// (so nothing was sent): its dial failed.
+fn never_reached(kubelet_error: &str) -> bool {
+    kubelet_error.contains("failed to connect to")
+        || kubelet_error.contains("connect: connection refused")
+}
+
 /// A TLS connector that trusts exactly the certificates in the PEM file `ca`.
 fn tls_connector(ca: &Path) -> Result<tokio_rustls::TlsConnector, String> {
     use rustls::pki_types::pem::PemObject;
@@ -295,6 +302,8 @@ impl AgentClient {
         body: Option<Vec<u8>>,
     ) -> Result<T, AgentError> {
         let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+        // For a port-forward: the kubelet's error for the tunnel, if it sends one.
+        let mut tunnel_error = None;
         let connect = async {
             let stream: Box<dyn Io> = match &self.dial {
                 Dial::Tcp => Box::new(
@@ -309,6 +318,7 @@ impl AgentClient {
                     let s = pf.take_stream(*port).ok_or_else(|| {
                         self.err_unreachable(format!("port-forward gave no stream for port {port}"))
                     })?;
+                    tunnel_error = pf.take_error(*port);
                     // The forwarder's task lives on with the stream; dropping the
                     // handle does not stop it.
                     Box::new(s)
@@ -335,9 +345,35 @@ impl AgentClient {
             }
         };
         tokio::spawn(conn);
-        match tokio::time::timeout_at(deadline, self.exchange(sender, method, path, body)).await {
+        let result = match tokio::time::timeout_at(
+            deadline,
+            self.exchange(sender, method, path, body),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => Err(self.err_lost(format!("no answer within {}", Dur(CALL_TIMEOUT)))),
+        };
+        match (result, tunnel_error) {
+            (Err(AgentError::Lost { message, .. }), Some(tunnel)) => {
+                // Through a port-forward the tunnel opens before the kubelet dials the
+                // agent: a refused dial shows only as a closed stream plus the kubelet's
+                // error, and then the request never reached the agent.
+                let kubelet = tokio::time::timeout(Duration::from_millis(500), tunnel)
+                    .await
+                    .ok()
+                    .flatten();
+                match kubelet {
+                    Some(k) if never_reached(&k) => {
+                        Err(self.err_unreachable(format!("port-forward: {}", k.trim())))
+                    }
+                    Some(k) => {
+                        Err(self.err_lost(format!("{message} (port-forward: {})", k.trim())))
+                    }
+                    None => Err(self.err_lost(message)),
+                }
+            }
+            (other, _) => other,
         }
     }
 
