@@ -29,12 +29,19 @@ pub fn agent_namespace(spec: &crate::experiment::spec::Spec) -> &str {
         .unwrap_or(DEFAULT_AGENT_NAMESPACE)
 }
 
+/// Longest wait for one API round trip (kube's retries of 429/503/504 come on top, each
+/// bounded the same way; callers that must stop on time race their calls against it).
+pub const API_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A connected cluster.
 #[derive(Clone)]
 pub struct Cluster {
     pub client: Client,
     /// Where the connection came from, for messages (`context staging`, `in-cluster`).
     pub source: String,
+    /// The connection is the in-cluster service account (agents are then reached by pod IP
+    /// unless `reach` says otherwise).
+    pub in_cluster: bool,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -73,7 +80,8 @@ impl Cluster {
             context: context.clone(),
             ..Default::default()
         };
-        let (config, source) = match spec.and_then(|k| k.kubeconfig.as_ref()) {
+        let mut in_cluster = false;
+        let (mut config, source) = match spec.and_then(|k| k.kubeconfig.as_ref()) {
             Some(file) => {
                 let path = base_dir.join(file);
                 let kc = Kubeconfig::read_from(&path)
@@ -99,9 +107,14 @@ impl Cluster {
                 let config = Config::infer().await.map_err(|e| {
                     format!("no cluster: neither KUBECONFIG, ~/.kube/config nor an in-cluster service account works: {e}")
                 })?;
-                let source = if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+                // `infer` prefers a kubeconfig; only without one is this the pod's account.
+                let home_config = std::env::var_os("HOME")
+                    .map(|h| Path::new(&h).join(".kube/config").exists())
+                    .unwrap_or(false);
+                in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
                     && std::env::var_os("KUBECONFIG").is_none()
-                {
+                    && !home_config;
+                let source = if in_cluster {
                     "in-cluster service account".to_owned()
                 } else {
                     "current kubeconfig context".to_owned()
@@ -109,12 +122,15 @@ impl Cluster {
                 (config, source)
             }
         };
+        // No call may hang a run: a stalled API server fails the call instead.
+        config.connect_timeout = Some(API_TIMEOUT);
+        config.read_timeout = Some(API_TIMEOUT);
+        config.write_timeout = Some(API_TIMEOUT);
         let client = Client::try_from(config).map_err(|e| format!("{source}: {e}"))?;
-        Ok(Cluster { client, source })
-    }
-
-    /// True when running in a pod (the agents are then reached by pod IP by default).
-    pub fn in_cluster() -> bool {
-        std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        Ok(Cluster {
+            client,
+            source,
+            in_cluster,
+        })
     }
 }

@@ -142,6 +142,7 @@ bad_input! {
     pod_bad_selector => 21:51 "`env in prod` in `env in prod`: `in` needs a set in parentheses";
     pod_delete_with_duration => 21:17 "deleting pods in fault `lose-one` is one-shot: remove `duration`";
     network_pods_with_agent => 22:66 "spec.faults[1].network.pods: chooses the agent and the namespace itself";
+    pod_grace_not_whole_seconds => 21:78 "`1500ms` is not a whole number of seconds";
     pod_recovery_without_deletion => 20:18 "spec.objectives.podRecovery: there is no pod deletion to time";
     wrong_api_version => 1:13 "apiVersion: `shakeout.io/v1alpha1` is not supported: use `shakeout/v1`";
     wrong_kind => 2:7 "kind: `Chaos` is not supported: use `Experiment`";

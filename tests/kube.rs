@@ -373,6 +373,27 @@ fn an_rbac_denial_reaches_the_user_and_fails_the_fault() {
 }
 
 #[test]
+fn a_pod_gone_before_the_delete_is_said_so_and_not_counted() {
+    let case = Case::new();
+    case.checkout(1, &["node-1"], Duration::from_millis(100));
+    case.fake
+        .fail_next("DELETE", "/api/v1/namespaces/shop/pods", 404, 1);
+    let (faults, _) = delete_fault("mode: one", 100);
+    let file = case.write(&faults, "");
+    let (out, report) = case.run(&file, &[]);
+    let f = fault(&report, "lose-pods");
+    assert_eq!(f["status"], "failed", "nothing was deleted: {f:#}");
+    assert_eq!(f["pods"]["deleted"], 0);
+    let error = f["pods"]["errors"][0].as_str().unwrap();
+    assert!(
+        error.contains("was gone or replaced before the delete (404"),
+        "{error}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(case.fake.deleted().is_empty());
+}
+
+#[test]
 fn throttling_is_retried_with_backoff() {
     let case = Case::new();
     case.checkout(2, &["node-1"], Duration::from_millis(100));

@@ -46,6 +46,9 @@ pub struct ClusterAgents {
 impl ClusterAgents {
     /// The agent on `node`, or an error that says which nodes have one.
     pub fn on_node(&self, node: &str) -> Result<Arc<AgentClient>, String> {
+        if node.is_empty() {
+            return Err("the pod is not scheduled on a node yet".into());
+        }
         if let Some(a) = self.by_node.get(node) {
             return Ok(a.client.clone());
         }
@@ -99,7 +102,7 @@ pub async fn discover(
         .clone()
         .unwrap_or_else(|| DEFAULT_SELECTOR.to_owned());
     let port = spec.port.unwrap_or(DEFAULT_PORT);
-    let reach = spec.reach.unwrap_or(if Cluster::in_cluster() {
+    let reach = spec.reach.unwrap_or(if cluster.in_cluster {
         AgentReach::PodIp
     } else {
         AgentReach::PortForward
@@ -221,8 +224,9 @@ pub fn list_command(args: &crate::cli::AgentsArgs) -> i32 {
         }
     }
     if let Some(k) = &args.kubeconfig {
+        // Absolute, so it does not move with the experiment file's directory.
+        let k = std::path::absolute(k).unwrap_or_else(|_| k.clone());
         k8s.kubeconfig = Some(k.display().to_string());
-        base = std::path::PathBuf::from(".");
     }
     if args.context.is_some() {
         k8s.context = args.context.clone();

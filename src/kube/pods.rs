@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::Api;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -37,6 +37,9 @@ pub struct PodRef {
     pub ready: bool,
     #[serde(skip)]
     pub pod_ip: Option<String>,
+    /// `Running`, `Pending`, `Succeeded`, `Failed`.
+    #[serde(skip)]
+    pub phase: String,
 }
 
 impl PodRef {
@@ -65,6 +68,11 @@ impl PodRef {
             owner,
             ready: ready && meta.deletion_timestamp.is_none(),
             pod_ip: pod.status.as_ref().and_then(|s| s.pod_ip.clone()),
+            phase: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -74,8 +82,10 @@ impl PodRef {
     }
 }
 
-/// Pods matching `sel`'s namespace and selectors that are not already being deleted,
-/// sorted by name (so a seed always picks the same pods from the same set).
+/// Pods matching `sel`'s namespace and selectors that are Running (unless the field
+/// selector names `status.phase` itself) and not already being deleted, sorted by name
+/// (so a seed always picks the same pods from the same set). An Evicted or Completed pod
+/// is no target: deleting it disrupts nothing.
 pub async fn matching(cluster: &Cluster, sel: &PodSelector) -> Result<Vec<PodRef>, String> {
     let mut lp = ListParams::default();
     if let Some(l) = &sel.selector {
@@ -95,11 +105,16 @@ pub async fn matching(cluster: &Cluster, sel: &PodSelector) -> Result<Vec<PodRef
             &e,
         )
     })?;
+    let any_phase = sel
+        .field_selector
+        .as_deref()
+        .is_some_and(|f| f.contains("status.phase"));
     let mut pods: Vec<PodRef> = list
         .items
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .map(PodRef::of)
+        .filter(|p| any_phase || p.phase == "Running")
         .collect();
     pods.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(pods)
@@ -162,6 +177,9 @@ pub fn fault_seed(run_seed: u64, fault: &str) -> u64 {
 pub struct Deleted {
     pub pod: PodRef,
     pub error: Option<String>,
+    /// The pod was gone, or replaced under the same name, before the delete (404 or a
+    /// failed uid precondition, 409): not an error, but not deleted by this fault either.
+    pub already_gone: bool,
 }
 
 /// Delete each pod (with `dry_run`, the server checks each deletion and changes nothing).
@@ -171,16 +189,33 @@ pub async fn delete(
     grace: Option<Duration>,
     dry_run: bool,
 ) -> Vec<Deleted> {
-    let dp = DeleteParams {
-        dry_run,
-        grace_period_seconds: grace.map(|g| g.as_secs().min(u64::from(u32::MAX)) as u32),
-        ..Default::default()
-    };
     let mut out = Vec::new();
     for pod in pods {
+        // The uid precondition: a pod recreated under the same name since the listing
+        // (a StatefulSet's) is not the one chosen, and must not be deleted.
+        let dp = DeleteParams {
+            dry_run,
+            grace_period_seconds: grace.map(|g| g.as_secs().min(u64::from(u32::MAX)) as u32),
+            preconditions: Some(Preconditions {
+                uid: Some(pod.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
         let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &pod.namespace);
+        let mut already_gone = false;
         let error = match api.delete(&pod.name, &dp).await {
             Ok(_) => None,
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
+                already_gone = true;
+                Some(format!(
+                    "pod {} was gone or replaced before the delete ({} {}: {}): not deleted by this fault",
+                    pod.key(),
+                    s.code,
+                    s.reason,
+                    s.message
+                ))
+            }
             Err(e) => Some(describe(
                 &format!(
                     "deleting pod {}{}",
@@ -193,6 +228,7 @@ pub async fn delete(
         out.push(Deleted {
             pod: pod.clone(),
             error,
+            already_gone,
         });
     }
     out
@@ -243,8 +279,26 @@ pub async fn wait_replaced(
         ..sel.clone()
     };
     let deadline = since + timeout;
+    let ended = |last: &str| {
+        Recovery::NotRecovered(format!(
+            "the run ended after {:.1}s, before the replacements were Ready ({last})",
+            since.elapsed().as_secs_f64()
+        ))
+    };
+    let too_late = |last: &str| {
+        Recovery::NotRecovered(format!(
+            "not Ready within {} ({last})",
+            shakeout_api::Dur(timeout)
+        ))
+    };
     loop {
-        let last = match list_all(cluster, &owners_sel).await {
+        // A list the API server does not answer must not outlive the timeout or the run.
+        let listed = tokio::select! {
+            r = list_all(cluster, &owners_sel) => r,
+            _ = tokio::time::sleep_until(deadline.into()) => return too_late("the API server did not answer in time"),
+            _ = cancel.cancelled() => return ended("waiting for the API server"),
+        };
+        let last = match listed {
             Ok(pods) => {
                 let now_ready = ready_by_owner(&pods, deleted);
                 let short: Vec<String> = before
@@ -263,19 +317,11 @@ pub async fn wait_replaced(
         };
         let next = Instant::now() + RECOVERY_POLL;
         if next > deadline {
-            return Recovery::NotRecovered(format!(
-                "not Ready within {} ({last})",
-                shakeout_api::Dur(timeout)
-            ));
+            return too_late(&last);
         }
         tokio::select! {
             _ = tokio::time::sleep_until(next.into()) => {}
-            _ = cancel.cancelled() => {
-                return Recovery::NotRecovered(format!(
-                    "the run ended after {:.1}s, before the replacements were Ready ({last})",
-                    since.elapsed().as_secs_f64()
-                ));
-            }
+            _ = cancel.cancelled() => return ended(&last),
         }
     }
 }
@@ -308,6 +354,7 @@ mod tests {
                 owner: Some("ReplicaSet/rs".into()),
                 ready: true,
                 pod_ip: None,
+                phase: "Running".into(),
             })
             .collect()
     }

@@ -301,6 +301,14 @@ impl FaultTask {
         report
     }
 
+    /// `f`, unless the run is cancelled first (then nothing more may start).
+    async fn unless_cancelled<T>(&self, f: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            r = f => Some(r),
+            _ = self.cancel.cancelled() => None,
+        }
+    }
+
     /// Sleep until the fault's `at`; false when the run was cancelled first.
     async fn wait_for_start(&self) -> bool {
         let start = self.origin + self.spec.at.0;
@@ -421,10 +429,17 @@ impl FaultTask {
         let name = self.spec.name.clone();
         let seed = pods::fault_seed(self.ctx.seed, &name);
         let mut pr = pod_report(&sel, self.ctx.seed);
-        let chosen = match self.choose_pods(&sel, seed, &mut pr).await {
-            Ok(c) => c,
-            Err(e) => return self.pods_failed(report, pr, e),
+        let chosen = match self
+            .unless_cancelled(self.choose_pods(&sel, seed, &mut pr))
+            .await
+        {
+            None => return report,
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return self.pods_failed(report, pr, e),
         };
+        if self.cancel.is_cancelled() {
+            return report;
+        }
         self.set_active(true);
         let this = &self;
         let name = &name;
@@ -526,19 +541,28 @@ impl FaultTask {
         let seed = pods::fault_seed(self.ctx.seed, &name);
         let mut pr = pod_report(sel, self.ctx.seed);
         pr.dry_run = del.dry_run;
-        let chosen = match self.choose_pods(sel, seed, &mut pr).await {
-            Ok(c) => c,
-            Err(e) => return self.pods_failed(report, pr, e),
+        let chosen = match self
+            .unless_cancelled(self.choose_pods(sel, seed, &mut pr))
+            .await
+        {
+            None => return report,
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return self.pods_failed(report, pr, e),
         };
         let Some(cluster) = self.ctx.cluster.clone() else {
             return self.pods_failed(report, pr, "no Kubernetes cluster connection".into());
         };
         // Ready pods per owner before the deletion, over the fault's labels in its
         // namespace: what "recovered" means afterwards.
-        let before = match pods::list_all(&cluster, sel).await {
-            Ok(all) => pods::ready_by_owner(&all, &BTreeSet::new()),
-            Err(e) => return self.pods_failed(report, pr, e),
+        let before = match self.unless_cancelled(pods::list_all(&cluster, sel)).await {
+            None => return report,
+            Some(Ok(all)) => pods::ready_by_owner(&all, &BTreeSet::new()),
+            Some(Err(e)) => return self.pods_failed(report, pr, e),
         };
+        // A deletion cannot be undone: an interrupt that came while choosing stops it here.
+        if self.cancel.is_cancelled() {
+            return report;
+        }
         self.set_active(true);
         let t0 = Instant::now();
         pr.deleted_ms = Some(ms(self.origin.elapsed()));
@@ -546,11 +570,17 @@ impl FaultTask {
         let results = pods::delete(&cluster, &chosen, grace, del.dry_run).await;
         self.set_active(false);
         let mut gone = Vec::new();
+        let mut failed = false;
         for d in results {
             match d.error {
+                Some(e) if d.already_gone => {
+                    self.events.push("fault", format!("{name}: {e}"));
+                    pr.errors.push(e);
+                }
                 Some(e) => {
                     self.events.push("fault", format!("{name} FAILED: {e}"));
                     pr.errors.push(e);
+                    failed = true;
                 }
                 None => gone.push(d.pod),
             }
@@ -576,12 +606,7 @@ impl FaultTask {
                 ),
             );
             pr.recovery = Some("notMeasured".into());
-            report.status = if pr.errors.is_empty() {
-                "dryRun"
-            } else {
-                "failed"
-            }
-            .into();
+            report.status = if failed { "failed" } else { "dryRun" }.into();
             report.pods = Some(pr);
             return report;
         }
@@ -589,10 +614,10 @@ impl FaultTask {
             self.events
                 .push("fault", format!("{name}: deleted {}", listing.join(", ")));
         }
-        report.status = if pr.errors.is_empty() {
-            "applied"
-        } else {
+        report.status = if failed || gone.is_empty() {
             "failed"
+        } else {
+            "applied"
         }
         .into();
         if gone.is_empty() {
@@ -600,7 +625,20 @@ impl FaultTask {
             report.pods = Some(pr);
             return report;
         }
-        let owners: BTreeSet<&str> = gone.iter().filter_map(|p| p.owner.as_deref()).collect();
+        // Recovery means the Ready count is back: only Ready pods that were deleted take
+        // something away to recover (a Running but unready pod's owner was short already).
+        let owners: BTreeSet<&str> = gone
+            .iter()
+            .filter(|p| p.ready)
+            .filter_map(|p| p.owner.as_deref())
+            .collect();
+        if owners.is_empty() && gone.iter().any(|p| p.owner.is_some()) {
+            pr.recovery = Some("notMeasured".into());
+            pr.errors
+                .push("none of the deleted pods was Ready: no Ready count to recover".into());
+            report.pods = Some(pr);
+            return report;
+        }
         let before: BTreeMap<String, usize> = before
             .into_iter()
             .filter(|(o, _)| owners.contains(o.as_str()))

@@ -129,7 +129,7 @@ shakeout-agent
   # list: choosing pods, and polling until the replacements are Ready (the owner comes
   # from each pod's ownerReferences, so no read access to workloads is needed);
   # delete: pod faults (and their server-side dry runs).
-  verbs: [get, list, delete]
+  verbs: [list, delete]
 {{- end }}
 
 {{/* The agent's policy file: agent.policy plus what the chart itself needs. */}}

@@ -66,6 +66,16 @@ pub(super) fn check_fault(c: &mut Checker<'_>, spec: &Spec, path: &str, fault: &
             ),
             Some(del) => {
                 pods(c, spec, &format!("{p}.delete"), &del.pods);
+                if let Some(g) = del.grace_period.filter(|g| g.0.subsec_nanos() != 0) {
+                    // The API takes whole seconds, and 0 means a forced delete.
+                    c.report(
+                        &format!("{p}.delete.gracePeriod"),
+                        format!(
+                            "`{g}` is not a whole number of seconds: the API server takes seconds \
+                             (0s deletes at once, without waiting for the containers); use e.g. 1s or 30s"
+                        ),
+                    );
+                }
                 c.positive(
                     &format!("{p}.delete.recoveryTimeout"),
                     del.recovery_timeout,
