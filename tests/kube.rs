@@ -958,4 +958,25 @@ fn agents_are_reached_over_tls_through_port_forward_and_by_pod_ip() {
     }
     let _ = agent.kill();
     let _ = agent.wait();
+
+    // Nothing listening behind the tunnel: the TLS handshake meets an early end, and the
+    // kubelet's own error says why.
+    let dead = Case::new();
+    dead.agent_pods(&["node-1"], &[free_port()]);
+    let out = shakeout()
+        .args(["agents", "--kubeconfig"])
+        .arg(dead.path("kubeconfig"))
+        .arg("--ca")
+        .arg(&cert)
+        .env("SHAKEOUT_TOKEN", SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        stdout.contains("unreachable: TLS:")
+            && stdout.contains("port-forward: error forwarding port"),
+        "{}",
+        text(&out)
+    );
 }

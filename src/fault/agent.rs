@@ -326,12 +326,25 @@ impl AgentClient {
             };
             let io: Box<dyn Io> = match &self.tls {
                 None => stream,
-                Some((connector, name)) => Box::new(
-                    connector
-                        .connect(name.clone(), stream)
-                        .await
-                        .map_err(|e| self.err_unreachable(format!("TLS: {e}")))?,
-                ),
+                Some((connector, name)) => match connector.connect(name.clone(), stream).await {
+                    Ok(tls) => Box::new(tls),
+                    Err(e) => {
+                        // Through a port-forward, a refused dial shows here as an early
+                        // EOF: the kubelet's error says what really happened.
+                        let kubelet = match tunnel_error.take() {
+                            Some(t) => tokio::time::timeout(Duration::from_millis(500), t)
+                                .await
+                                .ok()
+                                .flatten(),
+                            None => None,
+                        };
+                        let why = match kubelet {
+                            Some(k) => format!("TLS: {e} (port-forward: {})", k.trim()),
+                            None => format!("TLS: {e}"),
+                        };
+                        return Err(self.err_unreachable(why));
+                    }
+                },
             };
             hyper::client::conn::http1::handshake(TokioIo::new(io))
                 .await
