@@ -18,6 +18,8 @@ use crate::experiment::spec::{PodMode, PodSelector};
 
 /// How often the replacements are checked: the resolution of the pod recovery time.
 pub const RECOVERY_POLL: Duration = Duration::from_millis(200);
+/// Longest a single pod's DELETE may take, throttling retries included.
+pub const DELETE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for replacements unless the fault sets `recoveryTimeout`.
 pub const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -204,7 +206,23 @@ pub async fn delete(
         };
         let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &pod.namespace);
         let mut already_gone = false;
-        let error = match api.delete(&pod.name, &dp).await {
+        // kube retries throttling (429) with backoff; a delete still has to end.
+        let answer = match tokio::time::timeout(DELETE_TIMEOUT, api.delete(&pod.name, &dp)).await {
+            Ok(a) => a,
+            Err(_) => {
+                out.push(Deleted {
+                    pod: pod.clone(),
+                    error: Some(format!(
+                        "deleting pod {}: no answer within {} (the API server may still carry it out)",
+                        pod.key(),
+                        shakeout_api::Dur(DELETE_TIMEOUT)
+                    )),
+                    already_gone: false,
+                });
+                continue;
+            }
+        };
+        let error = match answer {
             Ok(_) => None,
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
                 already_gone = true;
