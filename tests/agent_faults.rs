@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{free_port, shakeout, start_agent};
+use common::{free_port, self_signed, shakeout, start_agent};
 use serde_json::Value;
 use shakeout_agent::server::{serve, Limits, ServerConfig, Tokens};
 use shakeout_agent::{Agent, AgentConfig};
@@ -474,45 +474,12 @@ spec:
     assert!(!rules.contains("shakeout:"), "rule left behind:\n{rules}");
 }
 
-/// A self-signed certificate for 127.0.0.1 (its own CA) via the openssl CLI.
-fn self_signed(dir: &Path, stem: &str) -> Option<(PathBuf, PathBuf)> {
-    let (cert, key) = (
-        dir.join(format!("{stem}.pem")),
-        dir.join(format!("{stem}.key")),
-    );
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=agent",
-        ])
-        .args([
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status();
-    made.is_ok_and(|s| s.success()).then_some((cert, key))
-}
-
 #[test]
 fn preflight_over_tls_trusts_only_the_configured_ca() {
     let dir = tempfile::tempdir().unwrap();
     let (Some((cert, key)), Some((other, _))) = (
-        self_signed(dir.path(), "agent"),
-        self_signed(dir.path(), "other"),
+        self_signed(dir.path(), "agent", "IP:127.0.0.1"),
+        self_signed(dir.path(), "other", "IP:127.0.0.1"),
     ) else {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -656,6 +623,28 @@ fn start_agent_ci(dir: &Path) -> (Child, String) {
     (agent, addr.to_string())
 }
 
+/// An experiment with one long network fault (`network`: its effect and filter) on the
+/// agent at `addr`, in the network namespace of process `pid`.
+fn network_fault_on_agent(name: &str, fault: &str, addr: &str, network: &str, pid: u32) -> String {
+    format!(
+        r#"apiVersion: shakeout/v1
+kind: Experiment
+metadata: {{ name: {name} }}
+spec:
+  duration: 60s
+  agents:
+    node: {{ url: "http://{addr}", tokenFrom: {{ env: AGENT_TOKEN }}, lease: 30s }}
+  probes:
+    - {{ name: p, tcp: {{ address: "{addr}" }}, rate: 10/s }}
+  faults:
+    - name: {fault}
+      at: 300ms
+      duration: 50s
+      network: {{ agent: node, {network}, namespace: {{ pid: {pid} }} }}
+"#
+    )
+}
+
 #[test]
 fn agent_killed_holding_a_network_fault_sweeps_it_on_restart() {
     if !root_or_skip("agent_killed_holding_a_network_fault_sweeps_it_on_restart") {
@@ -668,26 +657,14 @@ fn agent_killed_holding_a_network_fault_sweeps_it_on_restart() {
         .spawn()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("tokens"), format!("ci:{SECRET}\n")).unwrap();
     let (mut agent, addr) = start_agent_ci(dir.path());
     let case = Case::new();
-    let file = case.write(&format!(
-        r#"apiVersion: shakeout/v1
-kind: Experiment
-metadata: {{ name: orphaned-rule }}
-spec:
-  duration: 60s
-  agents:
-    node: {{ url: "http://{addr}", tokenFrom: {{ env: AGENT_TOKEN }}, lease: 30s }}
-  probes:
-    - {{ name: p, tcp: {{ address: "{addr}" }}, rate: 10/s }}
-  faults:
-    - name: cut
-      at: 300ms
-      duration: 50s
-      network: {{ agent: node, blackhole: true, to: {{ ports: [9] }}, namespace: {{ pid: {} }} }}
-"#,
-        holder.id()
+    let file = case.write(&network_fault_on_agent(
+        "orphaned-rule",
+        "cut",
+        &addr,
+        "blackhole: true, to: { ports: [9] }",
+        holder.id(),
     ));
     let mut controller = case.command(&file).spawn().unwrap();
     wait_for("the rule in the namespace", Duration::from_secs(10), || {
@@ -767,27 +744,9 @@ fn nfqueue_fails_open_when_the_agent_process_is_killed() {
             .is_ok_and(|s| s.success())
     });
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("tokens"), format!("ci:{SECRET}\n")).unwrap();
     let (mut agent, addr) = start_agent_ci(dir.path());
     let case = Case::new();
-    let file = case.write(&format!(
-        r#"apiVersion: shakeout/v1
-kind: Experiment
-metadata: {{ name: fail-open }}
-spec:
-  duration: 60s
-  agents:
-    node: {{ url: "http://{addr}", tokenFrom: {{ env: AGENT_TOKEN }}, lease: 30s }}
-  probes:
-    - {{ name: p, tcp: {{ address: "{addr}" }}, rate: 10/s }}
-  faults:
-    - name: slow
-      at: 300ms
-      duration: 50s
-      network: {{ agent: node, latency: {{ delay: 2s }}, to: {{ ports: [{port}], protocol: tcp }}, namespace: {{ pid: {} }}, mechanism: nfqueue }}
-"#,
-        listener.id()
-    ));
+    let file = case.write(&network_fault_on_agent("fail-open", "slow", &addr, &format!("latency: {{ delay: 2s }}, to: {{ ports: [{port}], protocol: tcp }}, mechanism: nfqueue"), listener.id()));
     let mut controller = case.command(&file).spawn().unwrap();
     wait_for("the NFQUEUE rule", Duration::from_secs(10), || {
         ns.has_shakeout_iptables_rule()

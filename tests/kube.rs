@@ -349,15 +349,22 @@ fn a_selector_that_matches_nothing_stops_the_run_before_it_starts() {
     assert!(case.fake.deleted().is_empty());
 }
 
-#[test]
-fn an_rbac_denial_reaches_the_user_and_fails_the_fault() {
+/// Delete one of `replicas` checkout pods while the API server answers the first `times`
+/// DELETEs with `status`.
+fn delete_one_answered(replicas: u32, status: u16, times: u32) -> (Case, Output, Value) {
     let case = Case::new();
-    case.checkout(2, &["node-1"], Duration::from_millis(100));
+    case.checkout(replicas, &["node-1"], Duration::from_millis(100));
     case.fake
-        .fail_next("DELETE", "/api/v1/namespaces/shop/pods", 403, 1);
+        .fail_next("DELETE", "/api/v1/namespaces/shop/pods", status, times);
     let (faults, _) = delete_fault("mode: one", 100);
     let file = case.write(&faults, "");
     let (out, report) = case.run(&file, &[]);
+    (case, out, report)
+}
+
+#[test]
+fn an_rbac_denial_reaches_the_user_and_fails_the_fault() {
+    let (case, out, report) = delete_one_answered(2, 403, 1);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let f = fault(&report, "lose-pods");
     assert_eq!(f["status"], "failed");
@@ -374,13 +381,7 @@ fn an_rbac_denial_reaches_the_user_and_fails_the_fault() {
 
 #[test]
 fn a_pod_gone_before_the_delete_is_said_so_and_not_counted() {
-    let case = Case::new();
-    case.checkout(1, &["node-1"], Duration::from_millis(100));
-    case.fake
-        .fail_next("DELETE", "/api/v1/namespaces/shop/pods", 404, 1);
-    let (faults, _) = delete_fault("mode: one", 100);
-    let file = case.write(&faults, "");
-    let (out, report) = case.run(&file, &[]);
+    let (case, out, report) = delete_one_answered(1, 404, 1);
     let f = fault(&report, "lose-pods");
     assert_eq!(f["status"], "failed", "nothing was deleted: {f:#}");
     assert_eq!(f["pods"]["deleted"], 0);
@@ -395,13 +396,7 @@ fn a_pod_gone_before_the_delete_is_said_so_and_not_counted() {
 
 #[test]
 fn throttling_is_retried_with_backoff() {
-    let case = Case::new();
-    case.checkout(2, &["node-1"], Duration::from_millis(100));
-    case.fake
-        .fail_next("DELETE", "/api/v1/namespaces/shop/pods", 429, 2);
-    let (faults, _) = delete_fault("mode: one", 100);
-    let file = case.write(&faults, "");
-    let (out, report) = case.run(&file, &[]);
+    let (case, out, report) = delete_one_answered(2, 429, 2);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(fault(&report, "lose-pods")["pods"]["deleted"], 1);
     let deletes = case
@@ -886,21 +881,7 @@ fn a_network_fault_on_pods_lands_in_the_pods_namespace_and_leaves_nothing() {
 
 /// A self-signed certificate for the name the chart's agent certificates carry.
 fn agent_certificate(dir: &Path) -> Option<(PathBuf, PathBuf)> {
-    let (cert, key) = (dir.join("agent.pem"), dir.join("agent.key"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=shakeout-agent"])
-        .args(["-addext", "subjectAltName=DNS:shakeout-agent"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status();
-    made.is_ok_and(|s| s.success()).then_some((cert, key))
+    common::self_signed(dir, "shakeout-agent", "DNS:shakeout-agent")
 }
 
 #[test]

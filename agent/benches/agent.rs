@@ -130,6 +130,21 @@ struct DelayPoint {
 }
 
 impl DelayPoint {
+    /// This point's line of the delay-fidelity table.
+    fn row(&self, mechanism: &str, delay_ms: u64) -> String {
+        format!(
+            "| {mechanism} | {delay_ms} ms | {}/{} | {:.3} / {:.3} | {:.3} / {:.3} | {:+.3} | {:+.3} |",
+            self.faulty.received,
+            self.faulty.sent,
+            ms(&self.base.delay, 0.5),
+            ms(&self.base.delay, 0.99),
+            ms(&self.faulty.delay, 0.5),
+            ms(&self.faulty.delay, 0.99),
+            self.err(0.5),
+            self.err(0.99)
+        )
+    }
+
     fn err(&self, q: f64) -> f64 {
         ms(&self.faulty.delay, q) - ms(&self.base.delay, q) - self.delay_ms
     }
@@ -485,17 +500,7 @@ async fn main() {
         let mut rows = Vec::new();
         for d in [50, 10] {
             let p = delay_point(&lab, &net, Mechanism::Nfqueue, d, 1_000, scale.delay_secs).await;
-            println!(
-                "| nfqueue | {d} ms | {}/{} | {:.3} / {:.3} | {:.3} / {:.3} | {:+.3} | {:+.3} |",
-                p.faulty.received,
-                p.faulty.sent,
-                ms(&p.base.delay, 0.5),
-                ms(&p.base.delay, 0.99),
-                ms(&p.faulty.delay, 0.5),
-                ms(&p.faulty.delay, 0.99),
-                p.err(0.5),
-                p.err(0.99)
-            );
+            println!("{}", p.row("nfqueue", d));
             goals.push((
                 format!(
                     "nfqueue delay p50 error ≤ {GOAL_DELAY_ERR_MS} ms at 1k packets/s ({d} ms)"
@@ -510,17 +515,7 @@ async fn main() {
         for d in [50, 10] {
             if netem.available {
                 let p = delay_point(&lab, &net, Mechanism::Netem, d, 1_000, scale.delay_secs).await;
-                println!(
-                    "| netem | {d} ms | {}/{} | {:.3} / {:.3} | {:.3} / {:.3} | {:+.3} | {:+.3} |",
-                    p.faulty.received,
-                    p.faulty.sent,
-                    ms(&p.base.delay, 0.5),
-                    ms(&p.base.delay, 0.99),
-                    ms(&p.faulty.delay, 0.5),
-                    ms(&p.faulty.delay, 0.99),
-                    p.err(0.5),
-                    p.err(0.99)
-                );
+                println!("{}", p.row("netem", d));
                 let mut j = p.json();
                 j["mechanism"] = json!("netem");
                 rows.push(j);

@@ -62,3 +62,31 @@ pub fn start_agent(
         .unwrap();
     (agent, addr)
 }
+
+/// A self-signed certificate (its own CA) from the openssl CLI, valid for `san`
+/// (`IP:127.0.0.1`, `DNS:shakeout-agent`), as `dir/STEM.pem` and `dir/STEM.key`; `None`
+/// when openssl is missing (callers skip, or fail under CI).
+pub fn self_signed(
+    dir: &std::path::Path,
+    stem: &str,
+    san: &str,
+) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let (cert, key) = (
+        dir.join(format!("{stem}.pem")),
+        dir.join(format!("{stem}.key")),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", &format!("/CN={stem}")])
+        .args(["-addext", &format!("subjectAltName={san}")])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status();
+    made.is_ok_and(|s| s.success()).then_some((cert, key))
+}
