@@ -42,6 +42,13 @@ pub enum Command {
     /// Run the sample HTTP service used by the demo and the tests.
     #[command(hide = true)]
     SampleService(crate::sample::SampleArgs),
+    /// The embedded agent's guardian process; `run` starts it (reads its token on stdin).
+    #[command(hide = true)]
+    Guardian {
+        /// Directory of the guardians' state directories and audit log.
+        #[arg(long)]
+        state_root: PathBuf,
+    },
 }
 
 /// Options of `shakeout run`.
@@ -151,6 +158,7 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Demo(args) => crate::run::run_demo(&args),
         Command::Agents(args) => crate::kube::agents::list_command(&args),
         Command::SampleService(args) => crate::sample::main(args),
+        Command::Guardian { state_root } => shakeout_agent::guardian::main(state_root),
     }
 }
 

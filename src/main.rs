@@ -4,7 +4,10 @@ use clap::Parser;
 
 fn main() {
     let cli = shakeout::cli::Cli::parse();
-    shakeout::cli::init_tracing(cli.verbose);
+    // The guardian sets up its own logging (to its log file, at info).
+    if !matches!(cli.command, shakeout::cli::Command::Guardian { .. }) {
+        shakeout::cli::init_tracing(cli.verbose);
+    }
     let code = shakeout::cli::execute(cli);
     std::process::exit(code);
 }

@@ -626,14 +626,35 @@ pub fn preflight_file(file: &Path) -> i32 {
         }
     };
     block_on_command(async {
-        let agents = match crate::fault::connect(&exp) {
+        let mut agents = match crate::fault::connect(&exp) {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("{e}");
                 return exit::CANNOT_RUN;
             }
         };
+        // The embedded agent is checked as `run` will use it: its guardian started,
+        // asked what it can do, and stopped (it applies nothing; it does sweep what a
+        // dead controller left, as a run's start would).
+        let mut local = None;
+        if crate::fault::needs_embedded(&exp) {
+            match embedded::Embedded::start().await {
+                Ok((e, swept)) => {
+                    for line in swept {
+                        println!("embedded agent swept what a dead controller left: {line}");
+                    }
+                    agents.embedded = Some(e.client.clone());
+                    local = Some(e);
+                }
+                Err(e) => eprintln!("{e}"),
+            }
+        }
         let mut checks = crate::fault::preflight::check(&exp, &agents).await;
+        if let Some(e) = local {
+            for failed in e.stop().await {
+                eprintln!("embedded agent: {failed}");
+            }
+        }
         match connect_cluster(&exp).await {
             Ok(None) => {}
             Ok(Some((c, a))) => {

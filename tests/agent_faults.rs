@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use common::netns::Netns;
 use common::{free_port, self_signed, shakeout, start_agent};
 use serde_json::Value;
 use shakeout_agent::server::{serve, Limits, ServerConfig, Tokens};
@@ -474,6 +475,77 @@ spec:
     assert!(!rules.contains("shakeout:"), "rule left behind:\n{rules}");
 }
 
+/// `preflight` checks the embedded agent the way `run` uses it: it starts the guardian,
+/// reads what it can do, and says what is missing. As root the demo is ready; the same
+/// binary run as an unprivileged user (uid 65534) is not, and says it lacks CAP_NET_ADMIN.
+#[test]
+fn preflight_checks_the_embedded_agent_and_says_what_is_missing() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/demo.yaml");
+    let case = Case::new();
+    let out = shakeout()
+        .arg("preflight")
+        .arg(&demo)
+        .env("SHAKEOUT_STATE_DIR", case.path("state"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("agent embedded (http://127.0.0.1:"), "{text}");
+    if !root_or_skip("preflight_checks_the_embedded_agent_and_says_what_is_missing (as root)") {
+        return;
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("ready") && text.contains("CAP_NET_ADMIN"),
+        "{text}"
+    );
+    // No guardian is left once preflight has answered.
+    assert!(
+        !std::fs::read_dir(case.path("state/embedded"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.path().is_dir()),
+        "a guardian state directory was left behind"
+    );
+
+    // The same, unprivileged: a copy of the binary and a state root it may use.
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bin = open.path().join("shakeout");
+    std::fs::copy(env!("CARGO_BIN_EXE_shakeout"), &bin).unwrap();
+    let exp = open.path().join("demo.yaml");
+    std::fs::copy(&demo, &exp).unwrap();
+    let out = Command::new(&bin)
+        .arg("preflight")
+        .arg(&exp)
+        .env("SHAKEOUT_STATE_DIR", open.path().join("state"))
+        .env("HOME", open.path())
+        .current_dir(open.path())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("NOT READY")
+            && text.contains("runs as uid 65534")
+            && text.contains("network faults need CAP_NET_ADMIN"),
+        "{text}"
+    );
+}
+
 #[test]
 fn preflight_over_tls_trusts_only_the_configured_ca() {
     let dir = tempfile::tempdir().unwrap();
@@ -581,43 +653,6 @@ spec:
     assert_eq!(report["faults"][0]["status"], "reverted");
 }
 
-/// A network namespace of the test's own, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Self {
-        let name = format!("so-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        assert!(Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap()
-            .success());
-        assert!(Command::new("ip")
-            .args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"])
-            .status()
-            .unwrap()
-            .success());
-        Netns(name)
-    }
-    fn has_shakeout_table(&self) -> bool {
-        Command::new("ip")
-            .args([
-                "netns", "exec", &self.0, "nft", "list", "table", "inet", "shakeout",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 fn start_agent_ci(dir: &Path) -> (Child, String) {
     let (agent, addr) = start_agent(dir, &format!("ci:{SECRET}"), &[]);
     (agent, addr.to_string())
@@ -689,28 +724,6 @@ fn agent_killed_holding_a_network_fault_sweeps_it_on_restart() {
     agent.wait().unwrap();
     holder.kill().unwrap();
     holder.wait().unwrap();
-}
-
-impl Netns {
-    fn has_shakeout_iptables_rule(&self) -> bool {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.0, "iptables", "-S"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains("shakeout:")
-    }
-
-    /// How long a TCP connect to 127.0.0.1:port inside the namespace takes (bash's /dev/tcp).
-    fn connect_time(&self, port: u16) -> Duration {
-        let started = Instant::now();
-        let status = Command::new("ip")
-            .args(["netns", "exec", &self.0, "timeout", "10", "bash", "-c"])
-            .arg(format!("exec 3<>/dev/tcp/127.0.0.1/{port}"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "connect to {port} in {} failed", self.0);
-        started.elapsed()
-    }
 }
 
 #[test]

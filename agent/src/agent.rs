@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Action, Audit, Entry};
 use crate::error::{AgentError, Result};
-use crate::fault::net::Net;
+use crate::fault::net::{Net, Reverted};
 use crate::fault::process;
 use crate::fault::target::ProcRoot;
 use crate::lease::{self, Expiry, Lease};
@@ -92,6 +92,8 @@ struct Active {
     /// Exclusive-target keys (a paused pid, a network namespace).
     locks: Vec<String>,
     target: String,
+    /// Failed reverts so far: each retry waits longer (1 s doubling to 60 s).
+    attempts: u32,
 }
 
 #[derive(Debug, Default)]
@@ -153,7 +155,7 @@ impl Agent {
         let audit = Audit::open(&audit_path).map_err(|e| internal("audit log", &e))?;
         let metrics = Metrics::new();
         let net = Net::new(&config.state_dir);
-        let last_sweep = sweep::startup_sweep(
+        let (last_sweep, unreverted) = sweep::startup_sweep(
             &ledger,
             &net,
             &config.proc_root,
@@ -183,6 +185,21 @@ impl Agent {
             for id in &inner.last_sweep.ledger_reverted {
                 state.bury(id.clone());
             }
+            // What the sweep could not revert is held like any fault, due at once: the
+            // reaper retries it with backoff, `GET /v1/faults` lists it, and the metrics
+            // count it, until it is reverted (it stays in the ledger meanwhile).
+            for record in unreverted {
+                let active = Active {
+                    locks: apply::locks_of(&record),
+                    target: apply::describe(&record.spec),
+                    lease: Lease::due_now(),
+                    attempts: 1,
+                    record,
+                };
+                state.faults.insert(active.record.id.clone(), active);
+            }
+            inner.metrics.active(state.faults.len());
+            inner.metrics.pending_reverts(state.faults.len());
         }
         let agent = Agent { inner };
         tokio::spawn(lease::reaper(agent.clone(), agent.inner.cancel.clone()));
@@ -314,7 +331,14 @@ impl Agent {
                     false => Err(AgentError::Internal(errors.join("; "))),
                 }
             }
-            Done::Net { applied } => self.inner.net.revert(applied).await.map_err(Into::into),
+            Done::Net { applied } => match self.inner.net.revert(applied).await {
+                Ok(Reverted::Done) => Ok(()),
+                Ok(Reverted::NamespaceGone(inode)) => {
+                    tracing::info!(id = %active.record.id, inode, "network namespace gone: nothing left to revert");
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            },
             Done::NetPending => Ok(()),
         };
         let result = result.and_then(|()| Ok(self.inner.ledger.remove(&active.record.id)?));
@@ -327,11 +351,15 @@ impl Agent {
             Err(error) => {
                 tracing::error!(id = %active.record.id, %error, "revert failed; retrying");
                 self.inner.metrics.fault(FaultEvent::Failed, kind);
-                active.lease.retry_later();
+                active.attempts += 1;
+                active.lease.retry_later(active.attempts);
                 state.faults.insert(active.record.id.clone(), active);
             }
         }
         self.inner.metrics.active(state.faults.len());
+        self.inner
+            .metrics
+            .pending_reverts(state.faults.values().filter(|a| a.attempts > 0).count());
         result
     }
 
@@ -360,43 +388,78 @@ impl Agent {
             fault_kinds: caller.policy.fault_kinds.clone(),
             max_duration: caller.policy.max_duration,
             last_sweep: self.inner.last_sweep.clone(),
+            privileges: Some(privileges()),
         }
     }
 
     /// Revert everything, within the configured grace, and stop the reaper. New applies
     /// are refused from the moment this is called.
     pub async fn shutdown(&self) -> ShutdownReport {
+        self.drain(self.inner.grace).await
+    }
+
+    /// Refuse new faults, then revert every fault held, retrying failed reverts every
+    /// second until none is left or `grace` has passed; what is still applied then stays
+    /// in the ledger for the next start-up sweep. Stops the reaper.
+    pub async fn drain(&self, grace: Duration) -> ShutdownReport {
         self.inner.stopping.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + grace;
         let mut report = ShutdownReport::default();
-        let work = async {
-            let mut state = self.inner.state.lock().await;
-            let ids: Vec<String> = state.faults.keys().cloned().collect();
-            for id in ids {
-                let Some(active) = state.faults.remove(&id) else {
-                    continue;
-                };
-                let mut entry = Entry::new(Action::Revert, "-");
-                entry.experiment = active.record.experiment.clone();
-                entry.fault = active.record.fault.clone();
-                entry.fault_id = id.clone();
-                entry.target = active.target.clone();
-                let result = self.undo(&mut state, active, None).await;
-                match &result {
-                    Ok(()) => report.reverted.push(id),
-                    Err(e) => report.failed.push(format!("{id}: {e}")),
+        let mut last_error: BTreeMap<String, String> = BTreeMap::new();
+        loop {
+            let pass = async {
+                let mut state = self.inner.state.lock().await;
+                let ids: Vec<String> = state.faults.keys().cloned().collect();
+                for id in ids {
+                    let Some(active) = state.faults.remove(&id) else {
+                        continue;
+                    };
+                    let mut entry = Entry::new(Action::Revert, "-");
+                    entry.experiment = active.record.experiment.clone();
+                    entry.fault = active.record.fault.clone();
+                    entry.fault_id = id.clone();
+                    entry.target = active.target.clone();
+                    let result = self.undo(&mut state, active, None).await;
+                    match &result {
+                        Ok(()) => {
+                            last_error.remove(&id);
+                            report.reverted.push(id);
+                        }
+                        Err(e) => {
+                            last_error.insert(id, e.to_string());
+                        }
+                    }
+                    self.inner
+                        .audit
+                        .record(entry.outcome(&result).note("agent shutdown"));
                 }
-                self.inner
-                    .audit
-                    .record(entry.outcome(&result).note("agent shutdown"));
+                state.faults.is_empty()
+            };
+            let done = match tokio::time::timeout_at(deadline, pass).await {
+                Ok(done) => done,
+                Err(_) => {
+                    report.failed.push(format!(
+                        "shutdown grace of {} passed during a revert; what is left stays in the ledger",
+                        Dur(grace)
+                    ));
+                    break;
+                }
+            };
+            if done || Instant::now() + Duration::from_secs(1) > deadline {
+                break;
             }
-            // Failed reverts were put back for a retry; there is no later now.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        {
+            let mut state = self.inner.state.lock().await;
+            for id in state.faults.keys() {
+                let why = last_error.get(id).map_or("not reverted", String::as_str);
+                report.failed.push(format!(
+                    "{id}: {why} (kept in the ledger for the next start-up sweep)"
+                ));
+            }
+            // There is no later for them in this process.
             state.faults.clear();
-        };
-        if tokio::time::timeout(self.inner.grace, work).await.is_err() {
-            report.failed.push(format!(
-                "shutdown grace of {} passed; what is left stays in the ledger",
-                Dur(self.inner.grace)
-            ));
         }
         self.inner.cancel.cancel();
         tracing::info!(reverted = ?report.reverted, failed = ?report.failed, "agent shut down");
@@ -443,7 +506,9 @@ impl Agent {
             let Some(active) = state.faults.remove(&id) else {
                 continue;
             };
+            let retry = active.attempts;
             let action = match why {
+                _ if retry > 0 => Action::Revert,
                 Expiry::Lease => Action::Expire,
                 Expiry::End => Action::End,
             };
@@ -454,8 +519,39 @@ impl Agent {
             entry.target = active.target.clone();
             tracing::info!(%id, reason = why.label(), "fault due; reverting");
             let result = self.undo(&mut state, active, Some(why)).await;
+            if retry > 0 {
+                entry = entry.note(format!("retry {retry} of a revert that failed"));
+            }
             self.inner.audit.record(entry.outcome(&result));
         }
+    }
+}
+
+/// Capabilities faults use, by bit number in `CapEff`.
+const CAPABILITIES: [(u32, &str); 4] = [
+    (5, "CAP_KILL"),
+    (12, "CAP_NET_ADMIN"),
+    (19, "CAP_SYS_PTRACE"),
+    (21, "CAP_SYS_ADMIN"),
+];
+
+/// This process's effective uid and the capabilities among [`CAPABILITIES`] it holds.
+fn privileges() -> shakeout_api::Privileges {
+    let eff = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    shakeout_api::Privileges {
+        uid: nix::unistd::geteuid().as_raw(),
+        capabilities: CAPABILITIES
+            .iter()
+            .filter(|(bit, _)| eff & (1 << bit) != 0)
+            .map(|(_, name)| name.to_string())
+            .collect(),
     }
 }
 

@@ -12,6 +12,9 @@ use crate::agent::Agent;
 /// Lease when the request names none.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
+/// Longest wait between two tries of a revert that keeps failing.
+pub const MAX_RETRY: Duration = Duration::from_secs(60);
+
 /// Upper bound between reaper passes. The reaper sleeps until the next due fault and is
 /// woken on every change, so this only bounds lateness if a wake-up were ever missed;
 /// expiry happens within this of its deadline on a machine that schedules us at all.
@@ -93,9 +96,16 @@ impl Lease {
         }
     }
 
-    /// Retry a failed revert soon, without spinning.
-    pub fn retry_later(&mut self) {
-        self.deadline = Instant::now() + Duration::from_secs(1);
+    /// A lease already due: for a ledger entry the start-up sweep could not revert.
+    pub fn due_now() -> Lease {
+        Lease::start(Duration::ZERO, Duration::ZERO)
+    }
+
+    /// Retry a failed revert later, without spinning: after 1 s, doubling with each
+    /// failed `attempt` up to [`MAX_RETRY`].
+    pub fn retry_later(&mut self, attempt: u32) {
+        let wait = Duration::from_secs(1u64 << attempt.saturating_sub(1).min(6)).min(MAX_RETRY);
+        self.deadline = Instant::now() + wait;
         self.ends = self.ends.max(self.deadline);
     }
 }

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cli;
 pub mod error;
 pub mod fault;
+pub mod guardian;
 pub mod lease;
 pub mod ledger;
 pub mod policy;

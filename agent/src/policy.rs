@@ -49,6 +49,10 @@ pub struct TokenPolicy {
     /// Process names protected for this token, on top of the global list.
     #[serde(default)]
     pub protected_names: Vec<String>,
+    /// Signals this token may send with `kill` (names like `TERM` or numbers); absent:
+    /// any signal but the stop signals, which `kill` never sends.
+    #[serde(default)]
+    pub signals: Option<Vec<String>>,
 }
 
 impl Default for TokenPolicy {
@@ -57,7 +61,39 @@ impl Default for TokenPolicy {
             fault_kinds: all_kinds(),
             max_duration: default_max_duration(),
             protected_names: Vec::new(),
+            signals: None,
         }
+    }
+}
+
+impl TokenPolicy {
+    /// Whether this token may `kill` with `signal`.
+    pub fn allows_signal(&self, signal: nix::sys::signal::Signal) -> bool {
+        self.signals.as_ref().is_none_or(|allowed| {
+            allowed
+                .iter()
+                .any(|s| crate::fault::process::parse_signal(s).is_ok_and(|a| a == signal))
+        })
+    }
+
+    /// Problems with this token's entries, each prefixed with `at` (its place in the file).
+    fn problems(&self, at: &str) -> Option<String> {
+        if let Some(kind) = self
+            .fault_kinds
+            .iter()
+            .find(|k| !ALL_KINDS.contains(&k.as_str()))
+        {
+            return Some(format!(
+                "{at}.faultKinds: unknown kind `{kind}` (valid: {})",
+                ALL_KINDS.join(", ")
+            ));
+        }
+        for signal in self.signals.iter().flatten() {
+            if let Err(e) = crate::fault::process::parse_kill_signal(signal) {
+                return Some(format!("{at}.signals: {}", e.message()));
+            }
+        }
+        None
     }
 }
 
@@ -118,18 +154,17 @@ impl Policy {
             path: shown.clone(),
             message: e.to_string(),
         })?;
-        for (name, token) in &policy.tokens {
-            if let Some(kind) = token
-                .fault_kinds
-                .iter()
-                .find(|k| !ALL_KINDS.contains(&k.as_str()))
-            {
+        let tokens = policy
+            .tokens
+            .iter()
+            .map(|(name, t)| (format!("tokens.{name}"), t));
+        for (at, token) in
+            std::iter::once(("default".to_string(), &policy.default_token)).chain(tokens)
+        {
+            if let Some(message) = token.problems(&at) {
                 return Err(PolicyError::Parse {
                     path: shown,
-                    message: format!(
-                        "tokens.{name}.faultKinds: unknown kind `{kind}` (valid: {})",
-                        ALL_KINDS.join(", ")
-                    ),
+                    message,
                 });
             }
         }
@@ -205,5 +240,24 @@ mod tests {
         std::fs::write(&path, "tokens:\n  ci:\n    faultKinds: [disk]\n").unwrap();
         let err = Policy::load(&path).unwrap_err().to_string();
         assert!(err.contains("tokens.ci.faultKinds"), "{err}");
+    }
+
+    #[test]
+    fn signals_are_checked_and_stop_signals_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, "tokens:\n  ci:\n    signals: [TERM, 9]\n").unwrap();
+        let p = Policy::load(&path).unwrap();
+        let ci = p.for_token("ci");
+        use nix::sys::signal::Signal;
+        assert!(ci.allows_signal(Signal::SIGTERM));
+        assert!(ci.allows_signal(Signal::SIGKILL));
+        assert!(!ci.allows_signal(Signal::SIGHUP));
+        assert!(p.for_token("other").allows_signal(Signal::SIGHUP));
+        for bad in ["[STOP]", "[TSTP]", "[nope]"] {
+            std::fs::write(&path, format!("default:\n  signals: {bad}\n")).unwrap();
+            let err = Policy::load(&path).unwrap_err().to_string();
+            assert!(err.contains("default.signals"), "{err}");
+        }
     }
 }

@@ -41,6 +41,7 @@ impl Metrics {
         };
         with_local_recorder(&m.recorder, || {
             gauge!("shakeout_agent_active_faults").set(0.0);
+            gauge!("shakeout_agent_reverts_pending").set(0.0);
             counter!("shakeout_agent_sweep_cleaned_total").absolute(0);
         });
         m
@@ -69,6 +70,13 @@ impl Metrics {
     pub fn active(&self, n: usize) {
         with_local_recorder(&self.recorder, || {
             gauge!("shakeout_agent_active_faults").set(n as f64)
+        });
+    }
+
+    /// Set the number of faults whose revert failed and is being retried.
+    pub fn pending_reverts(&self, n: usize) {
+        with_local_recorder(&self.recorder, || {
+            gauge!("shakeout_agent_reverts_pending").set(n as f64)
         });
     }
 

@@ -73,15 +73,24 @@ pub async fn check(exp: &Experiment, agents: &Agents) -> Vec<AgentCheck> {
                     "agent {} on kernel {}, cgroup {}",
                     caps.version, caps.kernel, caps.cgroup
                 ));
+                if let Some(p) = &caps.privileges {
+                    let held = match p.capabilities.is_empty() {
+                        true => "none of CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_KILL, CAP_SYS_PTRACE"
+                            .to_owned(),
+                        false => p.capabilities.join(", "),
+                    };
+                    check
+                        .notes
+                        .push(format!("runs as uid {} with {held}", p.uid));
+                }
                 for m in &caps.mechanisms {
                     let state = if m.available {
                         "available".to_owned()
                     } else {
                         format!("unavailable: {}", m.why_not.as_deref().unwrap_or("?"))
                     };
-                    check
-                        .notes
-                        .push(format!("{:?}: {state}", m.mechanism).to_lowercase());
+                    let name = format!("{:?}", m.mechanism).to_lowercase();
+                    check.notes.push(format!("{name}: {state}"));
                 }
                 for f in faults.iter().filter(|f| uses(f, name)) {
                     check.problems.extend(covers(f, &caps));
@@ -131,6 +140,23 @@ pub fn covers(f: &FaultSpec, caps: &Capabilities) -> Vec<String> {
             problems.push(format!(
                 "fault `{}`: duration {d} is above this token's maximum of {}",
                 f.name, caps.max_duration
+            ));
+        }
+    }
+    if let (Some(n), Some(p)) = (&f.network, &caps.privileges) {
+        let missing: Vec<&str> = ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"]
+            .into_iter()
+            .filter(|c| !p.capabilities.iter().any(|h| h == c))
+            .filter(|c| *c == "CAP_NET_ADMIN" || n.namespace.is_some() || n.pods.is_some())
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "fault `{}`: network faults need {} and the agent (uid {}) does not have {}: run it as root, or grant {}",
+                f.name,
+                missing.join(" and "),
+                p.uid,
+                if missing.len() == 1 { "it" } else { "them" },
+                missing.join(" and ")
             ));
         }
     }
@@ -264,6 +290,16 @@ pub async fn check_cluster(
                     "agent {} on kernel {}, cgroup {}",
                     caps.version, caps.kernel, caps.cgroup
                 ));
+                if let Some(p) = &caps.privileges {
+                    let held = match p.capabilities.is_empty() {
+                        true => "none of CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_KILL, CAP_SYS_PTRACE"
+                            .to_owned(),
+                        false => p.capabilities.join(", "),
+                    };
+                    check
+                        .notes
+                        .push(format!("runs as uid {} with {held}", p.uid));
+                }
                 for f in faults {
                     check.problems.extend(covers(f, &caps));
                 }

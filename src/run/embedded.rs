@@ -1,27 +1,47 @@
-//! The embedded agent: when a fault names no agent, the controller runs the agent's own
-//! core and HTTP server in-process on 127.0.0.1 with a fresh random token — the same code
-//! and the same safety (ledger, leases, sweep) as a node agent, no daemon to install.
+//! The embedded agent: when a fault names no agent, the controller starts a guardian,
+//! the agent in a process of its own (`shakeout guardian`, the same binary), and talks
+//! to it over 127.0.0.1 with a fresh random token: the same code and safety (ledger,
+//! leases, sweep) as a node agent, no daemon to install, and faults that outlive neither
+//! the controller nor its lease. `shakeout_agent::guardian` has the guardian's side.
 //!
-//! Each controller process gets its own state directory (`embedded/<pid>-<start time>`), so
-//! concurrent runs never sweep each other's faults; directories left by controllers
-//! that died are swept (their ledgers reverted) and removed at the next start.
+//! The controller holds the write end of the guardian's stdin. Closing it (at the end
+//! of a run, or by dying: the kernel closes it on SIGKILL) tells the guardian to revert
+//! everything and exit; a controller that is stopped (SIGSTOP, Ctrl-Z) stops renewing
+//! its leases, and the guardian reverts each fault at its lease deadline.
 
-use std::path::{Path, PathBuf};
+use std::fs::OpenOptions;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
-use shakeout_agent::server::{serve, Limits, ServerConfig};
-use shakeout_agent::{Agent, AgentConfig};
-use tokio_util::sync::CancellationToken;
+use shakeout_agent::guardian::{Hello, Said, DRAIN_GRACE};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::fault::AgentClient;
 
-/// A running embedded agent. It lives on a thread and runtime of its own: applying a
-/// fault spawns and waits for `iptables`/`nft`, which must never stall the prober.
+/// Lease of each embedded fault. The guardian is on this host, so renewals (every third
+/// of it) cannot be lost to a network; a controller stopped by SIGSTOP or Ctrl-Z has its
+/// faults reverted within this (a dead one at once).
+pub const LEASE: Duration = Duration::from_secs(5);
+
+/// How long the guardian may take to say it is ready: it sweeps what dead guardians
+/// left first, each within its shutdown grace.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// The guardian's log is renamed to `guardian.log.1` when it grows past this at a start.
+const LOG_LIMIT: u64 = 8 << 20;
+
+/// A running guardian.
 pub struct Embedded {
-    shutdown: CancellationToken,
-    done: tokio::sync::oneshot::Receiver<Vec<String>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Lines<BufReader<ChildStdout>>,
     pub client: Arc<AgentClient>,
+    /// The guardian's pid (for messages).
+    pub pid: u32,
 }
 
 /// Where embedded agents keep their ledgers: `SHAKEOUT_STATE_DIR`, else
@@ -42,168 +62,138 @@ pub fn state_root() -> PathBuf {
     home.join(".local/state/shakeout")
 }
 
-/// `/proc/PID/stat` field 22 (start time), to tell a live owner from a recycled pid.
-fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split_whitespace().nth(19)?.parse().ok()
-}
-
-fn owner_alive(dir_name: &str) -> bool {
-    let Some((pid, started)) = dir_name.split_once('-') else {
-        return false;
-    };
-    match (pid.parse::<u32>(), started.parse::<u64>()) {
-        (Ok(pid), Ok(started)) => start_time(pid) == Some(started),
-        _ => false,
-    }
-}
-
-/// An embedded agent reverts only its own ledger: other agents may be live on this host.
-fn embedded_config(state_dir: PathBuf) -> AgentConfig {
-    let mut config = AgentConfig::new(state_dir);
-    config.sweep_tagged_network = false;
-    config
-}
-
-/// Sweep the state directories of controllers that are gone.
-async fn sweep_stale(root: &Path) -> Vec<String> {
-    let mut cleaned = Vec::new();
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return cleaned;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if owner_alive(&name) || !entry.path().is_dir() {
-            continue;
-        }
-        // Starting an agent on the directory runs its sweep: it reverts what the ledger lists.
-        match Agent::start(embedded_config(entry.path())).await {
-            Ok(agent) => {
-                let report = agent.last_sweep().clone();
-                agent.shutdown().await;
-                if report.errors.is_empty() {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-                cleaned.extend(
-                    report
-                        .ledger_reverted
-                        .iter()
-                        .map(|f| format!("{name}: reverted {f}")),
-                );
-                cleaned.extend(report.errors.iter().map(|e| format!("{name}: {e}")));
-            }
-            Err(e) => cleaned.push(format!("{name}: sweep failed: {e}")),
-        }
-    }
-    cleaned
-}
-
 impl Embedded {
-    /// Start the embedded agent (after sweeping what dead controllers left).
+    /// Start the guardian (which first sweeps what dead guardians left) and wait until
+    /// it serves. Returns it and what its sweep cleaned.
     pub async fn start() -> Result<(Embedded, Vec<String>), String> {
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (done_tx, done) = tokio::sync::oneshot::channel();
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let thread = std::thread::Builder::new()
-            .name("embedded-agent".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("embedded agent: runtime: {e}")));
-                        return;
-                    }
-                };
-                runtime.block_on(run(ready_tx, done_tx, stop));
-            })
-            .map_err(|e| format!("embedded agent: cannot start its thread: {e}"))?;
-        let (client, swept) = match ready_rx.await {
-            Ok(Ok(ready)) => ready,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err("embedded agent: its thread ended before it was ready".into()),
+        let root = state_root().join("embedded");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .map_err(|e| format!("embedded agent: cannot create {}: {e}", root.display()))?;
+        let log_path = root.join("guardian.log");
+        if std::fs::metadata(&log_path).is_ok_and(|m| m.len() > LOG_LIMIT) {
+            let _ = std::fs::rename(&log_path, root.join("guardian.log.1"));
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log_path)
+            .map_err(|e| format!("embedded agent: cannot open {}: {e}", log_path.display()))?;
+        // `/proc/self/exe`, not the path we were started by: that file may have been
+        // replaced or deleted since (a rebuild), the running image cannot.
+        let mut child = tokio::process::Command::new("/proc/self/exe")
+            .arg0("shakeout-guardian")
+            .arg("guardian")
+            .arg("--state-root")
+            .arg(&root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(false)
+            .spawn()
+            .map_err(|e| format!("embedded agent: cannot start its guardian process: {e}"))?;
+        let pid = child.id().unwrap_or(0);
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("embedded agent: guardian started without its pipes".into());
         };
+        let secret: String = (0..32)
+            .map(|_| format!("{:x}", rand::random::<u8>() & 0xf))
+            .collect();
+        let hello = serde_json::to_string(&Hello {
+            token: secret.clone(),
+        })
+        .map_err(|e| format!("embedded agent: {e}"))?;
+        stdin
+            .write_all(format!("{hello}\n").as_bytes())
+            .await
+            .map_err(|e| {
+                format!("embedded agent: guardian (pid {pid}) did not take its token: {e}")
+            })?;
+        let mut stdout = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(READY_WITHIN, stdout.next_line()).await;
+        let said = match first {
+            Ok(Ok(Some(line))) => serde_json::from_str::<Said>(&line)
+                .map_err(|e| format!("embedded agent: guardian (pid {pid}) said `{line}`: {e}"))?,
+            Ok(Ok(None)) => {
+                let status = child
+                    .wait()
+                    .await
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                return Err(format!(
+                    "embedded agent: guardian (pid {pid}) ended before it was ready ({status}); see {}",
+                    log_path.display()
+                ));
+            }
+            Ok(Err(e)) => return Err(format!("embedded agent: guardian (pid {pid}): {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "embedded agent: guardian (pid {pid}) not ready within {}; see {}",
+                    humantime::format_duration(READY_WITHIN),
+                    log_path.display()
+                ))
+            }
+        };
+        let (url, swept) = match said {
+            Said::Ready { url, swept, .. } => (url, swept),
+            Said::Error { message } => return Err(format!("embedded agent: {message}")),
+            Said::Stopped { .. } => {
+                return Err(format!(
+                    "embedded agent: guardian (pid {pid}) stopped before it was ready"
+                ))
+            }
+        };
+        let mut client =
+            AgentClient::new("embedded", &url, &secret, None).map_err(|e| e.to_string())?;
+        client.lease = LEASE;
         Ok((
             Embedded {
-                shutdown,
-                done,
-                thread: Some(thread),
+                child,
+                stdin: Some(stdin),
+                stdout,
                 client: Arc::new(client),
+                pid,
             },
             swept,
         ))
     }
 
-    /// Stop serving and revert whatever is still applied; returns what could not be reverted.
+    /// Tell the guardian its controller is done (close its stdin): it reverts whatever
+    /// is still applied and exits. Returns what it could not revert.
     pub async fn stop(mut self) -> Vec<String> {
-        self.shutdown.cancel();
-        let failed = (&mut self.done)
-            .await
-            .unwrap_or_else(|_| vec!["embedded agent thread ended abnormally".into()]);
-        if let Some(t) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        drop(self.stdin.take());
+        let pid = self.pid;
+        let bound = DRAIN_GRACE + Duration::from_secs(5);
+        let said = tokio::time::timeout(bound, async {
+            while let Ok(Some(line)) = self.stdout.next_line().await {
+                if let Ok(said @ Said::Stopped { .. }) = serde_json::from_str::<Said>(&line) {
+                    return Some(said);
+                }
+            }
+            None
+        })
+        .await;
+        let mut failed = match said {
+            Ok(Some(Said::Stopped { failed, .. })) => failed,
+            Ok(_) => vec![format!(
+                "the guardian (pid {pid}) ended without saying what it reverted"
+            )],
+            Err(_) => vec![format!(
+                "the guardian (pid {pid}) is still reverting after {}; it keeps trying, and what it cannot revert stays in its ledger for the next run's sweep",
+                humantime::format_duration(bound)
+            )],
+        };
+        // It exits right after saying so; never kill it: it may still hold a fault.
+        match tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await {
+            Ok(Ok(status)) if status.success() => {}
+            Ok(Ok(status)) if failed.is_empty() => {
+                failed.push(format!("the guardian (pid {pid}) exited with {status}"))
+            }
+            _ => {}
         }
         failed
     }
-}
-
-type Ready = Result<(AgentClient, Vec<String>), String>;
-
-/// The embedded agent's life on its own runtime: sweep, start, serve, shut down.
-async fn run(
-    ready: tokio::sync::oneshot::Sender<Ready>,
-    done: tokio::sync::oneshot::Sender<Vec<String>>,
-    stop: CancellationToken,
-) {
-    let started = async {
-        let root = state_root().join("embedded");
-        std::fs::create_dir_all(&root)
-            .map_err(|e| format!("embedded agent: cannot create {}: {e}", root.display()))?;
-        let swept = sweep_stale(&root).await;
-        let me = std::process::id();
-        let state_dir = root.join(format!("{me}-{}", start_time(me).unwrap_or(0)));
-        let agent = Agent::start(embedded_config(state_dir.clone()))
-            .await
-            .map_err(|e| format!("embedded agent: {e}"))?;
-        let secret: String = (0..32)
-            .map(|_| format!("{:x}", rand::random::<u8>() & 0xf))
-            .collect();
-        let tokens = shakeout_agent::server::Tokens::parse(&format!("controller:{secret}"))
-            .map_err(|(_, e)| format!("embedded agent token: {e}"))?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| format!("embedded agent: cannot listen on 127.0.0.1: {e}"))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| format!("embedded agent: {e}"))?;
-        let client = AgentClient::new("embedded", &format!("http://{addr}"), &secret, None)
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>((agent, listener, tokens, client, swept, state_dir))
-    };
-    let (agent, listener, tokens, client, swept, state_dir) = match started.await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            let _ = done.send(Vec::new());
-            return;
-        }
-    };
-    let config = ServerConfig {
-        tokens,
-        tls: None,
-        limits: Limits::default(),
-    };
-    let server = tokio::spawn(serve(listener, agent.clone(), config, stop.clone()));
-    let _ = ready.send(Ok((client, swept)));
-    stop.cancelled().await;
-    let _ = server.await;
-    let report = agent.shutdown().await;
-    if report.failed.is_empty() {
-        let _ = std::fs::remove_dir_all(&state_dir);
-    }
-    let _ = done.send(report.failed);
 }

@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+pub mod netns;
+
 /// The `shakeout` binary under test.
 pub fn shakeout() -> Command {
     Command::new(env!("CARGO_BIN_EXE_shakeout"))

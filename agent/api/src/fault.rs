@@ -260,6 +260,21 @@ pub struct Capabilities {
     pub max_duration: Dur,
     /// What the start-up sweep cleaned.
     pub last_sweep: SweepReport,
+    /// Who the agent runs as (absent from agents before 0.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileges: Option<Privileges>,
+}
+
+/// The agent process's user and the capabilities faults need.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Privileges {
+    /// Effective user id.
+    pub uid: u32,
+    /// Effective capabilities among those faults use: `CAP_NET_ADMIN` (network faults),
+    /// `CAP_SYS_ADMIN` (entering another network namespace), `CAP_KILL` (signals to
+    /// other users' processes), `CAP_SYS_PTRACE` (reading other users' `/proc` entries).
+    pub capabilities: Vec<String>,
 }
 
 /// One mechanism on this node.
@@ -282,7 +297,11 @@ pub struct SweepReport {
     pub rules_deleted: Vec<String>,
     /// Paused processes continued.
     pub processes_continued: Vec<u32>,
-    /// What could not be cleaned, and why.
+    /// Ledger entries whose target no longer exists (a network namespace that is gone,
+    /// with every rule in it): nothing was left to revert, and the entry was removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gone: Vec<String>,
+    /// What could not be cleaned, and why. Those ledger entries are kept and retried.
     pub errors: Vec<String>,
 }
 

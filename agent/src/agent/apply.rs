@@ -102,7 +102,7 @@ fn check_duration(duration: Dur, policy: &TokenPolicy) -> Result<Duration> {
     Ok(duration.0)
 }
 
-fn describe(spec: &FaultSpec) -> String {
+pub(super) fn describe(spec: &FaultSpec) -> String {
     match spec {
         FaultSpec::Process(p) => {
             let action = match &p.action {
@@ -157,7 +157,22 @@ impl Ctx<'_> {
     ) -> Result<ApplyResponse> {
         let inner = &self.agent.inner;
         let signal = match &spec.action {
-            ProcessAction::Kill { signal } => Some(process::parse_signal(signal)?),
+            ProcessAction::Kill { signal } => {
+                let signal = process::parse_kill_signal(signal)?;
+                if !self.caller.policy.allows_signal(signal) {
+                    return Err(AgentError::Forbidden(format!(
+                        "token {} may not send {signal} (allowed: {})",
+                        self.caller.name,
+                        self.caller
+                            .policy
+                            .signals
+                            .as_deref()
+                            .unwrap_or_default()
+                            .join(", ")
+                    )));
+                }
+                Some(signal)
+            }
             ProcessAction::Pause => None,
         };
         let duration = match signal {
@@ -165,7 +180,19 @@ impl Ctx<'_> {
             None => check_duration(self.req.duration, &self.caller.policy)?,
         };
         let matches = target::resolve(&inner.proc_root, &spec.target)?;
-        self.refuse_protected(&matches)?;
+        self.refuse_protected(&matches)
+            .map_err(|e| match (e, spec.target.pid) {
+                // Say so when the id given was a thread: the check was on its process.
+                (AgentError::ProtectedTarget(m), Some(tid))
+                    if matches.iter().all(|p| p.pid != tid) =>
+                {
+                    AgentError::ProtectedTarget(format!(
+                    "{tid} is a thread of process {}, and signals act on the whole process: {m}",
+                    matches.first().map_or(0, |p| p.pid)
+                ))
+                }
+                (e, _) => e,
+            })?;
         let seed = spec.seed.unwrap_or_else(rand::random);
         let chosen = target::select(matches, spec.select.as_ref(), seed)?;
         let targets = chosen.iter().map(Proc::info).collect();
@@ -406,11 +433,35 @@ impl Ctx<'_> {
                 lease,
                 locks,
                 target,
+                attempts: 0,
             },
         );
         inner.metrics.fault(FaultEvent::Applied, kind);
         inner.metrics.active(state.faults.len());
         inner.wake.notify_one();
+    }
+}
+
+/// The exclusive-target keys of a ledger record, as `apply` takes them: its paused
+/// processes, or the network namespace it changed.
+pub(super) fn locks_of(record: &Record) -> Vec<String> {
+    match &record.done {
+        Done::Paused { pids } => pids
+            .iter()
+            .map(|p| format!("pid {} (started at tick {})", p.pid, p.start_time))
+            .collect(),
+        Done::Net { applied } => {
+            let inode = applied
+                .detail
+                .get("namespace")
+                .and_then(|n| n.get("inode"))
+                .and_then(|i| i.as_u64());
+            match inode {
+                Some(i) => vec![format!("netns net:[{i}]")],
+                None => Vec::new(),
+            }
+        }
+        Done::NetPending => Vec::new(),
     }
 }
 

@@ -6,14 +6,15 @@
 use shakeout_api::{FaultSpec, NetNamespace, SweepReport};
 
 use crate::audit::{Action, Audit, Entry};
-use crate::fault::net::Net;
+use crate::fault::net::{Net, Reverted};
 use crate::fault::process;
 use crate::fault::target::ProcRoot;
-use crate::ledger::{Done, Ledger};
+use crate::ledger::{Done, Ledger, Record};
 use crate::telemetry::Metrics;
 
 /// Run the sweep and report it (log, metrics, audit; the caller keeps it for
-/// `capabilities.lastSweep`).
+/// `capabilities.lastSweep`). Returns too the records it could not revert: they stay
+/// in the ledger, and the agent holds them and retries.
 pub(super) async fn startup_sweep(
     ledger: &Ledger,
     net: &Net,
@@ -21,7 +22,8 @@ pub(super) async fn startup_sweep(
     audit: &Audit,
     metrics: &Metrics,
     sweep_tagged: bool,
-) -> SweepReport {
+) -> (SweepReport, Vec<Record>) {
+    let mut unreverted = Vec::new();
     let (records, mut errors) = ledger.load();
     let mut report = SweepReport::default();
     for record in records {
@@ -29,6 +31,7 @@ pub(super) async fn startup_sweep(
         entry.experiment = record.experiment.clone();
         entry.fault = record.fault.clone();
         entry.fault_id = record.id.clone();
+        let mut gone = false;
         let outcome: Result<String, String> = match &record.done {
             Done::Paused { pids } => {
                 let (continued, errs) = process::continue_all(root, pids);
@@ -38,11 +41,18 @@ pub(super) async fn startup_sweep(
                     false => Err(errs.join("; ")),
                 }
             }
-            Done::Net { applied } => net
-                .revert(applied)
-                .await
-                .map(|()| format!("reverted {:?} fault", applied.mechanism))
-                .map_err(|e| e.to_string()),
+            Done::Net { applied } => match net.revert(applied).await {
+                Ok(Reverted::Done) => Ok(format!("reverted {:?} fault", applied.mechanism)),
+                Ok(Reverted::NamespaceGone(inode)) => {
+                    let note = format!(
+                        "network namespace inode {inode} is gone: nothing left to revert"
+                    );
+                    report.gone.push(format!("{}: {note}", record.id));
+                    gone = true;
+                    Ok(note)
+                }
+                Err(e) => Err(e.to_string()),
+            },
             // Only in ledgers of agents older than `Net::prepare` (today's write the
             // whole record before installing). Whatever it installed carries the agent's
             // tag. Outside the host namespace the blanket sweep below never looks, so
@@ -72,18 +82,21 @@ pub(super) async fn startup_sweep(
                 if let Err(e) = ledger.remove(&record.id) {
                     errors.push(e.to_string());
                 }
-                tracing::info!(id = %record.id, %note, "sweep reverted ledger entry");
-                report.ledger_reverted.push(record.id.clone());
+                tracing::info!(id = %record.id, %note, "sweep cleared ledger entry");
+                if !gone {
+                    report.ledger_reverted.push(record.id.clone());
+                }
                 audit.record(entry.note(note));
             }
             Err(e) => {
-                // Kept in the ledger: the next start tries again.
-                tracing::error!(id = %record.id, error = %e, "sweep could not revert ledger entry");
-                errors.push(format!("{}: {e}", record.id));
+                // Kept in the ledger, and retried by the running agent.
+                tracing::error!(id = %record.id, error = %e, "sweep could not revert ledger entry; retrying");
+                errors.push(format!("{}: {e} (kept in the ledger; retried)", record.id));
                 let mut entry = entry.note(e);
                 entry.result = "error";
                 entry.code = Some("internal");
                 audit.record(entry);
+                unreverted.push(record);
             }
         }
     }
@@ -114,5 +127,5 @@ pub(super) async fn startup_sweep(
     } else {
         tracing::info!("start-up sweep: nothing to clean");
     }
-    report
+    (report, unreverted)
 }

@@ -38,6 +38,15 @@ pub struct NetApplied {
     pub detail: serde_json::Value,
 }
 
+/// What a revert found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reverted {
+    /// Undone in its namespace (or already undone).
+    Done,
+    /// The namespace (this inode) no longer exists: nothing was left to undo.
+    NamespaceGone(u64),
+}
+
 /// Why a network fault could not be applied or reverted.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -151,12 +160,12 @@ impl Net {
             )));
         }
         let rec = netns::resolve(&spec.namespace, &self.proc_root)?;
-        let target = rec.as_ref().map(|r| {
-            (
-                self.proc_root.join(r.pid.to_string()).join("ns/net"),
-                r.clone(),
-            )
-        });
+        let target = netns::target(&rec, &self.proc_root).map_err(|()| {
+            NetError::Failed(format!(
+                "network namespace inode {} vanished while the fault was prepared",
+                rec.inode
+            ))
+        })?;
         let mut detail = json!({ "id": id, "namespace": rec });
         let step = match plan.work {
             Work::Nft(action) => {
@@ -244,9 +253,10 @@ impl Net {
         Ok(applied)
     }
 
-    /// Reverts a fault from its record; Ok when it is already gone (twice, after a
-    /// sweep, or because its namespace no longer exists).
-    pub async fn revert(&self, applied: &NetApplied) -> Result<(), NetError> {
+    /// Reverts a fault from its record, in the namespace it was applied in:
+    /// [`Reverted::NamespaceGone`] when that namespace no longer exists (every rule in it
+    /// went with it), Ok too when the fault is already gone (twice, after a sweep).
+    pub async fn revert(&self, applied: &NetApplied) -> Result<Reverted, NetError> {
         let bad = |what: &str| {
             NetError::Failed(format!("ledger record lacks {what}: {}", applied.detail))
         };
@@ -256,18 +266,24 @@ impl Net {
             .and_then(|v| v.as_str())
             .ok_or_else(|| bad("id"))?
             .to_string();
+        // `null`: written by agents before every record named its namespace, for the
+        // agent's own; the best there is to go on is that it still is ours.
         let rec: Option<NsRecord> =
             serde_json::from_value(applied.detail.get("namespace").cloned().unwrap_or_default())
                 .map_err(|_| bad("a valid namespace"))?;
         let _op = self.ops.lock().await;
         let target = match &rec {
             None => None,
-            Some(r) => match netns::locate(r, &self.proc_root) {
-                Some(path) => Some((path, r.clone())),
-                // The namespace is gone, and every rule in it went with it.
-                None => {
-                    self.lock_readers().remove(&id);
-                    return Ok(());
+            Some(r) => match netns::target(r, &self.proc_root) {
+                Ok(t) => t,
+                Err(()) => {
+                    let reader = self.lock_readers().remove(&id);
+                    if let Some(reader) = reader {
+                        tokio::task::spawn_blocking(move || reader.stop())
+                            .await
+                            .map_err(|e| NetError::Failed(format!("stop nfqueue reader: {e}")))?;
+                    }
+                    return Ok(Reverted::NamespaceGone(r.inode));
                 }
             },
         };
@@ -306,7 +322,7 @@ impl Net {
                 netns::run(target, move || netem::revert(&devs)).await?;
             }
         }
-        Ok(())
+        Ok(Reverted::Done)
     }
 
     /// Deletes everything agent-tagged in the host namespace.
@@ -326,8 +342,19 @@ impl Net {
                 return report;
             }
         };
-        // Readers in that namespace serve rules we are about to delete.
-        let inode = rec.as_ref().map(|r| r.inode);
+        let target = match netns::target(&rec, &self.proc_root) {
+            Ok(t) => t,
+            Err(()) => {
+                report.gone.push(format!(
+                    "network namespace inode {} is gone: nothing to sweep",
+                    rec.inode
+                ));
+                return report;
+            }
+        };
+        // Readers in that namespace serve rules we are about to delete (a reader in the
+        // agent's own namespace has no inode, like its target).
+        let inode = target.as_ref().map(|(_, r)| r.inode);
         let stale: Vec<nfqueue::Reader> = {
             let mut readers = self.lock_readers();
             let ids: Vec<String> = readers
@@ -337,7 +364,6 @@ impl Net {
                 .collect();
             ids.iter().filter_map(|k| readers.remove(k)).collect()
         };
-        let target = rec.map(|r| (self.proc_root.join(r.pid.to_string()).join("ns/net"), r));
         let swept = netns::run(target, || {
             let parts = [
                 ("nft", nft::sweep()),

@@ -30,6 +30,32 @@ impl From<&Proc> for PausedPid {
 }
 
 /// `KILL`, `SIGKILL`, `sigterm`, `9`... as a signal.
+/// Signals that stop a process: nothing would ever continue it after a one-shot
+/// `kill`, so `kill` refuses them; `pause` stops a process under a lease instead.
+pub const STOP_SIGNALS: [Signal; 4] = [
+    Signal::SIGSTOP,
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+];
+
+/// A signal `kill` may send: any [`parse_signal`] knows except [`STOP_SIGNALS`].
+pub fn parse_kill_signal(text: &str) -> Result<Signal> {
+    let signal = parse_signal(text)?;
+    if STOP_SIGNALS.contains(&signal) {
+        return Err(AgentError::bad_spec(
+            "spec.process.action.kill.signal",
+            format!(
+                "{signal} stops the process and a one-shot kill would never continue it; \
+                 use the `pause` action (SIGSTOP under a lease, SIGCONT at its end or when \
+                 the controller is gone)"
+            ),
+        ));
+    }
+    Ok(signal)
+}
+
+/// A signal by name (`KILL`, `SIGTERM`, any case) or number.
 pub fn parse_signal(text: &str) -> Result<Signal> {
     let bad = || {
         AgentError::bad_spec(

@@ -88,6 +88,16 @@ impl ProcRoot {
         })
     }
 
+    /// The thread group (process) a thread id belongs to: `Tgid` in `/proc/TID/status`.
+    /// A process's own id is its tgid. `None` when the id is gone or unreadable.
+    pub fn tgid(&self, tid: u32) -> Option<u32> {
+        let status = self.read(tid, "status").ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Tgid:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// `/proc/PID/cmdline` with arguments joined by spaces.
     pub fn cmdline(&self, pid: u32) -> String {
         self.read(pid, "cmdline")
@@ -160,8 +170,16 @@ pub fn resolve(root: &ProcRoot, target: &ProcessTarget) -> Result<Vec<Proc>> {
         ));
     }
     if let Some(pid) = target.pid {
+        // A thread id names its whole process: a signal to it acts on the thread group,
+        // so every check (protected names, the agent, its ancestors) must see the
+        // process, not the thread. A fixture without `status` is taken as a process.
+        let leader = match root.tgid(pid) {
+            Some(tgid) => tgid,
+            None if root.proc(pid).is_some() => pid,
+            None => return Ok(Vec::new()),
+        };
         return Ok(root
-            .proc(pid)
+            .proc(leader)
             .filter(|p| p.state != 'Z')
             .into_iter()
             .collect());

@@ -200,11 +200,19 @@ fn process(c: &mut Checker<'_>, spec: &Spec, path: &str, p: &ProcessFaultSpec) {
         );
     }
     if let Some(sig) = p.kill.as_ref().and_then(|k| k.signal.as_deref()) {
-        if !valid_signal(sig) {
-            c.report(
+        match shakeout_agent::fault::process::parse_kill_signal(sig) {
+            Ok(_) => {}
+            Err(_) if !valid_signal(sig) => c.report(
                 &format!("{path}.kill.signal"),
                 format!("`{sig}` is not a signal: use a name like KILL, TERM, INT, HUP, or a number 1-64"),
-            );
+            ),
+            Err(_) => c.report(
+                &format!("{path}.kill.signal"),
+                format!(
+                    "`{sig}` stops the process, and a one-shot kill would leave it stopped with nothing to continue it: \
+                     use `pause: {{}}` with a `duration` (SIGSTOP under a lease, SIGCONT at its end)"
+                ),
+            ),
         }
     }
     if let Some(sel) = &p.select {
@@ -236,24 +244,15 @@ pub fn valid_cidr(text: &str) -> bool {
     prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|n| n <= max))
 }
 
-/// A signal name (with or without `SIG`) or number nix knows.
+/// A signal name (with or without `SIG`) or number: the agent's own parser, so the two
+/// sides never disagree.
 pub fn valid_signal(text: &str) -> bool {
     parse_signal(text).is_some()
 }
 
 /// The signal named by `text` (`KILL`, `SIGKILL`, `9`).
 pub fn parse_signal(text: &str) -> Option<nix::sys::signal::Signal> {
-    use std::str::FromStr;
-    if let Ok(n) = text.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(n).ok();
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    nix::sys::signal::Signal::from_str(&name).ok()
+    shakeout_agent::fault::process::parse_signal(text).ok()
 }
 
 /// The agent compiles the same pattern with the same crate; a typo fails here, before the run.

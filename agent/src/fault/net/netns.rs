@@ -16,21 +16,48 @@ use shakeout_api::NetNamespace;
 
 use super::NetError;
 
-/// A target namespace pinned by identity, as recorded in the ledger. The inode (with
-/// the nsfs device) is what makes a revert after a crash safe: if the pid was reused by
-/// a process in another namespace, the inode differs and we look elsewhere or give up.
+/// A target namespace pinned by identity, as recorded in the ledger: always written,
+/// the agent's own namespace included, so a sweep by an agent running elsewhere (another
+/// namespace, after a crash) reverts in the namespace the fault was applied in, or finds
+/// it gone. The inode with the nsfs device is the identity; `pid` and `path` are ways
+/// back in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NsRecord {
-    /// The process whose namespace this was when the fault was applied.
+    /// A process whose namespace this was when the fault was applied (the agent itself
+    /// for its own namespace).
     pub pid: u32,
     pub inode: u64,
     pub dev: u64,
+    /// A bind mount of the namespace at apply time (`ip netns add NAME` makes
+    /// `/run/netns/NAME`): a way in that outlives every process in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
-/// Resolves the spec's namespace; `None` is the agent's own (host) namespace.
-pub(crate) fn resolve(ns: &NetNamespace, proc_root: &Path) -> Result<Option<NsRecord>, NetError> {
+/// Where a recorded namespace is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Located {
+    /// It is the agent's own: work runs without `setns`.
+    Own,
+    /// Enter it through this path.
+    At(PathBuf),
+    /// No process, bind mount or open descriptor holds it: the kernel freed it, and
+    /// every rule in it went with it.
+    Gone,
+}
+
+/// Identity of `/proc/self/ns/net`: the namespace the agent runs in (its async threads
+/// never `setns`; only the dedicated threads of [`run`] do).
+pub(crate) fn own_identity() -> Option<(u64, u64)> {
+    let m = std::fs::metadata("/proc/self/ns/net").ok()?;
+    Some((m.ino(), m.dev()))
+}
+
+/// Resolves the spec's namespace to its identity. `Host` is the agent's own namespace,
+/// whatever that is (a host namespace, or the network namespace a controller was run in).
+pub(crate) fn resolve(ns: &NetNamespace, proc_root: &Path) -> Result<NsRecord, NetError> {
     let pid = match ns {
-        NetNamespace::Host => return Ok(None),
+        NetNamespace::Host => std::process::id(),
         NetNamespace::Pid(pid) => *pid,
         NetNamespace::PodUid(uid) => pod_pid(proc_root, uid).ok_or_else(|| NetError::BadSpec {
             field: "spec.network.namespace.podUid".into(),
@@ -40,46 +67,156 @@ pub(crate) fn resolve(ns: &NetNamespace, proc_root: &Path) -> Result<Option<NsRe
             ),
         })?,
     };
-    let path = proc_root.join(pid.to_string()).join("ns/net");
+    let path = match ns {
+        NetNamespace::Host => PathBuf::from("/proc/self/ns/net"),
+        _ => proc_root.join(pid.to_string()).join("ns/net"),
+    };
     let meta = std::fs::metadata(&path).map_err(|e| NetError::BadSpec {
         field: "spec.network.namespace".into(),
         message: format!("{}: {e} (is process {pid} running?)", path.display()),
     })?;
-    Ok(Some(NsRecord {
+    let (inode, dev) = (meta.ino(), meta.dev());
+    Ok(NsRecord {
         pid,
-        inode: meta.ino(),
-        dev: meta.dev(),
-    }))
+        inode,
+        dev,
+        path: named_mount(inode, dev).map(|p| p.display().to_string()),
+    })
 }
 
-/// Where the recorded namespace can be entered now: the original pid if it still lives
-/// there, else any process (or `ip netns` bind mount) holding the same inode. `None`
-/// means the namespace is gone, and every rule in it went with it.
-pub(crate) fn locate(rec: &NsRecord, proc_root: &Path) -> Option<PathBuf> {
-    let same = |p: &Path| {
-        std::fs::metadata(p)
-            .map(|m| m.ino() == rec.inode && m.dev() == rec.dev)
-            .unwrap_or(false)
-    };
-    let first = proc_root.join(rec.pid.to_string()).join("ns/net");
-    if same(&first) {
-        return Some(first);
+/// Where work on `rec` must run now: `None` for the agent's own namespace, the path
+/// to enter otherwise; `Err(())` when the namespace is gone.
+pub(crate) fn target(rec: &NsRecord, proc_root: &Path) -> Result<Option<(PathBuf, NsRecord)>, ()> {
+    match locate(rec, proc_root) {
+        Located::Own => Ok(None),
+        Located::At(path) => Ok(Some((path, rec.clone()))),
+        Located::Gone => Err(()),
     }
-    let procs = std::fs::read_dir(proc_root).into_iter().flatten().flatten();
-    let pinned = std::fs::read_dir("/run/netns")
+}
+
+fn same(p: &Path, inode: u64, dev: u64) -> bool {
+    std::fs::metadata(p)
+        .map(|m| m.ino() == inode && m.dev() == dev)
+        .unwrap_or(false)
+}
+
+/// A bind mount of the namespace in `/run/netns` (where `ip netns` keeps them): cheap
+/// enough for every apply.
+fn named_mount(inode: u64, dev: u64) -> Option<PathBuf> {
+    std::fs::read_dir("/run/netns")
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| same(p, inode, dev))
+}
+
+/// Where the recorded namespace can be entered now, looked for in order: the agent's
+/// own; the recorded pid and bind mount; every process (and thread) on the host; every
+/// nsfs bind mount in the mount table (`/run/netns`, runtimes' own directories); every
+/// open descriptor. Only when none holds it is it [`Located::Gone`].
+pub(crate) fn locate(rec: &NsRecord, proc_root: &Path) -> Located {
+    let (inode, dev) = (rec.inode, rec.dev);
+    if own_identity() == Some((inode, dev)) {
+        return Located::Own;
+    }
+    let first = proc_root.join(rec.pid.to_string()).join("ns/net");
+    if same(&first, inode, dev) {
+        return Located::At(first);
+    }
+    if let Some(p) = rec.path.as_ref().map(PathBuf::from) {
+        if same(&p, inode, dev) {
+            return Located::At(p);
+        }
+    }
+    let pids: Vec<PathBuf> = std::fs::read_dir(proc_root)
         .into_iter()
         .flatten()
-        .flatten();
-    procs
+        .flatten()
         .filter(|e| {
             e.file_name()
                 .to_string_lossy()
                 .bytes()
                 .all(|b| b.is_ascii_digit())
         })
-        .map(|e| e.path().join("ns/net"))
-        .chain(pinned.map(|e| e.path()))
-        .find(|p| same(p))
+        .map(|e| e.path())
+        .collect();
+    let candidates = pids
+        .iter()
+        .map(|p| p.join("ns/net"))
+        .chain(mounts(proc_root))
+        .chain(pids.iter().flat_map(|p| threads(p)));
+    for p in candidates {
+        if same(&p, inode, dev) {
+            return Located::At(p);
+        }
+    }
+    // Last: a descriptor some process keeps open on it (`/proc/PID/fd/N` opens the
+    // namespace itself).
+    let wanted = format!("net:[{inode}]");
+    for pid in &pids {
+        let Ok(fds) = std::fs::read_dir(pid.join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let path = fd.path();
+            let hit = std::fs::read_link(&path).is_ok_and(|l| l.as_os_str() == wanted.as_str());
+            if hit && same(&path, inode, dev) {
+                return Located::At(path);
+            }
+        }
+    }
+    Located::Gone
+}
+
+/// `/proc/PID/task/TID/ns/net` for the threads of a process other than its leader.
+fn threads(pid: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(pid.join("task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|t| t.path().join("ns/net"))
+        .collect()
+}
+
+/// Mount points of nsfs files in our mount table (e.g. `/run/netns/*`,
+/// `/run/docker/netns/*`, `/var/run/netns/*` on any layout).
+fn mounts(proc_root: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(proc_root.join("self/mountinfo")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPER"
+            let (left, right) = line.split_once(" - ")?;
+            if right.split_whitespace().next()? != "nsfs" || !left.contains("net:[") {
+                return None;
+            }
+            left.split_whitespace().nth(4).map(unescape_mount)
+        })
+        .collect()
+}
+
+/// Mount points in mountinfo escape space, tab, newline and backslash as `\ooo`.
+fn unescape_mount(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
 }
 
 /// Moves the calling thread into the namespace at `path`, checking on the opened file

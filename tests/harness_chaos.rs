@@ -1,0 +1,542 @@
+//! The harness chaos-tested like the services it tests (issue 9): the controller of a
+//! run with embedded-agent faults (nfqueue latency, an nftables blackhole, a pause) is
+//! SIGKILLed, or its whole process group SIGSTOPped (Ctrl-Z), at seeded random instants
+//! across apply, renew and revert; after the lease + 2 s nothing may be left: no nft table
+//! or iptables rule of ours in the run's network namespace, no paused process, an empty
+//! ledger. A fault applied in one namespace and swept from another is reverted where it
+//! was applied (or reported gone), never in the sweeper's namespace.
+//!
+//! Each run happens in a network namespace of the test's own. The number of instants
+//! and the seed come from `SHAKEOUT_CHAOS_INSTANTS` (default 5) and `SHAKEOUT_CHAOS_SEED`
+//! (default fixed); `benches/chaos.py` runs this with 50 instants and tabulates the
+//! `chaos:` lines each case prints.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::netns::Netns;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use rand::{Rng, SeedableRng};
+
+/// The embedded agent's lease (`src/run/embedded.rs`).
+const LEASE: Duration = Duration::from_secs(5);
+/// What the issue allows past the lease for everything to be gone.
+const SLACK: Duration = Duration::from_secs(2);
+/// The sample service's port inside the test's namespace (its port space is its own).
+const PORT: u16 = 18600;
+/// The blackholed port (nothing needs to listen on it).
+const CUT_PORT: u16 = 18601;
+/// How long a run lasts; kill instants fall in [0, RUN_SPAN).
+const RUN_SPAN: Duration = Duration::from_millis(4400);
+
+fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: privileged tests must run as root in CI"
+    );
+    eprintln!("skipping {test}: needs root (network namespaces, nftables, iptables)");
+    false
+}
+
+fn instants() -> usize {
+    std::env::var("SHAKEOUT_CHAOS_INSTANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
+
+fn seed(case: u64) -> u64 {
+    let base = std::env::var("SHAKEOUT_CHAOS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_c4a0_5000);
+    base ^ case
+}
+
+/// Process state letter (`S`, `T`, `Z`...), `None` when gone.
+fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rfind(')').and_then(|i| stat[i + 2..].chars().next())
+}
+
+/// A test-owned process, killed on drop.
+struct Owned(Child);
+
+impl Owned {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let pid = Pid::from_raw(self.0.id() as i32);
+        let _ = kill(pid, Signal::SIGCONT);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One namespace, its service and a process to pause, and a state root for the
+/// embedded agents of every run in it.
+struct Lab {
+    ns: Netns,
+    service: Owned,
+    sleeper: Owned,
+    state: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let ns = Netns::new(tag);
+        let service = Owned(
+            ns.command(env!("CARGO_BIN_EXE_shakeout"))
+                .args(["sample-service", "--listen", &format!("127.0.0.1:{PORT}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ns.connects(PORT) {
+            assert!(Instant::now() < deadline, "sample service never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sleeper = Owned(Command::new("sleep").arg("600").spawn().unwrap());
+        Lab {
+            ns,
+            service,
+            sleeper,
+            state: tempfile::tempdir().unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The experiment: latency on the service's port, then a blackhole (one network fault
+    /// at a time: they are exclusive per namespace), and a pause across both.
+    fn experiment(&self, name: &str) -> PathBuf {
+        let file = self.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                r#"apiVersion: shakeout/v1
+kind: Experiment
+metadata: {{ name: {name} }}
+spec:
+  duration: 4500ms
+  probes:
+    - {{ name: web, http: {{ url: "http://127.0.0.1:{PORT}/health", timeout: 1s }}, rate: 50/s }}
+  faults:
+    - name: slow
+      at: 300ms
+      duration: 1800ms
+      network: {{ latency: {{ delay: 60ms }}, to: {{ ports: [{PORT}], protocol: tcp }} }}
+    - name: cut
+      at: 2300ms
+      duration: 1800ms
+      network: {{ blackhole: true, to: {{ ports: [{CUT_PORT}], protocol: tcp }} }}
+    - name: freeze
+      at: 300ms
+      duration: 3800ms
+      process: {{ target: {{ pid: {} }}, pause: {{}} }}
+"#,
+                self.sleeper.pid()
+            ),
+        )
+        .unwrap();
+        file
+    }
+
+    /// `shakeout run FILE` inside the namespace, in a process group of its own (as a
+    /// shell starts a job), with this lab's state root.
+    fn start_run(&self, file: &Path) -> Child {
+        use std::os::unix::process::CommandExt;
+        self.ns
+            .command(env!("CARGO_BIN_EXE_shakeout"))
+            .args(["run", "-q"])
+            .arg(file)
+            .arg("--json")
+            .arg(self.dir.path().join("report.json"))
+            .env("SHAKEOUT_STATE_DIR", self.state.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Ledger entries of every embedded agent under the state root.
+    fn ledger_entries(&self) -> Vec<PathBuf> {
+        ledger_entries(self.state.path())
+    }
+
+    /// Live (non-zombie) guardians of this lab's state root.
+    fn guardians(&self) -> Vec<u32> {
+        guardians_of(self.state.path())
+    }
+
+    /// What is still left: empty when nothing is.
+    fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        if self.ns.has_shakeout_table() {
+            left.push("nft table inet shakeout".into());
+        }
+        if self.ns.has_shakeout_iptables_rule() {
+            left.push("iptables rule or chain".into());
+        }
+        if state(self.sleeper.pid()) == Some('T') {
+            left.push(format!("pid {} stopped", self.sleeper.pid()));
+        }
+        let ledger = self.ledger_entries();
+        if !ledger.is_empty() {
+            left.push(format!("ledger entries {ledger:?}"));
+        }
+        left
+    }
+
+    /// Waits until nothing is left: the time from `since` until then, or what was
+    /// still left `limit` after `since`.
+    fn wait_clean(&self, since: Instant, limit: Duration) -> Result<Duration, Vec<String>> {
+        loop {
+            let left = self.leftovers();
+            let now = since.elapsed();
+            if left.is_empty() {
+                return Ok(now);
+            }
+            if now > limit {
+                return Err(left);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// True when the service answers an HTTP request inside the namespace within
+    /// `limit`; returns how long it took.
+    fn http_time(&self, limit: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        let ok = self
+            .ns
+            .command("timeout")
+            .arg(format!("{}", limit.as_secs_f64()))
+            .args(["bash", "-c"])
+            .arg(format!(
+                "exec 3<>/dev/tcp/127.0.0.1/{PORT}; printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3; head -c 12 <&3 | grep -q 200"
+            ))
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| started.elapsed())
+    }
+}
+
+fn ledger_entries(root: &Path) -> Vec<PathBuf> {
+    let Ok(dirs) = std::fs::read_dir(root.join("embedded")) else {
+        return Vec::new();
+    };
+    dirs.flatten()
+        .filter_map(|d| std::fs::read_dir(d.path().join("ledger")).ok())
+        .flat_map(|l| l.flatten().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect()
+}
+
+/// Pids of live guardians whose command line names `root` (zombies are gone: nobody
+/// may be left to reap a guardian whose controller was killed).
+fn guardians_of(root: &Path) -> Vec<u32> {
+    let wanted = root.join("embedded").display().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            cmdline.contains("guardian") && cmdline.contains(&wanted) && state(*pid) != Some('Z')
+        })
+        .collect()
+}
+
+/// Reap a killed child, bounded.
+fn reap(child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "child {} did not end",
+            child.id()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn controller_sigkilled_at_random_instants_leaves_nothing() {
+    if !root_or_skip("controller_sigkilled_at_random_instants_leaves_nothing") {
+        return;
+    }
+    let lab = Lab::new("chaos-kill");
+    let file = lab.experiment("chaos-kill");
+    let seed = seed(1);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut worst = Duration::ZERO;
+    for i in 0..instants() {
+        let at = Duration::from_micros(rng.random_range(0..RUN_SPAN.as_micros() as u64));
+        let mut run = lab.start_run(&file);
+        std::thread::sleep(at);
+        let held = lab.leftovers();
+        kill(Pid::from_raw(run.id() as i32), Signal::SIGKILL).unwrap();
+        let killed = Instant::now();
+        reap(&mut run);
+        let cleaned = lab.wait_clean(killed, LEASE + SLACK);
+        let took = killed.elapsed();
+        eprintln!(
+            "chaos: case=sigkill seed={seed} instant={i} at_ms={} held=[{}] clean={} revert_ms={}",
+            at.as_millis(),
+            held.join("; "),
+            cleaned.is_ok(),
+            cleaned.as_ref().map_or(took, |d| *d).as_millis()
+        );
+        match cleaned {
+            Ok(d) => worst = worst.max(d),
+            Err(left) => panic!(
+                "SIGKILL at {at:?} (instant {i}, seed {seed}): after {took:?} still left: {left:?}"
+            ),
+        }
+        // The guardian exits once it has reverted.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !lab.guardians().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "guardian {:?} still alive 10 s after its controller was killed",
+                lab.guardians()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    eprintln!(
+        "chaos: case=sigkill seed={seed} worst_revert_ms={}",
+        worst.as_millis()
+    );
+    assert!(lab.service.0.id() > 0);
+}
+
+#[test]
+fn controller_process_group_stopped_at_random_instants_is_reverted_at_lease() {
+    if !root_or_skip("controller_process_group_stopped_at_random_instants_is_reverted_at_lease") {
+        return;
+    }
+    let lab = Lab::new("chaos-stop");
+    let file = lab.experiment("chaos-stop");
+    let seed = seed(2);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for i in 0..instants() {
+        let at = Duration::from_micros(rng.random_range(0..RUN_SPAN.as_micros() as u64));
+        let mut run = lab.start_run(&file);
+        let group = Pid::from_raw(-(run.id() as i32));
+        std::thread::sleep(at);
+        kill(group, Signal::SIGSTOP).unwrap();
+        let stopped = Instant::now();
+        let held = lab.leftovers();
+        // A latency fault must stay latency while its controller is stopped: the guardian's
+        // queue reader keeps releasing packets (it was a blackhole when it froze with the
+        // controller).
+        let latency_ok = if held.iter().any(|h| h.contains("iptables")) {
+            let took = lab.http_time(Duration::from_secs(3));
+            assert!(
+                took.is_some(),
+                "a request to the service under a latency fault got no answer while the controller was stopped (instant {i}, seed {seed})"
+            );
+            format!("{}ms", took.unwrap().as_millis())
+        } else {
+            "-".into()
+        };
+        let cleaned = lab.wait_clean(stopped, LEASE + SLACK);
+        eprintln!(
+            "chaos: case=sigstop seed={seed} instant={i} at_ms={} held=[{}] request_under_latency={latency_ok} clean={} revert_ms={}",
+            at.as_millis(),
+            held.join("; "),
+            cleaned.is_ok(),
+            cleaned.as_ref().map_or(stopped.elapsed(), |d| *d).as_millis()
+        );
+        if let Err(left) = cleaned {
+            let _ = kill(group, Signal::SIGKILL);
+            panic!(
+                "SIGSTOP at {at:?} (instant {i}, seed {seed}): after {:?} still left: {left:?}",
+                stopped.elapsed()
+            );
+        }
+        // The guardian is alive (its controller may come back) and holds nothing.
+        kill(group, Signal::SIGCONT).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while run.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "resumed controller never finished"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = lab.wait_clean(Instant::now(), Duration::from_secs(5));
+        assert!(left.is_ok(), "after the resumed run ended: {left:?}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !lab.guardians().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "guardian outlived its finished controller"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A run in namespace `ns` whose embedded blackhole is applied, then the guardian and the
+/// controller SIGKILLed (guardian first, so nobody reverts): the rule stays in `ns` and
+/// the record in the ledger under `state`.
+fn orphan_a_rule_in(ns: &Netns, state: &Path, dir: &Path) -> PathBuf {
+    use std::os::unix::process::CommandExt;
+    let file = dir.join(format!("{}.yaml", ns.0));
+    std::fs::write(
+        &file,
+        format!(
+            r#"apiVersion: shakeout/v1
+kind: Experiment
+metadata: {{ name: orphan }}
+spec:
+  duration: 60s
+  probes:
+    - {{ name: p, tcp: {{ address: "127.0.0.1:{PORT}" }}, rate: 5/s }}
+  faults:
+    - name: cut
+      at: 200ms
+      duration: 50s
+      network: {{ blackhole: true, to: {{ ports: [{CUT_PORT}], protocol: tcp }} }}
+"#
+        ),
+    )
+    .unwrap();
+    let mut run = ns
+        .command(env!("CARGO_BIN_EXE_shakeout"))
+        .args(["run", "-q"])
+        .arg(&file)
+        .env("SHAKEOUT_STATE_DIR", state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ns.has_shakeout_table() {
+        assert!(
+            Instant::now() < deadline,
+            "the blackhole never appeared in {}",
+            ns.0
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for g in guardians_of(state) {
+        kill(Pid::from_raw(g as i32), Signal::SIGKILL).unwrap();
+    }
+    kill(Pid::from_raw(run.id() as i32), Signal::SIGKILL).unwrap();
+    reap(&mut run);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        ns.has_shakeout_table(),
+        "the rule vanished before any sweep"
+    );
+    assert_eq!(ledger_entries(state).len(), 1, "one fault in the ledger");
+    file
+}
+
+/// `shakeout preflight FILE` from the test's own (host) namespace on `state`: its
+/// guardian sweeps what dead guardians left. Returns stdout and stderr.
+fn sweep_from_host(file: &Path, state: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_shakeout"))
+        .arg("preflight")
+        .arg(file)
+        .env("SHAKEOUT_STATE_DIR", state)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn host_has_shakeout_table() -> bool {
+    Command::new("nft")
+        .args(["list", "table", "inet", "shakeout"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_fault_left_in_another_namespace_is_swept_there_or_reported_gone() {
+    if !root_or_skip("a_fault_left_in_another_namespace_is_swept_there_or_reported_gone") {
+        return;
+    }
+    let host_before = host_has_shakeout_table();
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // Swept from the host namespace, reverted in namespace A, where it was applied.
+    let a = Netns::new("sweep-a");
+    let file = orphan_a_rule_in(&a, state.path(), dir.path());
+    let started = Instant::now();
+    let said = sweep_from_host(&file, state.path());
+    let took = started.elapsed();
+    assert!(
+        said.contains("reverted f-"),
+        "the sweep did not say it reverted the fault:\n{said}"
+    );
+    assert!(
+        !a.has_shakeout_table(),
+        "the sweep left the rule in {} (reverted elsewhere?):\n{said}",
+        a.0
+    );
+    assert!(ledger_entries(state.path()).is_empty(), "{said}");
+    assert_eq!(
+        host_has_shakeout_table(),
+        host_before,
+        "the sweep touched the host namespace"
+    );
+    eprintln!(
+        "chaos: case=other-namespace revert_ms={} said={:?}",
+        took.as_millis(),
+        said.lines().find(|l| l.contains("reverted"))
+    );
+
+    // The namespace is deleted before the sweep: reported gone, never "reverted", and
+    // the entry leaves the ledger (there is nothing to revert, ever).
+    let b = Netns::new("sweep-b");
+    let file = orphan_a_rule_in(&b, state.path(), dir.path());
+    drop(b);
+    let said = sweep_from_host(&file, state.path());
+    assert!(said.contains("is gone"), "not reported as gone:\n{said}");
+    assert!(
+        !said.contains("reverted f-"),
+        "a gone namespace reported as reverted:\n{said}"
+    );
+    assert!(ledger_entries(state.path()).is_empty(), "{said}");
+    assert_eq!(
+        host_has_shakeout_table(),
+        host_before,
+        "the sweep touched the host namespace"
+    );
+    eprintln!(
+        "chaos: case=namespace-gone said={:?}",
+        said.lines().find(|l| l.contains("gone"))
+    );
+}
