@@ -563,7 +563,7 @@ async fn prepare_agents(
     let cluster = connect_cluster(exp).await?;
     let mut local = None;
     if crate::fault::needs_embedded(exp) {
-        let (e, swept) = embedded::Embedded::start().await?;
+        let (e, swept) = embedded::Embedded::start(Some(events.clone())).await?;
         for line in swept {
             events.push(
                 "agent",
@@ -571,6 +571,7 @@ async fn prepare_agents(
             );
         }
         agents.embedded = Some(e.client.clone());
+        agents.embedded_swept = e.swept.clone();
         local = Some(e);
     }
     let mut checks = crate::fault::preflight::check(exp, &agents).await;
@@ -638,7 +639,7 @@ pub fn preflight_file(file: &Path) -> i32 {
         // dead controller left, as a run's start would).
         let mut local = None;
         if crate::fault::needs_embedded(&exp) {
-            match embedded::Embedded::start().await {
+            match embedded::Embedded::start(None).await {
                 Ok((e, swept)) => {
                     for line in swept {
                         println!("embedded agent swept what a dead controller left: {line}");

@@ -540,3 +540,56 @@ fn a_fault_left_in_another_namespace_is_swept_there_or_reported_gone() {
         said.lines().find(|l| l.contains("gone"))
     );
 }
+
+#[test]
+fn a_guardian_killed_mid_run_is_swept_at_once_by_its_living_controller() {
+    if !root_or_skip("a_guardian_killed_mid_run_is_swept_at_once_by_its_living_controller") {
+        return;
+    }
+    let lab = Lab::new("chaos-guard");
+    let file = lab.experiment("chaos-guard");
+    let mut run = lab.start_run(&file);
+    // Kill the guardian while the latency fault and the pause are held.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(lab.ns.has_shakeout_iptables_rule() && state(lab.sleeper.pid()) == Some('T')) {
+        assert!(Instant::now() < deadline, "the faults never appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let guardians = lab.guardians();
+    assert_eq!(guardians.len(), 1, "{guardians:?}");
+    kill(Pid::from_raw(guardians[0] as i32), Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    let cleaned = lab.wait_clean(killed, SLACK);
+    eprintln!(
+        "chaos: case=guardian-sigkill clean={} revert_ms={}",
+        cleaned.is_ok(),
+        cleaned
+            .as_ref()
+            .map_or(killed.elapsed(), |d| *d)
+            .as_millis()
+    );
+    assert!(cleaned.is_ok(), "after the guardian died: {cleaned:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = run.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the controller never finished");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lab.dir.path().join("report.json")).unwrap())
+            .unwrap();
+    let events = report["events"].to_string();
+    assert!(
+        events.contains("guardian") && events.contains("swept the dead guardian's ledger"),
+        "{events}"
+    );
+    // The faults it held were reverted (by the sweep), not left unconfirmed (exit 4).
+    assert_ne!(status.code(), Some(4), "{}", report["faults"]);
+    for f in report["faults"].as_array().unwrap() {
+        if f["name"] == "slow" || f["name"] == "freeze" {
+            assert_eq!(f["status"], "reverted", "{f}");
+        }
+    }
+}

@@ -519,10 +519,15 @@ impl Agent {
             entry.target = active.target.clone();
             tracing::info!(%id, reason = why.label(), "fault due; reverting");
             let result = self.undo(&mut state, active, Some(why)).await;
+            let mut entry = entry.outcome(&result);
             if retry > 0 {
-                entry = entry.note(format!("retry {retry} of a revert that failed"));
+                let note = format!("retry {retry} of a revert that failed");
+                entry.message = Some(match entry.message.take() {
+                    Some(error) => format!("{note}: {error}"),
+                    None => note,
+                });
             }
-            self.inner.audit.record(entry.outcome(&result));
+            self.inner.audit.record(entry);
         }
     }
 }

@@ -63,6 +63,9 @@ pub enum Said {
 /// Longest time a guardian keeps retrying reverts after its controller is gone.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
 
+/// How long a start-up sweep of a dead guardian's directory retries a failed revert.
+const STALE_GRACE: Duration = Duration::from_secs(2);
+
 /// Name of the lock file a live guardian holds in its state directory.
 const LOCK: &str = "lock";
 
@@ -272,7 +275,7 @@ async fn start(root: &Path, hello: &Hello) -> Result<Started, String> {
     make_private_dir(&state_dir)?;
     let lock = lock_dir(&state_dir)
         .map_err(|e| format!("guardian: cannot lock {}: {e}", state_dir.display()))?;
-    let swept = sweep_stale(root, Some(&state_dir)).await;
+    let swept = sweep_stale(root, Some(&state_dir)).await.lines;
     let agent = Agent::start(config_for(root, state_dir.clone()))
         .await
         .map_err(|e| format!("guardian: {e}"))?;
@@ -349,15 +352,24 @@ fn owner_alive(dir_name: &str) -> bool {
     }
 }
 
+/// What a sweep of dead guardians' directories did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StaleSweep {
+    /// Fault ids reverted.
+    pub reverted: Vec<String>,
+    /// One line per thing done or not done, naming the directory.
+    pub lines: Vec<String>,
+}
+
 /// Sweep the state directories under `root` whose owner is gone (not alive, and its
 /// lock free): their ledgers are reverted (each in the namespace it was applied in) and
-/// a directory left with nothing to revert is removed. `mine` is skipped. Returns one
-/// line per thing done or not done.
-pub async fn sweep_stale(root: &Path, mine: Option<&Path>) -> Vec<String> {
-    let mut lines = Vec::new();
+/// a directory left with nothing to revert is removed. `mine` is skipped.
+pub async fn sweep_stale(root: &Path, mine: Option<&Path>) -> StaleSweep {
+    let mut swept = StaleSweep::default();
     let Ok(entries) = std::fs::read_dir(root) else {
-        return lines;
+        return swept;
     };
+    let lines = &mut swept.lines;
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -368,7 +380,10 @@ pub async fn sweep_stale(root: &Path, mine: Option<&Path>) -> Vec<String> {
         let Ok(lock) = lock_dir(&path) else {
             continue;
         };
-        match Agent::start(config_for(root, path.clone())).await {
+        let mut config = config_for(root, path.clone());
+        // What cannot be reverted now stays for the next start: do not hold this one up.
+        config.shutdown_grace = STALE_GRACE;
+        match Agent::start(config).await {
             Ok(agent) => {
                 let report = agent.last_sweep().clone();
                 agent.shutdown().await;
@@ -387,6 +402,9 @@ pub async fn sweep_stale(root: &Path, mine: Option<&Path>) -> Vec<String> {
                         .iter()
                         .map(|f| format!("{name}: reverted {f}")),
                 );
+                swept
+                    .reverted
+                    .extend(report.ledger_reverted.iter().cloned());
                 lines.extend(report.gone.iter().map(|f| format!("{name}: {f}")));
                 lines.extend(report.errors.iter().map(|e| format!("{name}: {e}")));
             }
@@ -394,5 +412,5 @@ pub async fn sweep_stale(root: &Path, mine: Option<&Path>) -> Vec<String> {
         }
         drop(lock);
     }
-    lines
+    swept
 }

@@ -493,9 +493,21 @@ impl AgentClient {
 pub struct Agents {
     pub named: BTreeMap<String, Arc<AgentClient>>,
     pub embedded: Option<Arc<AgentClient>>,
+    /// Fault ids the controller reverted itself by sweeping the embedded agent's ledger
+    /// after its guardian died.
+    pub embedded_swept: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl Agents {
+    /// Whether the embedded agent's fault `id` was reverted by the sweep of its ledger
+    /// after its guardian died.
+    pub fn swept_by_controller(&self, id: &str) -> bool {
+        self.embedded_swept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+    }
+
     /// The client for a fault's `agent:` field.
     pub fn get(&self, name: Option<&str>) -> Option<Arc<AgentClient>> {
         match name {

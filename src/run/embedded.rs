@@ -9,17 +9,20 @@
 //! everything and exit; a controller that is stopped (SIGSTOP, Ctrl-Z) stops renewing
 //! its leases, and the guardian reverts each fault at its lease deadline.
 
+use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shakeout_agent::guardian::{Hello, Said, DRAIN_GRACE};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
+use super::events::Events;
 use crate::fault::AgentClient;
 
 /// Lease of each embedded fault. The guardian is on this host, so renewals (every third
@@ -36,12 +39,18 @@ const LOG_LIMIT: u64 = 8 << 20;
 
 /// A running guardian.
 pub struct Embedded {
-    child: Child,
     stdin: Option<ChildStdin>,
     stdout: Lines<BufReader<ChildStdout>>,
+    /// The guardian's exit status, once it has exited (set by the watcher task).
+    exited: tokio::sync::watch::Receiver<Option<std::process::ExitStatus>>,
+    /// Set by `stop`: from then on the guardian's exit is expected.
+    stopping: Arc<AtomicBool>,
     pub client: Arc<AgentClient>,
     /// The guardian's pid (for messages).
     pub pid: u32,
+    /// Fault ids that were reverted by sweeping the guardian's ledger after it died
+    /// (its controller lives on, so it reverts what its guardian left, at once).
+    pub swept: Arc<Mutex<BTreeSet<String>>>,
 }
 
 /// Where embedded agents keep their ledgers: `SHAKEOUT_STATE_DIR`, else
@@ -64,8 +73,9 @@ pub fn state_root() -> PathBuf {
 
 impl Embedded {
     /// Start the guardian (which first sweeps what dead guardians left) and wait until
-    /// it serves. Returns it and what its sweep cleaned.
-    pub async fn start() -> Result<(Embedded, Vec<String>), String> {
+    /// it serves. Returns it and what its sweep cleaned. Should the guardian die before
+    /// `stop`, what its ledger holds is swept at once, and `events` (when given) says so.
+    pub async fn start(events: Option<Events>) -> Result<(Embedded, Vec<String>), String> {
         let root = state_root().join("embedded");
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -149,13 +159,26 @@ impl Embedded {
         let mut client =
             AgentClient::new("embedded", &url, &secret, None).map_err(|e| e.to_string())?;
         client.lease = LEASE;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let reverted = Arc::new(Mutex::new(BTreeSet::new()));
+        let (tell, exited) = tokio::sync::watch::channel(None);
+        tokio::spawn(watch(
+            child,
+            tell,
+            stopping.clone(),
+            root,
+            reverted.clone(),
+            events,
+        ));
         Ok((
             Embedded {
-                child,
                 stdin: Some(stdin),
                 stdout,
+                exited,
+                stopping,
                 client: Arc::new(client),
                 pid,
+                swept: reverted,
             },
             swept,
         ))
@@ -164,6 +187,7 @@ impl Embedded {
     /// Tell the guardian its controller is done (close its stdin): it reverts whatever
     /// is still applied and exits. Returns what it could not revert.
     pub async fn stop(mut self) -> Vec<String> {
+        self.stopping.store(true, Ordering::SeqCst);
         drop(self.stdin.take());
         let pid = self.pid;
         let bound = DRAIN_GRACE + Duration::from_secs(5);
@@ -187,13 +211,84 @@ impl Embedded {
             )],
         };
         // It exits right after saying so; never kill it: it may still hold a fault.
-        match tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await {
-            Ok(Ok(status)) if status.success() => {}
-            Ok(Ok(status)) if failed.is_empty() => {
-                failed.push(format!("the guardian (pid {pid}) exited with {status}"))
+        let status = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.exited.wait_for(Option::is_some),
+        )
+        .await;
+        if let Ok(Ok(status)) = status {
+            match *status {
+                Some(s) if !s.success() && failed.is_empty() => {
+                    failed.push(format!("the guardian (pid {pid}) exited with {s}"))
+                }
+                _ => {}
             }
-            _ => {}
         }
         failed
     }
+}
+
+/// Waits for the guardian to exit. An exit nobody asked for (the guardian was killed):
+/// the controller, alive, sweeps the guardian's directory itself right away, on a
+/// thread of its own (the sweep spawns `nft`/`iptables`; the prober must not stall).
+async fn watch(
+    mut child: Child,
+    tell: tokio::sync::watch::Sender<Option<std::process::ExitStatus>>,
+    stopping: Arc<AtomicBool>,
+    root: PathBuf,
+    reverted: Arc<Mutex<BTreeSet<String>>>,
+    events: Option<Events>,
+) {
+    let pid = child.id().unwrap_or(0);
+    let status = child.wait().await.ok();
+    if stopping.load(Ordering::SeqCst) {
+        let _ = tell.send(status);
+        return;
+    }
+    let how = status.map_or_else(|| "unknown status".to_string(), |s| s.to_string());
+    if let Some(e) = &events {
+        e.push(
+            "agent",
+            format!("embedded agent's guardian (pid {pid}) died ({how}); sweeping its ledger now"),
+        );
+    }
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("guardian-sweep".into())
+        .spawn(move || {
+            let swept = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| rt.block_on(shakeout_agent::guardian::sweep_stale(&root, None)));
+            let _ = done_tx.send(swept);
+        });
+    let swept = match spawned {
+        Ok(_) => done.await.ok().and_then(Result::ok),
+        Err(_) => None,
+    };
+    match swept {
+        Some(swept) => {
+            reverted
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(swept.reverted.iter().cloned());
+            if let Some(e) = &events {
+                let what = match swept.lines.is_empty() {
+                    true => "nothing was left to revert".to_string(),
+                    false => swept.lines.join("; "),
+                };
+                e.push("agent", format!("swept the dead guardian's ledger: {what}"));
+            }
+        }
+        None => {
+            if let Some(e) = &events {
+                e.push(
+                    "agent",
+                    "could not sweep the dead guardian's ledger; the next run's sweep will".into(),
+                );
+            }
+        }
+    }
+    tracing::warn!(pid, %how, "embedded agent's guardian died");
+    let _ = tell.send(status);
 }

@@ -398,7 +398,19 @@ impl FaultTask {
         let end = self.origin + spec.at.0 + spec.duration.map(|d| d.0).unwrap_or_default();
         self.keep_alive(client, &applied.id, end, &mut ar, &name)
             .await;
-        match self.confirm_revert(client, &applied.id, &name).await {
+        let confirmed = match self.confirm_revert(client, &applied.id, &name).await {
+            Err(_) if self.ctx.agents.swept_by_controller(&applied.id) => {
+                self.events.push(
+                    "fault",
+                    format!(
+                        "{name}: reverted by the controller's sweep of the dead guardian's ledger"
+                    ),
+                );
+                Ok(())
+            }
+            other => other,
+        };
+        match confirmed {
             Ok(()) => {
                 ar.reverted_ms = Some(ms(self.origin.elapsed()));
                 self.events
@@ -790,6 +802,8 @@ impl FaultTask {
             match client.revert(id).await {
                 Ok(_) => return Ok(()),
                 Err(e) if Instant::now() >= deadline => return Err(e.to_string()),
+                // The embedded agent died and the controller's sweep reverted it.
+                Err(e) if self.ctx.agents.swept_by_controller(id) => return Err(e.to_string()),
                 Err(e) => {
                     tracing::warn!(error = %e, fault = %name, "revert not confirmed yet; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
