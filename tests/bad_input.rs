@@ -122,6 +122,7 @@ bad_input! {
     network_without_duration => 19:7 "network fault `slow` needs a `duration`";
     unknown_agent => 22:25 "no agent named `node-b` in spec.agents";
     kill_with_duration => 21:17 "kill in fault `kill` is one-shot: remove `duration`";
+    kill_stop_signal => 21:62 "`STOP` stops the process, and a one-shot kill would leave it stopped";
     bad_peer_cidr => 22:43 "`10.0.0.0/40` is not an address or CIDR";
     two_actions => 15:7 "fault `marker-fault` has more than one action";
     fault_before_steady_state_window => 16:11 "the baseline window must fit before the first fault, so `at` must be at least 10s";

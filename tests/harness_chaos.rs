@@ -54,6 +54,12 @@ fn instants() -> usize {
         .unwrap_or(5)
 }
 
+/// `SHAKEOUT_CHAOS_KEEP_GOING=1` (the benchmark script): count an instant that left
+/// something, wait for it to clear, and go on; fail at the end. Otherwise fail at once.
+fn keep_going() -> bool {
+    std::env::var_os("SHAKEOUT_CHAOS_KEEP_GOING").is_some_and(|v| v == "1")
+}
+
 fn seed(case: u64) -> u64 {
     let base = std::env::var("SHAKEOUT_CHAOS_SEED")
         .ok()
@@ -290,6 +296,7 @@ fn controller_sigkilled_at_random_instants_leaves_nothing() {
     let seed = seed(1);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut worst = Duration::ZERO;
+    let mut failures = 0;
     for i in 0..instants() {
         let at = Duration::from_micros(rng.random_range(0..RUN_SPAN.as_micros() as u64));
         let mut run = lab.start_run(&file);
@@ -309,6 +316,11 @@ fn controller_sigkilled_at_random_instants_leaves_nothing() {
         );
         match cleaned {
             Ok(d) => worst = worst.max(d),
+            Err(left) if keep_going() => {
+                eprintln!("chaos: case=sigkill instant={i} LEFT {left:?}");
+                failures += 1;
+                let _ = lab.wait_clean(Instant::now(), Duration::from_secs(60));
+            }
             Err(left) => panic!(
                 "SIGKILL at {at:?} (instant {i}, seed {seed}): after {took:?} still left: {left:?}"
             ),
@@ -328,6 +340,7 @@ fn controller_sigkilled_at_random_instants_leaves_nothing() {
         "chaos: case=sigkill seed={seed} worst_revert_ms={}",
         worst.as_millis()
     );
+    assert_eq!(failures, 0, "instants that left something behind");
     assert!(lab.service.0.id() > 0);
 }
 
@@ -340,6 +353,7 @@ fn controller_process_group_stopped_at_random_instants_is_reverted_at_lease() {
     let file = lab.experiment("chaos-stop");
     let seed = seed(2);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut failures = 0;
     for i in 0..instants() {
         let at = Duration::from_micros(rng.random_range(0..RUN_SPAN.as_micros() as u64));
         let mut run = lab.start_run(&file);
@@ -370,11 +384,15 @@ fn controller_process_group_stopped_at_random_instants_is_reverted_at_lease() {
             cleaned.as_ref().map_or(stopped.elapsed(), |d| *d).as_millis()
         );
         if let Err(left) = cleaned {
-            let _ = kill(group, Signal::SIGKILL);
-            panic!(
-                "SIGSTOP at {at:?} (instant {i}, seed {seed}): after {:?} still left: {left:?}",
-                stopped.elapsed()
-            );
+            if !keep_going() {
+                let _ = kill(group, Signal::SIGKILL);
+                panic!(
+                    "SIGSTOP at {at:?} (instant {i}, seed {seed}): after {:?} still left: {left:?}",
+                    stopped.elapsed()
+                );
+            }
+            eprintln!("chaos: case=sigstop instant={i} LEFT {left:?}");
+            failures += 1;
         }
         // The guardian is alive (its controller may come back) and holds nothing.
         kill(group, Signal::SIGCONT).unwrap();
@@ -397,6 +415,7 @@ fn controller_process_group_stopped_at_random_instants_is_reverted_at_lease() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+    assert_eq!(failures, 0, "instants that left something behind");
 }
 
 /// A run in namespace `ns` whose embedded blackhole is applied, then the guardian and the
