@@ -27,6 +27,7 @@ pub struct InProcess {
     pub agent: Agent,
     pub dir: tempfile::TempDir,
     stop: CancellationToken,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl InProcess {
@@ -35,6 +36,15 @@ impl InProcess {
     }
 
     pub async fn start_with(edit: impl FnOnce(&mut AgentConfig)) -> InProcess {
+        Self::start_full(edit, Limits::default()).await
+    }
+
+    /// With these server limits (connection cap, timeouts).
+    pub async fn start_limits(limits: Limits) -> InProcess {
+        Self::start_full(|_| {}, limits).await
+    }
+
+    pub async fn start_full(edit: impl FnOnce(&mut AgentConfig), limits: Limits) -> InProcess {
         let dir = tempfile::tempdir().unwrap();
         let mut config = AgentConfig::new(dir.path().join("state"));
         edit(&mut config);
@@ -45,9 +55,9 @@ impl InProcess {
         let server_config = ServerConfig {
             tokens: Tokens::parse(TOKENS).unwrap(),
             tls: None,
-            limits: Limits::default(),
+            limits,
         };
-        tokio::spawn(server::serve(
+        let server = tokio::spawn(server::serve(
             listener,
             agent.clone(),
             server_config,
@@ -58,6 +68,15 @@ impl InProcess {
             agent,
             dir,
             stop,
+            server: Some(server),
+        }
+    }
+
+    /// Stop serving and wait until the server is done (its last audit lines written).
+    pub async fn stop_server(&mut self) {
+        self.stop.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
         }
     }
 
@@ -222,10 +241,26 @@ pub struct BinAgent {
     pub addr: SocketAddr,
 }
 
+/// `dir/tokens`, mode 0600 (the agent refuses a tokens file others may read).
 pub fn tokens_file(dir: &Path) -> PathBuf {
     let path = dir.join("tokens");
-    std::fs::write(&path, TOKENS).unwrap();
+    write_private(&path, TOKENS);
     path
+}
+
+/// Write `text` to `path` with mode 0600.
+pub fn write_private(path: &Path, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
 }
 
 impl BinAgent {
