@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
@@ -130,6 +130,22 @@ fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// Connections the kernel queues for `accept`: a burst of connections (a flood, or many
+/// callers at once) waits here instead of having its SYNs dropped (a 1 s retransmit).
+/// Tokio's `bind` asks for 128; the kernel caps this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 1024;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As `TcpListener::bind` does: a restarted agent rebinds its port at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Run the agent until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> Result<(), RunError> {
     let tokens = Tokens::load(&args.tokens)?;
@@ -154,12 +170,10 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         keep: usize::from(args.audit_keep),
     };
     config.shutdown_grace = args.shutdown_grace.0;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| RunError::Listen {
-            addr: args.listen,
-            source,
-        })?;
+    let listener = listen(args.listen).map_err(|source| RunError::Listen {
+        addr: args.listen,
+        source,
+    })?;
     let addr = listener.local_addr().map_err(|source| RunError::Listen {
         addr: args.listen,
         source,

@@ -52,6 +52,12 @@ pub fn start_agent(
             .unwrap()
             .write_all(format!("{token_line}\n").as_bytes())
             .unwrap();
+        // `mode` applies only when the file is created; one already there is narrowed too.
+        std::fs::set_permissions(
+            dir.join("tokens"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
     }
     let mut agent = Command::new(agent_binary())
         .args(["--listen", "127.0.0.1:0", "--tokens"])

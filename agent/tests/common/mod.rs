@@ -261,16 +261,36 @@ pub fn write_private(path: &Path, text: &str) {
         .unwrap()
         .write_all(text.as_bytes())
         .unwrap();
+    // `mode` applies only when the file is created; a file already there is narrowed too.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
 }
 
 impl BinAgent {
     pub fn start(dir: &Path) -> BinAgent {
+        Self::start_with(dir, &[], None)
+    }
+
+    /// With `extra` arguments, and (`nofile`) under `ulimit -n N` (soft and hard), as a
+    /// shell or a unit without LimitNOFILE would start it.
+    pub fn start_with(dir: &Path, extra: &[&str], nofile: Option<u64>) -> BinAgent {
         let tokens = tokens_file(dir);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shakeout-agent"))
+        let bin = env!("CARGO_BIN_EXE_shakeout-agent");
+        let mut command = match nofile {
+            None => Command::new(bin),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(bin);
+                c
+            }
+        };
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--state-dir"])
             .arg(dir.join("state"))
             .arg("--tokens")
             .arg(&tokens)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -289,6 +309,14 @@ impl BinAgent {
             child: Kid(child),
             addr,
         }
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = self.wait_exit(Duration::from_secs(30));
+        assert!(status.success(), "agent exit after SIGTERM: {status}");
     }
 
     /// Wait (bounded) for the agent to exit; its exit status.
