@@ -425,6 +425,96 @@ async fn a_readable_tokens_file_is_refused_and_records_are_private() {
     assert_eq!(state_of(&kids[0]), Some('S'), "reverted at shutdown");
 }
 
+/// One authenticated GET over TLS on a fresh connection: its status, or why none.
+async fn tls_get(
+    connector: &tokio_rustls::TlsConnector,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<u16, String> {
+    let attempt = async {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nhost: a\r\nauthorization: Bearer {SECRET}\r\nconnection: close\r\n\r\n"
+        );
+        tls.write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        // The agent closes without close_notify after `Connection: close`; what was
+        // read until then is the answer.
+        let _ = tls.read_to_end(&mut out).await;
+        let text = String::from_utf8_lossy(&out);
+        text.get(9..12)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("no status in {text:?}"))
+    };
+    tokio::time::timeout(Duration::from_secs(30), attempt)
+        .await
+        .unwrap_or_else(|_| Err("no answer in 30s".into()))
+}
+
+/// A TLS handshake counts as unauthenticated: connections that never finish theirs
+/// cannot starve a caller with a token either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_tls_handshakes_do_not_starve_authenticated_callers() {
+    use rustls::pki_types::pem::PemObject;
+    raise_own_nofile(16_384);
+    let dir = tempfile::tempdir().unwrap();
+    let Some((cert, key)) = self_signed(dir.path()) else {
+        return;
+    };
+    let tls_args = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let agent = BinAgent::start_with(dir.path(), &tls_args, Some(1024));
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(&cert).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    // Half send nothing, half the first bytes of a ClientHello record and then nothing.
+    let mut stalled = Vec::new();
+    for i in 0..2000 {
+        let mut s = TcpStream::connect(agent.addr).await.unwrap();
+        if i % 2 == 1 {
+            s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+                .await
+                .unwrap();
+        }
+        stalled.push(s);
+    }
+    let started = Instant::now();
+    let mut answered = 0;
+    let mut failures = Vec::new();
+    for _ in 0..10 {
+        match tls_get(&connector, agent.addr, "/v1/faults").await {
+            Ok(200) => answered += 1,
+            other => failures.push(format!("{other:?}")),
+        }
+    }
+    eprintln!(
+        "2000 stalled TLS handshakes: {answered}/10 authenticated TLS requests answered \
+         200 in {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(answered, 10, "{failures:?}");
+    drop(stalled);
+}
+
 fn state_of(kid: &Kid) -> Option<char> {
     state(kid.pid())
 }
