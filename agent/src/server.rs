@@ -156,13 +156,14 @@ pub async fn serve(
         ));
     }
     drop(listener);
-    app.refusals.flush(app.agent.audit());
     if tokio::time::timeout(app.limits.shutdown_grace, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("connections still open after the shutdown grace; closing them");
     }
+    // After the last requests: what they counted is in the summaries.
+    app.refusals.flush(app.agent.audit());
     Ok(())
 }
 

@@ -321,12 +321,32 @@ async fn silent_half_sent_and_oldest_idle_connections_are_closed() {
         let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
         assert!(read.is_ok(), "{head:?}: still open after 10s");
         let waited = started.elapsed();
-        eprintln!("{head:?}: closed after {waited:?} (header timeout 1s)");
+        let shown = String::from_utf8_lossy(head);
+        eprintln!("{shown:?}: closed after {waited:?} (header timeout 1s)");
         assert!(
             waited >= Duration::from_millis(500),
             "{head:?}: closed at once"
         );
     }
+    // And a kept-alive connection that goes quiet after its answer.
+    let mut s = TcpStream::connect(agent.addr).await.unwrap();
+    let request =
+        format!("GET /v1/faults HTTP/1.1\r\nhost: a\r\nauthorization: Bearer {SECRET}\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "kept-alive connection still open after 10s");
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    eprintln!(
+        "kept-alive, quiet after its answer: closed after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() >= Duration::from_millis(500));
     // At the cap (3), a new connection closes the oldest unauthenticated one.
     let mut oldest = TcpStream::connect(agent.addr).await.unwrap();
     let _second = TcpStream::connect(agent.addr).await.unwrap();
