@@ -142,7 +142,9 @@ pub async fn serve(
             }
             Admission::Busy(permit) => {
                 app.agent.metrics().connection(ConnEvent::Refused);
-                tracing::warn!(%peer, cap = app.cap, "at the connection cap, all authenticated: 503");
+                // Debug, not warn: a burst would flood the node's log; the counter
+                // (`shakeout_agent_connections_refused_total`) and the 503 body say it.
+                tracing::debug!(%peer, cap = app.cap, "at the connection cap, all authenticated: 503");
                 Err(permit)
             }
         };
