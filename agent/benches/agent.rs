@@ -355,6 +355,8 @@ fn idle_rss(bin: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "bench:bench-secret-0123456789\n").unwrap();
+    // The agent refuses a tokens file that group or others may read.
+    std::fs::set_permissions(&tokens, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut child = Command::new("unshare")
         .arg("--net")
         .arg(bin)

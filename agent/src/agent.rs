@@ -8,6 +8,7 @@ mod sweep;
 pub use apply::is_valid_id;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::{Action, Audit, Entry};
+use crate::audit::{Action, Audit, Entry, Rotation};
 use crate::error::{AgentError, Result};
 use crate::fault::net::{Net, Reverted};
 use crate::fault::process;
@@ -43,6 +44,8 @@ pub struct AgentConfig {
     pub policy: Policy,
     /// Default: `STATE_DIR/audit.jsonl`.
     pub audit_log: Option<PathBuf>,
+    /// When the audit log rotates, and how many old files are kept.
+    pub audit_rotation: Rotation,
     /// `/proc`, or a fixture tree in tests.
     pub proc_root: ProcRoot,
     /// Upper bound on `shutdown()`.
@@ -61,6 +64,7 @@ impl AgentConfig {
             state_dir: state_dir.into(),
             policy: Policy::default(),
             audit_log: None,
+            audit_rotation: Rotation::default(),
             proc_root: ProcRoot::default(),
             shutdown_grace: Duration::from_secs(10),
             sweep_tagged_network: true,
@@ -73,6 +77,8 @@ impl AgentConfig {
 pub struct Caller {
     pub name: String,
     pub policy: TokenPolicy,
+    /// Where the request came from (the audit log says), when it came over HTTP.
+    pub peer: Option<SocketAddr>,
 }
 
 /// What `shutdown()` managed.
@@ -146,13 +152,15 @@ impl Agent {
         let internal = |what: &str, e: &dyn std::fmt::Display| {
             AgentError::Internal(format!("{what} {}: {e}", config.state_dir.display()))
         };
-        std::fs::create_dir_all(&config.state_dir).map_err(|e| internal("state dir", &e))?;
+        crate::ledger::create_private_dir(&config.state_dir)
+            .map_err(|e| internal("state dir", &e))?;
         let ledger = Ledger::open(&config.state_dir)?;
         let audit_path = config
             .audit_log
             .clone()
             .unwrap_or_else(|| config.state_dir.join("audit.jsonl"));
-        let audit = Audit::open(&audit_path).map_err(|e| internal("audit log", &e))?;
+        let audit = Audit::open(&audit_path, config.audit_rotation)
+            .map_err(|e| internal("audit log", &e))?;
         let metrics = Metrics::new();
         let net = Net::new(&config.state_dir);
         let (last_sweep, unreverted) = sweep::startup_sweep(
@@ -211,12 +219,13 @@ impl Agent {
         Caller {
             name: token_name.to_string(),
             policy: self.inner.policy.for_token(token_name),
+            peer: None,
         }
     }
 
     /// Apply a fault (or, with `dryRun`, only say what it would touch).
     pub async fn apply(&self, caller: &Caller, req: ApplyRequest) -> Result<ApplyResponse> {
-        let mut entry = Entry::new(Action::Apply, &caller.name);
+        let mut entry = Entry::new(Action::Apply, &caller.name).peer(caller.peer);
         entry.experiment = req.experiment.clone();
         entry.fault = req.fault.clone();
         let kind = req.spec.kind();
@@ -237,7 +246,7 @@ impl Agent {
 
     /// Push a fault's lease deadline forward. Only its owner may renew it.
     pub async fn renew(&self, caller: &Caller, id: &str, req: RenewRequest) -> Result<FaultStatus> {
-        let mut entry = Entry::new(Action::Renew, &caller.name);
+        let mut entry = Entry::new(Action::Renew, &caller.name).peer(caller.peer);
         entry.fault_id = id.to_string();
         let result = self.renew_inner(caller, id, req, &mut entry).await;
         if result.is_err() {
@@ -289,7 +298,7 @@ impl Agent {
     /// `revertedNow: false`; an id the agent never issued (or forgot) is 404.
     /// Any token may revert: undoing a fault is always safe.
     pub async fn revert(&self, caller: &Caller, id: &str) -> Result<RevertResponse> {
-        let mut entry = Entry::new(Action::Revert, &caller.name);
+        let mut entry = Entry::new(Action::Revert, &caller.name).peer(caller.peer);
         entry.fault_id = id.to_string();
         let mut state = self.inner.state.lock().await;
         let result = match state.faults.remove(id) {
@@ -476,11 +485,20 @@ impl Agent {
         &self.inner.metrics
     }
 
-    /// Record a refusal that happened before the core saw the request (auth, size, JSON).
-    pub fn audit_refusal(&self, token: &str, error: &AgentError) {
-        self.inner
-            .audit
-            .record(Entry::new(Action::Refuse, token).outcome::<()>(&Err(error.clone())));
+    /// Record a refusal that happened before the core saw the request (auth, size,
+    /// JSON, route), from `peer`.
+    pub fn audit_refusal(&self, token: &str, peer: Option<SocketAddr>, error: &AgentError) {
+        self.inner.audit.record(
+            Entry::new(Action::Refuse, token)
+                .peer(peer)
+                .outcome::<()>(&Err(error.clone())),
+        );
+    }
+
+    /// The audit log, for lines the server composes itself (bounded summaries of
+    /// unauthenticated refusals).
+    pub fn audit(&self) -> &Audit {
+        &self.inner.audit
     }
 
     /// When the reaper must next act.

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, AgentConfig};
+use crate::audit::Rotation;
 use crate::policy::{Policy, PolicyError};
 use crate::server::auth::{TokenError, Tokens};
 use crate::server::tls::{self, TlsError};
@@ -40,9 +41,23 @@ pub struct Args {
     /// TLS private key (PEM); needs --tls-cert.
     #[arg(long, env = "SHAKEOUT_AGENT_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Audit log (JSON lines). Default: STATE_DIR/audit.jsonl.
+    /// Audit log (JSON lines, mode 0600). Default: STATE_DIR/audit.jsonl.
     #[arg(long, env = "SHAKEOUT_AGENT_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
+    /// Size at which the audit log is renamed FILE.1 (FILE.2 … for older ones) and a
+    /// fresh one started (`64MiB`, `500k`, bytes).
+    #[arg(long, env = "SHAKEOUT_AGENT_AUDIT_MAX_SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub audit_max_size: u64,
+    /// Rotated audit logs kept (FILE.1 … FILE.N); older ones are deleted.
+    #[arg(long, env = "SHAKEOUT_AGENT_AUDIT_KEEP", default_value_t = 5,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub audit_keep: u16,
+    /// Most connections open at once. At the cap a new connection closes the oldest one
+    /// that has not authenticated yet; if all have, it gets 503. Lowered (with a
+    /// warning) to fit the open-files limit, which the agent raises to its hard limit.
+    #[arg(long, env = "SHAKEOUT_AGENT_MAX_CONNECTIONS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
     /// Log format on stderr.
     #[arg(long, env = "SHAKEOUT_AGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -80,9 +95,65 @@ pub enum RunError {
     Unreverted(String),
 }
 
+/// A size in bytes: a number with an optional unit, `k`/`M`/`G` (powers of 1000) or
+/// `KiB`/`MiB`/`GiB` (powers of 1024), `B` optional (`64MiB`, `500k`, `4096`).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let unit = unit.trim();
+    let scale: u64 = match unit.strip_suffix('B').unwrap_or(unit) {
+        "" => 1,
+        "k" | "K" => 1000,
+        "M" => 1000 * 1000,
+        "G" => 1000 * 1000 * 1000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "size {text:?}: unknown unit {unit:?}; use bytes or k, M, G, KiB, MiB, GiB (e.g. 64MiB)"
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("size {text:?}: expected a whole number and a unit, e.g. 64MiB"))?;
+    let bytes = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("size {text:?} is too large"))?;
+    if bytes < 4096 {
+        return Err(format!(
+            "size {text:?}: at least 4KiB, so a rotated file holds more than a few lines"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Connections the kernel queues for `accept`: a burst of connections (a flood, or many
+/// callers at once) waits here instead of having its SYNs dropped (a 1 s retransmit).
+/// Tokio's `bind` asks for 128; the kernel caps this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 1024;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As `TcpListener::bind` does: a restarted agent rebinds its port at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Run the agent until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> Result<(), RunError> {
     let tokens = Tokens::load(&args.tokens)?;
+    // Room for --max-connections: the soft limit (often 1024) up to the hard one.
+    match server::conns::raise_fd_limit() {
+        Ok(limit) => tracing::debug!(limit, "open-files limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-files limit"),
+    }
     let policy = match &args.policy {
         Some(p) => Policy::load(p)?,
         None => Policy::default(),
@@ -94,13 +165,15 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     let mut config = AgentConfig::new(&args.state_dir);
     config.policy = policy;
     config.audit_log = args.audit_log.clone();
+    config.audit_rotation = Rotation {
+        max_size: args.audit_max_size,
+        keep: usize::from(args.audit_keep),
+    };
     config.shutdown_grace = args.shutdown_grace.0;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| RunError::Listen {
-            addr: args.listen,
-            source,
-        })?;
+    let listener = listen(args.listen).map_err(|source| RunError::Listen {
+        addr: args.listen,
+        source,
+    })?;
     let addr = listener.local_addr().map_err(|source| RunError::Listen {
         addr: args.listen,
         source,
@@ -114,6 +187,7 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         tls: tls.clone(),
         limits: Limits {
             shutdown_grace: Duration::from_secs(2),
+            max_connections: args.max_connections as usize,
             ..Limits::default()
         },
     };
@@ -150,6 +224,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sizes_in_human_units() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("500k"), Ok(500_000));
+        assert_eq!(parse_size("1 GB"), Ok(1_000_000_000));
+        assert_eq!(parse_size("8192"), Ok(8192));
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        for bad in ["", "MiB", "64XB", "1.5M", "100", "99999999999999GiB"] {
+            let e = parse_size(bad).unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+
+    #[test]
     fn cli_is_consistent_and_reads_env() {
         Args::command().debug_assert();
         let args = Args::try_parse_from([
@@ -164,6 +251,19 @@ mod tests {
         .unwrap();
         assert_eq!(args.log_format, LogFormat::Json);
         assert_eq!(args.shutdown_grace.0, Duration::from_secs(10));
+        assert_eq!(args.audit_max_size, 64 << 20);
+        assert_eq!((args.audit_keep, args.max_connections), (5, 512));
+        for bad in [["--audit-keep", "0"], ["--max-connections", "0"]] {
+            assert!(
+                Args::try_parse_from(
+                    ["shakeout-agent", "--tokens", "/t", "--state-dir", "/s"]
+                        .into_iter()
+                        .chain(bad)
+                )
+                .is_err(),
+                "{bad:?}"
+            );
+        }
         assert!(Args::try_parse_from([
             "shakeout-agent",
             "--tokens",

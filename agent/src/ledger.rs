@@ -1,10 +1,12 @@
 //! The on-disk ledger (DESIGN.md §3.2): one JSON file per fault in `STATE_DIR/ledger/`,
 //! written and fsynced BEFORE the fault is applied and removed after it is reverted, so
 //! an agent killed at any instant leaves a record the next start-up sweep can undo.
-//! Writes are atomic (temp file, fsync, rename, fsync the directory).
+//! Writes are atomic (temp file, fsync, rename, fsync the directory). Files are 0600
+//! and directories the agent creates 0700: a record names the processes it stopped.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -70,11 +72,19 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
     }
 }
 
+/// Create `dir` and any missing parents with mode 0700; an existing one is left as it is.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 impl Ledger {
     /// Open (create) `state_dir/ledger`.
     pub fn open(state_dir: &Path) -> Result<Ledger, LedgerError> {
         let dir = state_dir.join("ledger");
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        create_private_dir(&dir).map_err(io_err(&dir))?;
         Ok(Ledger { dir })
     }
 
@@ -95,7 +105,13 @@ impl Ledger {
             path: path.display().to_string(),
             source,
         })?;
-        let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
         file.write_all(&bytes).map_err(io_err(&tmp))?;
         file.sync_all().map_err(io_err(&tmp))?;
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
@@ -207,6 +223,18 @@ mod tests {
         ledger.remove("a").unwrap();
         ledger.remove("a").unwrap();
         assert_eq!(ledger.load().0, vec![record("b")]);
+    }
+
+    #[test]
+    fn records_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("state")).unwrap();
+        ledger.write(&record("a")).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&ledger.dir().join("a.json")), 0o600);
+        assert_eq!(mode(ledger.dir()), 0o700);
+        assert_eq!(mode(&dir.path().join("state")), 0o700);
     }
 
     #[test]

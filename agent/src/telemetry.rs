@@ -26,6 +26,15 @@ pub enum FaultEvent {
     Failed,
 }
 
+/// What happened to a connection that arrived at the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnEvent {
+    /// The oldest unauthenticated connection was closed to make room for it.
+    Evicted,
+    /// Every open connection was authenticated: it got 503 and was closed.
+    Refused,
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -43,6 +52,9 @@ impl Metrics {
             gauge!("shakeout_agent_active_faults").set(0.0);
             gauge!("shakeout_agent_reverts_pending").set(0.0);
             counter!("shakeout_agent_sweep_cleaned_total").absolute(0);
+            counter!("shakeout_agent_connections_evicted_total").absolute(0);
+            counter!("shakeout_agent_connections_refused_total").absolute(0);
+            counter!("shakeout_agent_unauthenticated_summarized_total").absolute(0);
         });
         m
     }
@@ -91,6 +103,22 @@ impl Metrics {
     pub fn request(&self, status: u16) {
         with_local_recorder(&self.recorder, || {
             counter!("shakeout_agent_requests_total", "status" => status.to_string()).increment(1)
+        });
+    }
+
+    /// Count connections at the cap: `evicted` (an unauthenticated one closed to make
+    /// room) or `refused` (503: every open one was authenticated).
+    pub fn connection(&self, event: ConnEvent) {
+        with_local_recorder(&self.recorder, || match event {
+            ConnEvent::Evicted => counter!("shakeout_agent_connections_evicted_total").increment(1),
+            ConnEvent::Refused => counter!("shakeout_agent_connections_refused_total").increment(1),
+        });
+    }
+
+    /// Count an unauthenticated refusal audited in a summary line, not a line of its own.
+    pub fn summarized(&self) {
+        with_local_recorder(&self.recorder, || {
+            counter!("shakeout_agent_unauthenticated_summarized_total").increment(1)
         });
     }
 

@@ -29,16 +29,32 @@ async fn assert_refused_and_audited(agent: &InProcess, code: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_and_wrong_token_are_401_and_audited() {
-    let agent = InProcess::start().await;
+    let mut agent = InProcess::start().await;
     let (_d, _name, kids) = sleepers(1);
     let body = apply_body(json!({"pid": kids[0].pid()}), json!("pause"), "5s", "5s").to_string();
-    for token in [None, Some("wrong-secret-0123456789")] {
-        let (status, err) = call(agent.addr, "POST", "/v1/faults", token, Some(body.clone())).await;
-        assert_eq!(status, 401, "{err}");
-        assert_eq!(err["code"], "unauthorized");
-        assert_refused_and_audited(&agent, "unauthorized").await;
-        assert_eq!(agent.audit().last().unwrap()["token"], "-");
-    }
+    // The first refusal from an address in a minute is a line of its own, with the
+    // caller's address; later ones are counted for a summary line (bounded audit).
+    let (status, err) = call(agent.addr, "POST", "/v1/faults", None, Some(body.clone())).await;
+    assert_eq!(status, 401, "{err}");
+    assert_eq!(err["code"], "unauthorized");
+    assert_refused_and_audited(&agent, "unauthorized").await;
+    let first = agent.audit().pop().unwrap();
+    assert_eq!(first["token"], "-");
+    assert!(
+        first["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{first}"
+    );
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .contains("POST /v1/faults"),
+        "{first}"
+    );
+    let lines = agent.audit().len();
+    let wrong = Some("wrong-secret-0123456789");
+    let (status, err) = call(agent.addr, "POST", "/v1/faults", wrong, Some(body)).await;
+    assert_eq!((status, err["code"].as_str()), (401, Some("unauthorized")));
     assert_eq!(state(kids[0].pid()), Some('S'));
     // Health needs no token; everything else does.
     assert_eq!(
@@ -50,6 +66,28 @@ async fn no_token_and_wrong_token_are_401_and_audited() {
         401
     );
     assert_eq!(call(agent.addr, "GET", "/metrics", None, None).await.0, 401);
+    assert_eq!(
+        agent.audit().len(),
+        lines,
+        "counted, not written one by one"
+    );
+    // At the latest when the server stops, the count is written.
+    agent.stop_server().await;
+    let summary = agent.audit().pop().unwrap();
+    assert_eq!(
+        (summary["action"].as_str(), summary["code"].as_str()),
+        (Some("refuse"), Some("unauthorized")),
+        "{summary}"
+    );
+    assert_eq!(summary["peer"], "127.0.0.1", "{summary}");
+    assert_eq!(summary["count"], 3, "{summary}");
+    assert!(
+        summary["message"]
+            .as_str()
+            .unwrap()
+            .contains("GET /metrics"),
+        "the last request is named: {summary}"
+    );
 }
 
 /// Raw HTTP, so the test controls exactly how much body is sent.
@@ -192,16 +230,48 @@ async fn policy_limits_kinds_per_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_fault_is_404() {
+async fn unknown_fault_and_route_are_404_and_audited() {
     let agent = InProcess::start().await;
-    for path in ["/v1/faults/f-0000000000000000", "/v1/faults/..%2Fetc"] {
-        let (status, err) = delete(agent.addr, path).await;
+    let long = format!("/v1/{}", "z".repeat(4000));
+    let requests = [
+        ("DELETE", "/v1/faults/f-0000000000000000"),
+        ("DELETE", "/v1/faults/..%2Fetc"),
+        ("POST", "/v1/faults/f-0000000000000000/renew"),
+        ("GET", "/v1/nothing-here"),
+        ("PUT", "/v1/faults"),
+        ("GET", long.as_str()),
+    ];
+    for (method, path) in requests {
+        let body = (method == "POST").then(|| "{}".to_string());
+        let (status, err) = call(agent.addr, method, path, Some(SECRET), body).await;
         assert_eq!(
             (status, err["code"].as_str()),
             (404, Some("notFound")),
-            "{path}"
+            "{method} {path}"
+        );
+        // Every authenticated 404 is a line of its own: the token, the caller's address
+        // (a valid id the core does not hold is its `revert`/`renew` line, refused).
+        assert_eq!(agent.ledger_files(), 0);
+        let last = agent.audit().pop().unwrap();
+        assert_eq!(
+            (last["result"].as_str(), last["code"].as_str()),
+            (Some("error"), Some("notFound")),
+            "{last}"
+        );
+        assert_eq!(last["token"], "ci", "{last}");
+        assert!(
+            last["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+            "{last}"
+        );
+        assert!(
+            last["message"].as_str().unwrap().len() < 300,
+            "a path is logged clipped: {last}"
         );
     }
-    let (status, _) = post(agent.addr, "/v1/faults/f-0000000000000000/renew", json!({})).await;
-    assert_eq!(status, 404);
+    let audited = agent
+        .audit()
+        .iter()
+        .filter(|l| l["code"] == "notFound")
+        .count();
+    assert_eq!(audited, requests.len());
 }

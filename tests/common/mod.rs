@@ -41,7 +41,26 @@ pub fn start_agent(
 ) -> (std::process::Child, std::net::SocketAddr) {
     use std::io::BufRead;
     use std::process::Stdio;
-    std::fs::write(dir.join("tokens"), format!("{token_line}\n")).unwrap();
+    // 0600: the agent refuses a tokens file that group or others may read.
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join("tokens"))
+            .unwrap()
+            .write_all(format!("{token_line}\n").as_bytes())
+            .unwrap();
+        // `mode` applies only when the file is created; one already there is narrowed too.
+        std::fs::set_permissions(
+            dir.join("tokens"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+    }
     let mut agent = Command::new(agent_binary())
         .args(["--listen", "127.0.0.1:0", "--tokens"])
         .arg(dir.join("tokens"))

@@ -1,7 +1,9 @@
 //! Bearer tokens: a file of `name:secret` lines. The name is what the audit log and the
 //! policy know; the secret is compared in constant time against every token, so
-//! response timing does not reveal how much of a guess was right.
+//! response timing does not reveal how much of a guess was right. Like ssh with a key,
+//! the agent refuses a tokens file that group or others may read.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use subtle::ConstantTimeEq;
@@ -14,6 +16,11 @@ pub enum TokenError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "tokens {path}: mode {mode:04o} lets group or others read the secrets; \
+         the agent accepts only a file private to its owner: run `chmod 600 {path}`"
+    )]
+    Mode { path: String, mode: u32 },
     #[error("tokens {path}:{line}: {message}")]
     Invalid {
         path: String,
@@ -38,12 +45,23 @@ impl std::fmt::Debug for Tokens {
 
 impl Tokens {
     /// Parse a token file: `name:secret` per line; blank lines and `#` comments skipped.
+    /// The file (a symlink is followed, as Kubernetes mounts Secrets) must give group and
+    /// others no permission at all (`mode & 077 == 0`).
     pub fn load(path: &Path) -> Result<Tokens, TokenError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
+        let read_err = |source| TokenError::Read {
             path: shown.clone(),
             source,
-        })?;
+        };
+        let mode = std::fs::metadata(path)
+            .map_err(read_err)?
+            .permissions()
+            .mode()
+            & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(TokenError::Mode { path: shown, mode });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
         Tokens::parse(&text).map_err(|(line, message)| TokenError::Invalid {
             path: shown,
             line,
@@ -134,5 +152,25 @@ mod tests {
             2
         );
         assert!(Tokens::parse("# nothing\n").is_err());
+    }
+
+    #[test]
+    fn a_file_others_may_read_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "ci:0123456789abcdef0123\n").unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o601] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let message = Tokens::load(&path).unwrap_err().to_string();
+            assert!(message.contains(&format!("mode {mode:04o}")), "{message}");
+            assert!(
+                message.contains(&format!("chmod 600 {}", path.display())),
+                "{message}"
+            );
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            Tokens::load(&path).unwrap();
+        }
     }
 }

@@ -27,6 +27,7 @@ pub struct InProcess {
     pub agent: Agent,
     pub dir: tempfile::TempDir,
     stop: CancellationToken,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl InProcess {
@@ -35,6 +36,15 @@ impl InProcess {
     }
 
     pub async fn start_with(edit: impl FnOnce(&mut AgentConfig)) -> InProcess {
+        Self::start_full(edit, Limits::default()).await
+    }
+
+    /// With these server limits (connection cap, timeouts).
+    pub async fn start_limits(limits: Limits) -> InProcess {
+        Self::start_full(|_| {}, limits).await
+    }
+
+    pub async fn start_full(edit: impl FnOnce(&mut AgentConfig), limits: Limits) -> InProcess {
         let dir = tempfile::tempdir().unwrap();
         let mut config = AgentConfig::new(dir.path().join("state"));
         edit(&mut config);
@@ -45,9 +55,9 @@ impl InProcess {
         let server_config = ServerConfig {
             tokens: Tokens::parse(TOKENS).unwrap(),
             tls: None,
-            limits: Limits::default(),
+            limits,
         };
-        tokio::spawn(server::serve(
+        let server = tokio::spawn(server::serve(
             listener,
             agent.clone(),
             server_config,
@@ -58,6 +68,15 @@ impl InProcess {
             agent,
             dir,
             stop,
+            server: Some(server),
+        }
+    }
+
+    /// Stop serving and wait until the server is done (its last audit lines written).
+    pub async fn stop_server(&mut self) {
+        self.stop.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
         }
     }
 
@@ -222,20 +241,56 @@ pub struct BinAgent {
     pub addr: SocketAddr,
 }
 
+/// `dir/tokens`, mode 0600 (the agent refuses a tokens file others may read).
 pub fn tokens_file(dir: &Path) -> PathBuf {
     let path = dir.join("tokens");
-    std::fs::write(&path, TOKENS).unwrap();
+    write_private(&path, TOKENS);
     path
+}
+
+/// Write `text` to `path` with mode 0600.
+pub fn write_private(path: &Path, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    // `mode` applies only when the file is created; a file already there is narrowed too.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
 }
 
 impl BinAgent {
     pub fn start(dir: &Path) -> BinAgent {
+        Self::start_with(dir, &[], None)
+    }
+
+    /// With `extra` arguments, and (`nofile`) under `ulimit -n N` (soft and hard), as a
+    /// shell or a unit without LimitNOFILE would start it.
+    pub fn start_with(dir: &Path, extra: &[&str], nofile: Option<u64>) -> BinAgent {
         let tokens = tokens_file(dir);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shakeout-agent"))
+        let bin = env!("CARGO_BIN_EXE_shakeout-agent");
+        let mut command = match nofile {
+            None => Command::new(bin),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(bin);
+                c
+            }
+        };
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--state-dir"])
             .arg(dir.join("state"))
             .arg("--tokens")
             .arg(&tokens)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -256,6 +311,14 @@ impl BinAgent {
         }
     }
 
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = self.wait_exit(Duration::from_secs(30));
+        assert!(status.success(), "agent exit after SIGTERM: {status}");
+    }
+
     /// Wait (bounded) for the agent to exit; its exit status.
     pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let start = Instant::now();
@@ -270,4 +333,37 @@ impl BinAgent {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// A self-signed server certificate for 127.0.0.1 from the openssl CLI, as
+/// `dir/cert.pem` and `dir/key.pem`; `None` when openssl is missing (callers skip, or
+/// fail under CI, which installs it).
+pub fn self_signed(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=agent",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        // rustls refuses a CA certificate as a server certificate.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status();
+    if made.is_ok_and(|s| s.success()) {
+        return Some((cert, key));
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the openssl CLI is needed to make a test certificate"
+    );
+    eprintln!("skipped: the openssl CLI is needed to make a test certificate");
+    None
 }
