@@ -246,7 +246,9 @@ mod tests {
     fn the_shipped_policy_file_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/policy.yaml");
         let p = Policy::load(&path).unwrap();
-        assert!(!p.for_token("someone").allows_signal(nix::sys::signal::Signal::SIGHUP));
+        assert!(!p
+            .for_token("someone")
+            .allows_signal(nix::sys::signal::Signal::SIGHUP));
         assert_eq!(p.for_token("ci").fault_kinds, vec!["process", "network"]);
     }
 
