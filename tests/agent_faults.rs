@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::netns::Netns;
-use common::{free_port, self_signed, shakeout, start_agent};
+use common::{free_port, root_or_skip, self_signed, shakeout, start_agent};
 use serde_json::Value;
 use shakeout_agent::server::{serve, Limits, ServerConfig, Tokens};
 use shakeout_agent::{Agent, AgentConfig};
@@ -408,21 +408,12 @@ spec:
     assert_eq!(state(target.pid()), 'T');
 }
 
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: privileged tests must run as root in CI"
-    );
-    eprintln!("skipping {test}: needs root (iptables NFQUEUE in the host namespace)");
-    false
-}
-
 #[test]
 fn embedded_agent_adds_network_latency_and_removes_its_rule() {
-    if !root_or_skip("embedded_agent_adds_network_latency_and_removes_its_rule") {
+    if !root_or_skip(
+        "embedded_agent_adds_network_latency_and_removes_its_rule",
+        "iptables NFQUEUE in the host namespace",
+    ) {
         return;
     }
     let case = Case::new();
@@ -490,7 +481,10 @@ fn preflight_checks_the_embedded_agent_and_says_what_is_missing() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("agent embedded (http://127.0.0.1:"), "{text}");
-    if !root_or_skip("preflight_checks_the_embedded_agent_and_says_what_is_missing (as root)") {
+    if !root_or_skip(
+        "preflight_checks_the_embedded_agent_and_says_what_is_missing (as root)",
+        "root's capabilities, and an unprivileged user to compare",
+    ) {
         return;
     }
     assert_eq!(
@@ -682,7 +676,10 @@ spec:
 
 #[test]
 fn agent_killed_holding_a_network_fault_sweeps_it_on_restart() {
-    if !root_or_skip("agent_killed_holding_a_network_fault_sweeps_it_on_restart") {
+    if !root_or_skip(
+        "agent_killed_holding_a_network_fault_sweeps_it_on_restart",
+        "iptables NFQUEUE in the host namespace",
+    ) {
         return;
     }
     let ns = Netns::new("kill9");
@@ -728,7 +725,10 @@ fn agent_killed_holding_a_network_fault_sweeps_it_on_restart() {
 
 #[test]
 fn nfqueue_fails_open_when_the_agent_process_is_killed() {
-    if !root_or_skip("nfqueue_fails_open_when_the_agent_process_is_killed") {
+    if !root_or_skip(
+        "nfqueue_fails_open_when_the_agent_process_is_killed",
+        "iptables NFQUEUE in the host namespace",
+    ) {
         return;
     }
     let ns = Netns::new("bypass");

@@ -20,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::netns::Netns;
+use common::root_or_skip;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rand::{Rng, SeedableRng};
@@ -34,18 +35,6 @@ const PORT: u16 = 18600;
 const CUT_PORT: u16 = 18601;
 /// How long a run lasts; kill instants fall in [0, RUN_SPAN).
 const RUN_SPAN: Duration = Duration::from_millis(4400);
-
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: privileged tests must run as root in CI"
-    );
-    eprintln!("skipping {test}: needs root (network namespaces, nftables, iptables)");
-    false
-}
 
 fn instants() -> usize {
     std::env::var("SHAKEOUT_CHAOS_INSTANTS")
@@ -288,7 +277,10 @@ fn reap(child: &mut Child) {
 
 #[test]
 fn controller_sigkilled_at_random_instants_leaves_nothing() {
-    if !root_or_skip("controller_sigkilled_at_random_instants_leaves_nothing") {
+    if !root_or_skip(
+        "controller_sigkilled_at_random_instants_leaves_nothing",
+        "network namespaces, nftables, iptables",
+    ) {
         return;
     }
     let lab = Lab::new("chaos-kill");
@@ -346,7 +338,10 @@ fn controller_sigkilled_at_random_instants_leaves_nothing() {
 
 #[test]
 fn controller_process_group_stopped_at_random_instants_is_reverted_at_lease() {
-    if !root_or_skip("controller_process_group_stopped_at_random_instants_is_reverted_at_lease") {
+    if !root_or_skip(
+        "controller_process_group_stopped_at_random_instants_is_reverted_at_lease",
+        "network namespaces, nftables, iptables",
+    ) {
         return;
     }
     let lab = Lab::new("chaos-stop");
@@ -503,7 +498,10 @@ fn host_has_shakeout_table() -> bool {
 
 #[test]
 fn a_fault_left_in_another_namespace_is_swept_there_or_reported_gone() {
-    if !root_or_skip("a_fault_left_in_another_namespace_is_swept_there_or_reported_gone") {
+    if !root_or_skip(
+        "a_fault_left_in_another_namespace_is_swept_there_or_reported_gone",
+        "network namespaces, nftables, iptables",
+    ) {
         return;
     }
     let host_before = host_has_shakeout_table();
@@ -562,7 +560,10 @@ fn a_fault_left_in_another_namespace_is_swept_there_or_reported_gone() {
 
 #[test]
 fn a_guardian_killed_mid_run_is_swept_at_once_by_its_living_controller() {
-    if !root_or_skip("a_guardian_killed_mid_run_is_swept_at_once_by_its_living_controller") {
+    if !root_or_skip(
+        "a_guardian_killed_mid_run_is_swept_at_once_by_its_living_controller",
+        "network namespaces, nftables, iptables",
+    ) {
         return;
     }
     let lab = Lab::new("chaos-guard");

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, shakeout};
+use common::{free_port, root_or_skip, shakeout};
 use fake_kube::FakeCluster;
 use serde_json::Value;
 
@@ -604,18 +604,6 @@ fn shakeout_agents_lists_the_daemonset_through_port_forward() {
     );
 }
 
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: privileged tests must run as root in CI"
-    );
-    eprintln!("skipping {test}: needs root (a pod cgroup and SIGSTOP through the agent)");
-    false
-}
-
 /// A cgroup v1 (cgroupfs naming) or v2 directory named like a pod's, holding `pid`: what
 /// the kubelet makes, so the agent finds the pod's processes by UID. Removed on drop.
 struct PodCgroup(PathBuf);
@@ -670,7 +658,10 @@ fn proc_state(pid: u32) -> char {
 
 #[test]
 fn a_pause_on_pods_goes_to_the_agent_of_their_node_through_port_forward() {
-    if !root_or_skip("a_pause_on_pods_goes_to_the_agent_of_their_node_through_port_forward") {
+    if !root_or_skip(
+        "a_pause_on_pods_goes_to_the_agent_of_their_node_through_port_forward",
+        "a pod cgroup and the agent acting in it",
+    ) {
         return;
     }
     let case = Case::new();
@@ -827,7 +818,10 @@ impl Drop for PodNetns {
 
 #[test]
 fn a_network_fault_on_pods_lands_in_the_pods_namespace_and_leaves_nothing() {
-    if !root_or_skip("a_network_fault_on_pods_lands_in_the_pods_namespace_and_leaves_nothing") {
+    if !root_or_skip(
+        "a_network_fault_on_pods_lands_in_the_pods_namespace_and_leaves_nothing",
+        "a pod cgroup and the agent acting in it",
+    ) {
         return;
     }
     let case = Case::new();

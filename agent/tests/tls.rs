@@ -17,37 +17,9 @@ use rustls::pki_types::{CertificateDer, ServerName};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_over_tls_with_bearer_token() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=agent",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        // rustls refuses a CA certificate as a server certificate.
-        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status();
-    // Without the openssl CLI there is no certificate to test with; say so, loudly.
-    if !made.is_ok_and(|s| s.success()) {
-        // CI installs openssl (.ci/run); there a missing certificate is a failure.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the openssl CLI is needed to make a test certificate"
-        );
-        eprintln!("skipped: the openssl CLI is needed to make a test certificate");
+    let Some((cert, key)) = self_signed(dir.path()) else {
         return;
-    }
+    };
     let tokens = tokens_file(dir.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_shakeout-agent"))
         .args(["--listen", "127.0.0.1:0", "--state-dir"])

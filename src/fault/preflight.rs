@@ -69,20 +69,7 @@ pub async fn check(exp: &Experiment, agents: &Agents) -> Vec<AgentCheck> {
         match client.capabilities().await {
             Err(e) => check.problems.push(e.to_string()),
             Ok(caps) => {
-                check.notes.push(format!(
-                    "agent {} on kernel {}, cgroup {}",
-                    caps.version, caps.kernel, caps.cgroup
-                ));
-                if let Some(p) = &caps.privileges {
-                    let held = match p.capabilities.is_empty() {
-                        true => "none of CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_KILL, CAP_SYS_PTRACE"
-                            .to_owned(),
-                        false => p.capabilities.join(", "),
-                    };
-                    check
-                        .notes
-                        .push(format!("runs as uid {} with {held}", p.uid));
-                }
+                check.notes.extend(about(&caps));
                 for m in &caps.mechanisms {
                     let state = if m.available {
                         "available".to_owned()
@@ -100,6 +87,23 @@ pub async fn check(exp: &Experiment, agents: &Agents) -> Vec<AgentCheck> {
         out.push(check);
     }
     out
+}
+
+/// What an agent says of itself, for the person reading: version, kernel, cgroup, and
+/// who it runs as.
+fn about(caps: &Capabilities) -> Vec<String> {
+    let mut notes = vec![format!(
+        "agent {} on kernel {}, cgroup {}",
+        caps.version, caps.kernel, caps.cgroup
+    )];
+    if let Some(p) = &caps.privileges {
+        let held = match p.capabilities.is_empty() {
+            true => "none of CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_KILL, CAP_SYS_PTRACE".to_owned(),
+            false => p.capabilities.join(", "),
+        };
+        notes.push(format!("runs as uid {} with {held}", p.uid));
+    }
+    notes
 }
 
 fn uses(f: &FaultSpec, agent: Option<&str>) -> bool {
@@ -286,20 +290,7 @@ pub async fn check_cluster(
         match a.client.capabilities().await {
             Err(e) => check.problems.push(e.to_string()),
             Ok(caps) => {
-                check.notes.push(format!(
-                    "agent {} on kernel {}, cgroup {}",
-                    caps.version, caps.kernel, caps.cgroup
-                ));
-                if let Some(p) = &caps.privileges {
-                    let held = match p.capabilities.is_empty() {
-                        true => "none of CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_KILL, CAP_SYS_PTRACE"
-                            .to_owned(),
-                        false => p.capabilities.join(", "),
-                    };
-                    check
-                        .notes
-                        .push(format!("runs as uid {} with {held}", p.uid));
-                }
+                check.notes.extend(about(&caps));
                 for f in faults {
                     check.problems.extend(covers(f, &caps));
                 }

@@ -6,6 +6,20 @@ use std::process::Command;
 
 pub mod netns;
 
+/// True as root. Otherwise the test is skipped with `needs` said, except under CI, where
+/// a privileged test must never skip silently: there it fails.
+pub fn root_or_skip(test: &str, needs: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: privileged tests must run as root in CI"
+    );
+    eprintln!("skipping {test}: needs root ({needs})");
+    false
+}
+
 /// The `shakeout` binary under test.
 pub fn shakeout() -> Command {
     Command::new(env!("CARGO_BIN_EXE_shakeout"))
