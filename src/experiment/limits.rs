@@ -40,7 +40,7 @@ pub const MAX_NODES: u64 = 50_000;
 /// blanks and comments not counted. It reads a whole scalar before handing it over, and
 /// a whole flow collection (`[...]`, `{...}`) that could still turn out to be a mapping
 /// key (one that starts a document, or an item of another flow sequence), holding about
-/// one token per two characters: 1 MiB of `[[1,1,1,...` held 120 MiB before the first
+/// one token per two characters: 1 MiB of `[[1,1,1,...` held 123 MiB before the first
 /// value reached our checks. 128 KiB of it is about 12 MiB; a whole real experiment
 /// written as one flow mapping (JSON) is 4 KiB.
 pub const MAX_LOOKAHEAD: usize = 128 << 10;
