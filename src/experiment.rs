@@ -3,17 +3,20 @@
 //! and nothing downstream runs unless the whole file is valid.
 
 mod check;
+pub mod limits;
 pub mod position;
 mod schema;
 pub mod spec;
 
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use check::{API_VERSION, KIND};
 pub use schema::schema;
 pub use spec::ExperimentFile;
 
+use limits::{Refusal, MAX_FILE_BYTES};
 use position::{Pos, Positions};
 
 /// A validated experiment, ready to run.
@@ -84,16 +87,42 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// Read and validate an experiment file.
+/// Read and validate an experiment file. Files over [`MAX_FILE_BYTES`] are refused
+/// without being read whole.
 pub fn load(path: &Path) -> Result<Experiment, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostic::at(
-            &path.display().to_string(),
-            Pos::START,
-            format!("cannot read file: {e}"),
-        )
-    })?;
+    let file_name = path.display().to_string();
+    let text =
+        read_bounded(path).map_err(|message| Diagnostic::at(&file_name, Pos::START, message))?;
     parse(&text, path)
+}
+
+/// The text of `path`, or why it cannot be read. The size is checked twice: up front from
+/// the metadata, and while reading, since a pipe or a file under /proc reports a size of
+/// 0 (or a file grows): at most `MAX_FILE_BYTES + 1` bytes are ever read.
+fn read_bounded(path: &Path) -> Result<String, String> {
+    let too_big = |size: &str| {
+        format!(
+            "the file is {size} bytes; experiment files are limited to 1 MiB \
+             ({MAX_FILE_BYTES} bytes): an experiment is a few KiB of YAML, so this is \
+             probably not the file you meant"
+        )
+    };
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read file: {e}"))?;
+    if let Ok(meta) = file.metadata() {
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(too_big(&meta.len().to_string()));
+        }
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read file: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(&format!("more than {MAX_FILE_BYTES}")));
+    }
+    // The same words as `read_to_string`, which this replaces.
+    String::from_utf8(bytes)
+        .map_err(|_| "cannot read file: stream did not contain valid UTF-8".to_string())
 }
 
 /// Parse and validate experiment text; `source` names it in messages.
@@ -102,7 +131,8 @@ pub fn load(path: &Path) -> Result<Experiment, LoadError> {
 /// trusted after it); semantic problems are all reported, sorted by position.
 pub fn parse(text: &str, source: &Path) -> Result<Experiment, LoadError> {
     let file_name = source.display().to_string();
-    let positions = Positions::scan(text);
+    let positions =
+        Positions::scan(text).map_err(|r: Refusal| Diagnostic::at(&file_name, r.pos, r.message))?;
     if let [_, second, ..] = positions.documents() {
         return Err(Diagnostic::at(
             &file_name,
@@ -112,17 +142,8 @@ pub fn parse(text: &str, source: &Path) -> Result<Experiment, LoadError> {
         )
         .into());
     }
-    // The whole text first, untyped: typed deserialization stops at the first field it
-    // dislikes, which would hide a syntax error further down behind a lesser message.
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-        yaml_error(
-            &file_name,
-            &e,
-            "invalid YAML: ",
-            positions.error().map(|(pos, _)| *pos),
-        )
-    })?;
-    if value.is_null() {
+    let empty = untyped(text, &positions, &file_name)?;
+    if empty {
         return Err(Diagnostic::at(
             &file_name,
             positions.documents().first().copied().unwrap_or(Pos::START),
@@ -144,6 +165,66 @@ pub fn parse(text: &str, source: &Path) -> Result<Experiment, LoadError> {
         file,
         source: source.to_path_buf(),
     })
+}
+
+/// The whole text first, untyped: typed deserialization stops at the first field it
+/// dislikes, which would hide a syntax error further down behind a lesser message.
+/// Returns whether the document is empty.
+fn untyped(text: &str, positions: &Positions, file: &str) -> Result<bool, LoadError> {
+    // After a syntax error the walk checked no limit, so serde_yaml reads no further than
+    // needed to find the same error (see `checked_text`).
+    let checked = checked_text(text, positions.stopped_at());
+    let result = serde_yaml::from_str::<serde_yaml::Value>(checked);
+    if checked.len() < text.len() {
+        // serde_yaml accepting the part before the cut, or stumbling on the cut itself
+        // ("unexpected end of stream" in a quoted scalar that runs on), says nothing
+        // about the file: the walk's error stands.
+        let at_cut = match &result {
+            Ok(_) => true,
+            Err(e) => e.location().is_some_and(|l| l.index() >= checked.len()),
+        };
+        if let (true, Some((pos, info))) = (at_cut, positions.error()) {
+            return Err(Diagnostic::at(file, *pos, format!("invalid YAML: {info}")).into());
+        }
+    }
+    match result {
+        // Only the answer is needed; the tree is dropped before the typed pass.
+        Ok(value) => Ok(value.is_null()),
+        Err(e) => Err(yaml_error(
+            file,
+            &e,
+            "invalid YAML: ",
+            positions.error().map(|(pos, _)| *pos),
+        )),
+    }
+}
+
+/// How far past a syntax error serde_yaml may read: enough to see the same error (the
+/// error's line, for the token it is about), too little to cost anything (a 4 KiB tail
+/// is scanned in microseconds whatever it holds).
+const SYNTAX_ERROR_TAIL: usize = 4096;
+
+/// The part of `text` serde_yaml may read: all of it, unless the walk stopped at a
+/// syntax error at char index `stopped_at`. Then the end of the error's line (at most
+/// [`SYNTAX_ERROR_TAIL`] bytes on): where the two parsers agree, serde_yaml reports the
+/// same error; where they do not, it reports one at or before the cut, and in both cases
+/// it never reads the unchecked rest of the file, which could hold anything.
+fn checked_text(text: &str, stopped_at: Option<usize>) -> &str {
+    let Some(chars) = stopped_at else {
+        return text;
+    };
+    let start = text
+        .char_indices()
+        .nth(chars)
+        .map_or(text.len(), |(i, _)| i);
+    let mut end = (start + SYNTAX_ERROR_TAIL).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    match text[start..end].find('\n') {
+        Some(newline) => &text[..start + newline + 1],
+        None => &text[..end],
+    }
 }
 
 /// A serde_yaml error as a diagnostic. Its message ends with "at line X column Y"; the

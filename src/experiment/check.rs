@@ -194,7 +194,8 @@ spec:
             Ok(exp) => exp,
             Err(e) => panic!("test input does not parse: {e}\n{text}"),
         };
-        check(&exp, &Positions::scan(text), "t.yaml")
+        let positions = Positions::scan(text).unwrap_or_else(|r| panic!("refused: {r:?}"));
+        check(&exp, &positions, "t.yaml")
     }
 
     /// The single problem in `text`, as `LINE:COL: message`.

@@ -172,3 +172,100 @@ fn unreadable_file() {
             .starts_with("/nonexistent/shakeout.yaml:1:1: cannot read file:")),
     }
 }
+
+#[test]
+fn syntax_errors_read_as_if_serde_yaml_read_the_whole_file() {
+    // After a syntax error serde_yaml reads only to the end of the error's line; the
+    // message and position must be the ones it gives for the whole file, whatever follows.
+    let tail: String = (0..3000)
+        .map(|i| format!("k{i}: [{i}, {{a: b}}]\n"))
+        .collect();
+    for broken in [
+        "a: [1, 2\n",
+        "a: {b: 1\n",
+        "a: ]\n",
+        "a: }\n",
+        "a:\n  - 1\n  b: 2\n",
+        "a: 1\n b: 2\n",
+        "a: b: c\n",
+        "a: *nowhere\n",
+        "a: &x\n  - &x 1\n  - *y\n",
+        "a:\n\t- 1\n",
+        "a: @b\n",
+        "a: `b\n",
+        "a: !<bad tag\n",
+        "- 1\n- 2\nb: 3\n",
+        "a: \"\\q\"\n",
+        "a: |\n  x\n y\n",
+        "? [1\n: 2\n",
+        "a: [1, 2]]\n",
+        "a: \"x\" y\n",
+        "[1, 2\n",
+    ] {
+        let text = format!("{broken}{tail}");
+        let whole = match serde_yaml::from_str::<serde_yaml::Value>(&text) {
+            Ok(_) => continue, // not an error for serde_yaml: nothing to compare
+            Err(e) => yaml_error("x.yaml", &e, "invalid YAML: ", None).to_string(),
+        };
+        assert_eq!(only(&text), whole, "{broken:?}");
+    }
+    // Except where serde_yaml would read the rest of the file as the scalar's text: then
+    // the walk's message, at the quote, not "unexpected end of stream" at the cut.
+    let text = format!("a: 1\nb: \"open\n{tail}");
+    assert_eq!(
+        only(&text),
+        "x.yaml:2:4: invalid YAML: invalid indentation in quoted scalar"
+    );
+}
+
+#[test]
+fn files_over_one_mib_are_refused_before_being_read() -> std::io::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("big.yaml");
+    let shown = path.display();
+    // Exactly 1 MiB is read (and is only comments here).
+    let line = format!("# {}\n", "x".repeat(1021));
+    std::fs::write(&path, line.repeat(1024))?;
+    let msg = match load(&path) {
+        Ok(_) => panic!("loaded a comment"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        msg.starts_with(&format!("{shown}:1:1: the file is empty")),
+        "{msg}"
+    );
+    // One byte more is refused from its size alone.
+    std::fs::write(&path, format!("{}\n", line.repeat(1024)))?;
+    let msg = match load(&path) {
+        Ok(_) => panic!("loaded a file over 1 MiB"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(
+        msg,
+        format!(
+            "{shown}:1:1: the file is 1048577 bytes; experiment files are limited to 1 MiB \
+             (1048576 bytes): an experiment is a few KiB of YAML, so this is probably not \
+             the file you meant"
+        )
+    );
+    // A device reports no size: reading stops one byte past the limit.
+    let msg = match load(Path::new("/dev/zero")) {
+        Ok(_) => panic!("loaded /dev/zero"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        msg.starts_with("/dev/zero:1:1: the file is more than 1048576 bytes; experiment files are limited to 1 MiB"),
+        "{msg}"
+    );
+    Ok(())
+}
+
+#[test]
+fn limits_are_reported_at_the_token_that_goes_past_them() {
+    let text = FULL.replacen("  seed: 42", "  seed: &s [1, *s]", 1);
+    assert_eq!(
+        only(&text),
+        "x.yaml:13:16: this YAML alias refers to a value that contains it, which would \
+         repeat forever: an alias may only refer to a value that is complete before it"
+    );
+}
