@@ -27,6 +27,18 @@ pub struct Experiment {
     pub source: PathBuf,
 }
 
+impl Experiment {
+    /// The directory relative paths in the file (services, token files, CAs, kubeconfig)
+    /// are resolved against: the file's own, or `.` for a bare name.
+    pub fn dir(&self) -> PathBuf {
+        self.source
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
+    }
+}
+
 /// One problem in an experiment file, at a position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {

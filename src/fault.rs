@@ -3,12 +3,12 @@
 //! agent is reachable, authorised and capable (`shakeout preflight`).
 
 pub mod agent;
+pub mod embedded;
 pub mod preflight;
 pub mod request;
 
 pub use agent::{AgentClient, AgentError, Agents};
 
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::experiment::Experiment;
@@ -16,16 +16,12 @@ use crate::experiment::Experiment;
 /// Clients for every agent in `spec.agents` (tokens are read now, so a missing token is
 /// an error before anything runs).
 pub fn connect(exp: &Experiment) -> Result<Agents, AgentError> {
-    let base = exp
-        .source
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let base = exp.dir();
     let mut agents = Agents::default();
     for (name, spec) in &exp.file.spec.agents {
         agents.named.insert(
             name.clone(),
-            Arc::new(AgentClient::from_spec(name, spec, base)?),
+            Arc::new(AgentClient::from_spec(name, spec, &base)?),
         );
     }
     Ok(agents)

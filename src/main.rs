@@ -3,11 +3,11 @@
 use clap::Parser;
 
 fn main() {
-    let cli = shakeout::cli::Cli::parse();
+    let cli = shakeout::cmd::Cli::parse();
     // The guardian sets up its own logging (to its log file, at info).
-    if !matches!(cli.command, shakeout::cli::Command::Guardian { .. }) {
-        shakeout::cli::init_tracing(cli.verbose);
+    if !matches!(cli.command, shakeout::cmd::Command::Guardian { .. }) {
+        shakeout::cmd::init_tracing(cli.verbose);
     }
-    let code = shakeout::cli::execute(cli);
+    let code = shakeout::cmd::execute(cli);
     std::process::exit(code);
 }

@@ -368,6 +368,9 @@ pub struct FaultReport {
     /// them and, for deletions, how long their workloads took to replace them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pods: Option<PodFaultReport>,
+    /// Why the fault failed when none of the above says it (its task panicked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Pods chosen by a fault, and for a deletion, the recovery of their workloads.

@@ -24,22 +24,27 @@ use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-/// Options of the sample service.
-#[derive(Debug, clap::Args, Clone)]
-pub struct SampleArgs {
-    /// Address to listen on (port 0 picks a free one; the chosen address is printed).
-    #[arg(long, default_value = "127.0.0.1:18080")]
+/// How the sample service runs.
+#[derive(Debug, Clone)]
+pub struct Config {
     pub listen: SocketAddr,
-    /// Delay added to every response (a known service time, for accuracy checks).
-    #[arg(long, default_value = "0s")]
-    pub delay: Dur,
-    /// Keep the key-value store in this directory (`kv.log`); without it, memory only.
-    #[arg(long)]
+    /// Added to every response.
+    pub delay: Duration,
+    /// Where the key-value store keeps `kv.log`; `None`: memory only.
     pub data_dir: Option<std::path::PathBuf>,
-    /// `sync`: a write is acknowledged once it is on disk; `flush:DUR` (e.g. flush:100ms):
-    /// acknowledged from memory and written every DUR, so a crash loses up to DUR.
-    #[arg(long, default_value = "sync")]
     pub durability: Durability,
+}
+
+/// Why the sample service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    #[error("cannot open the store: {0}")]
+    Store(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 struct State {
@@ -49,53 +54,35 @@ struct State {
     stalled_until: Mutex<Option<Instant>>,
 }
 
-/// Run the service until SIGTERM/SIGINT; returns the exit code.
-pub fn main(args: SampleArgs) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("sample-service: cannot start runtime: {e}");
-            return crate::exit::CANNOT_RUN;
+/// Serve until SIGTERM/SIGINT. `listening` is called with the bound address once the
+/// store is open (log replayed) and the socket listens: then the service is ready.
+pub async fn run(config: Config, listening: impl FnOnce(SocketAddr)) -> Result<(), SampleError> {
+    let store = match &config.data_dir {
+        Some(dir) => {
+            Store::open(dir, config.durability).map_err(|e| SampleError::Store(e.to_string()))?
         }
+        None => Store::in_memory(),
     };
-    runtime.block_on(async move {
-        // The store first: "listening" must mean ready, log replayed and all.
-        let store = match &args.data_dir {
-            Some(dir) => match Store::open(dir, args.durability) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("sample-service: cannot open the store: {e}");
-                    return crate::exit::CANNOT_RUN;
-                }
-            },
-            None => Store::in_memory(),
-        };
-        let listener = match TcpListener::bind(args.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("sample-service: cannot listen on {}: {e}", args.listen);
-                return crate::exit::CANNOT_RUN;
-            }
-        };
-        match listener.local_addr() {
-            Ok(addr) => println!("sample-service listening on {addr}"),
-            Err(e) => eprintln!("sample-service: {e}"),
-        }
-        let state = Arc::new(State {
-            store,
-            delay: args.delay.0,
-            stalled_until: Mutex::new(None),
-        });
-        tokio::select! {
-            _ = serve(listener, state) => {}
-            _ = shutdown_signal() => {}
-        }
-        crate::exit::MET
-    })
+    let listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| SampleError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+    if let Ok(addr) = listener.local_addr() {
+        listening(addr);
+    }
+    let state = Arc::new(State {
+        store,
+        delay: config.delay,
+        stalled_until: Mutex::new(None),
+    });
+    tokio::select! {
+        _ = serve(listener, state) => {}
+        _ = shutdown_signal() => {}
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

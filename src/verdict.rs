@@ -371,11 +371,13 @@ pub fn evaluate(
 
 /// The first error a fault's agents or pod actions reported.
 fn fault_error(f: &FaultReport) -> Option<String> {
-    f.agent
-        .iter()
-        .chain(&f.agents)
-        .find_map(|a| a.error.clone())
-        .or_else(|| f.pods.as_ref().and_then(|p| p.errors.first().cloned()))
+    f.error.clone().or_else(|| {
+        f.agent
+            .iter()
+            .chain(&f.agents)
+            .find_map(|a| a.error.clone())
+            .or_else(|| f.pods.as_ref().and_then(|p| p.errors.first().cloned()))
+    })
 }
 
 /// One verdict per pod deletion the objective covers: its workloads had Ready

@@ -204,128 +204,47 @@ pub async fn discover(
     Ok(out)
 }
 
-/// `shakeout agents`: discover the agents and ask each for its capabilities.
-pub fn list_command(args: &crate::cli::AgentsArgs) -> i32 {
-    use crate::exit;
-    let mut k8s = crate::experiment::spec::KubernetesSpec::default();
-    let mut base = std::path::PathBuf::from(".");
-    if let Some(file) = &args.file {
-        match crate::experiment::load(file) {
-            Ok(exp) => {
-                k8s = exp.file.spec.kubernetes.clone().unwrap_or_default();
-                if let Some(d) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    base = d.to_path_buf();
-                }
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                return exit::CANNOT_RUN;
-            }
-        }
-    }
-    if let Some(k) = &args.kubeconfig {
-        // Absolute, so it does not move with the experiment file's directory.
-        let k = std::path::absolute(k).unwrap_or_else(|_| k.clone());
-        k8s.kubeconfig = Some(k.display().to_string());
-    }
-    if args.context.is_some() {
-        k8s.context = args.context.clone();
-    }
-    let mut a = k8s.agents.clone().unwrap_or_default();
-    a.namespace = args.namespace.clone().or(a.namespace);
-    a.selector = args.selector.clone().or(a.selector);
-    a.port = args.port.or(a.port);
-    if let Some(var) = &args.token_env {
-        a.token_from = Some(TokenFrom {
-            env: Some(var.clone()),
-            file: None,
+/// One node agent and what it said of itself (or why it did not answer).
+#[derive(Debug, Clone)]
+pub struct AgentRow {
+    pub node: String,
+    pub pod: String,
+    pub answer: Result<shakeout_api::Capabilities, String>,
+}
+
+/// What `shakeout agents` found: every Ready agent asked for its capabilities, and the
+/// agent pods that are not Ready (node, why).
+#[derive(Debug, Clone)]
+pub struct Survey {
+    pub namespace: String,
+    pub selector: String,
+    pub reach: Option<AgentReach>,
+    pub agents: Vec<AgentRow>,
+    pub not_ready: Vec<(String, String)>,
+}
+
+/// Discover the agents of the cluster `k8s` names (relative paths against `base`) and ask
+/// each for its capabilities.
+pub async fn survey(
+    k8s: &crate::experiment::spec::KubernetesSpec,
+    base: &std::path::Path,
+) -> Result<Survey, String> {
+    let cluster = Cluster::connect(Some(k8s), base).await?;
+    let a = k8s.agents.clone().unwrap_or_default();
+    let found = discover(&cluster, &a, base).await?;
+    let mut agents = Vec::new();
+    for agent in found.by_node.values() {
+        agents.push(AgentRow {
+            node: agent.node.clone(),
+            pod: agent.pod.name.clone(),
+            answer: agent.client.capabilities().await.map_err(|e| e.to_string()),
         });
     }
-    if let Some(ca) = &args.ca {
-        a.ca = Some(
-            std::path::absolute(ca)
-                .unwrap_or_else(|_| ca.clone())
-                .display()
-                .to_string(),
-        );
-    }
-    a.reach = match args.reach.as_deref() {
-        Some("pod-ip") => Some(AgentReach::PodIp),
-        Some(_) => Some(AgentReach::PortForward),
-        None => a.reach,
-    };
-    crate::run::block_on_command(async {
-        let cluster = match Cluster::connect(Some(&k8s), &base).await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("{e}");
-                return exit::CANNOT_RUN;
-            }
-        };
-        let found = match discover(&cluster, &a, &base).await {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("{e}");
-                return exit::CANNOT_RUN;
-            }
-        };
-        println!(
-            "agents in namespace {} ({}), reached by {}",
-            found.namespace,
-            found.selector,
-            match found.reach {
-                Some(AgentReach::PodIp) => "pod IP",
-                _ => "port-forward through the API server",
-            }
-        );
-        let mut all_ok = true;
-        for agent in found.by_node.values() {
-            match agent.client.capabilities().await {
-                Ok(caps) => {
-                    let mechs: Vec<String> = caps
-                        .mechanisms
-                        .iter()
-                        .map(|m| {
-                            let name = format!("{:?}", m.mechanism).to_lowercase();
-                            if m.available {
-                                name
-                            } else {
-                                format!(
-                                    "{name} (unavailable: {})",
-                                    m.why_not.as_deref().unwrap_or("?")
-                                )
-                            }
-                        })
-                        .collect();
-                    println!(
-                        "  node {}: {} version {}, kernel {}, cgroup {}, faults {}, max {}; mechanisms: {}",
-                        agent.node,
-                        agent.pod.name,
-                        caps.version,
-                        caps.kernel,
-                        caps.cgroup,
-                        caps.fault_kinds.join("/"),
-                        caps.max_duration,
-                        mechs.join(", ")
-                    );
-                }
-                Err(e) => {
-                    all_ok = false;
-                    println!(
-                        "  node {}: {} NOT ANSWERING: {e}",
-                        agent.node, agent.pod.name
-                    );
-                }
-            }
-        }
-        for (node, why) in &found.not_ready {
-            all_ok = false;
-            println!("  node {}: {why}", if node.is_empty() { "-" } else { node });
-        }
-        if all_ok {
-            exit::MET
-        } else {
-            exit::CANNOT_RUN
-        }
+    Ok(Survey {
+        namespace: found.namespace.clone(),
+        selector: found.selector.clone(),
+        reach: found.reach,
+        agents,
+        not_ready: found.not_ready.clone(),
     })
 }

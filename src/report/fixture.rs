@@ -278,5 +278,6 @@ fn kill_primary() -> FaultReport {
         status: "reverted".to_string(),
         apply: Some(action("stop", 20_000.0, "")),
         revert: Some(action("start", 50_000.0, "started postgresql@16-main\n")),
+        error: None,
     }
 }

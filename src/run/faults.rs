@@ -37,6 +37,8 @@ pub struct FaultSet {
     events: Events,
     cancel: CancellationToken,
     tasks: JoinSet<(usize, FaultReport)>,
+    /// Which fault each task runs, to name one that panicked.
+    task_faults: std::collections::HashMap<tokio::task::Id, usize>,
     reports: Vec<Option<FaultReport>>,
     active: Arc<Mutex<BTreeSet<String>>>,
     ctx: Arc<AgentContext>,
@@ -71,6 +73,7 @@ impl FaultSet {
             events,
             cancel: CancellationToken::new(),
             tasks: JoinSet::new(),
+            task_faults: Default::default(),
             reports: vec![None; specs.len()],
             active: Arc::default(),
             watching: Arc::default(),
@@ -79,7 +82,8 @@ impl FaultSet {
 
     /// Schedule every fault; each waits for its own `at`.
     pub fn start_all(&mut self) {
-        for (i, spec) in self.specs.iter().enumerate() {
+        let specs = self.specs.clone();
+        for (i, spec) in specs.iter().enumerate() {
             let task = FaultTask {
                 spec: spec.clone(),
                 origin: self.origin,
@@ -90,8 +94,18 @@ impl FaultSet {
                 ctx: self.ctx.clone(),
                 watching: self.watching.clone(),
             };
-            self.tasks.spawn(async move { (i, task.run().await) });
+            self.spawn(i, task.run());
         }
+    }
+
+    /// Run fault `i`'s task, remembering which fault it is.
+    fn spawn(
+        &mut self,
+        i: usize,
+        task: impl std::future::Future<Output = FaultReport> + Send + 'static,
+    ) {
+        let handle = self.tasks.spawn(async move { (i, task.await) });
+        self.task_faults.insert(handle.id(), i);
     }
 
     fn collect_finished(&mut self) {
@@ -103,7 +117,26 @@ impl FaultSet {
     fn store(&mut self, joined: Result<(usize, FaultReport), tokio::task::JoinError>) {
         match joined {
             Ok((i, report)) => self.reports[i] = Some(report),
-            Err(e) => tracing::error!(error = %e, "fault task failed"),
+            Err(e) => {
+                let Some(&i) = self.task_faults.get(&e.id()) else {
+                    tracing::error!(error = %e, "a fault task failed, and no fault is known by its id");
+                    return;
+                };
+                let name = self.specs[i].name.clone();
+                let why = panic_message(e);
+                tracing::error!(fault = %name, %why, "fault task failed");
+                self.events.push(
+                    "fault",
+                    format!("{name} FAILED: its task ended abnormally: {why}"),
+                );
+                let mut report = FaultTask::blank(&self.specs[i]);
+                report.status = "failed".into();
+                report.error = Some(format!(
+                    "the fault's task ended abnormally ({why}); an agent fault it applied is \
+                     reverted by its agent at the lease deadline"
+                ));
+                self.reports[i] = Some(report);
+            }
         }
     }
 
@@ -144,6 +177,19 @@ impl FaultSet {
     }
 }
 
+/// What a task that did not finish normally said: its panic message, or why it stopped.
+fn panic_message(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return e.to_string();
+    }
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .map_or_else(|| "panicked".into(), |m| format!("panicked: {m}"))
+}
+
 struct FaultTask {
     spec: FaultSpec,
     origin: Instant,
@@ -177,6 +223,7 @@ impl FaultTask {
             revert: None,
             agents: Vec::new(),
             pods: None,
+            error: None,
         }
     }
 
@@ -927,6 +974,60 @@ pub fn expand_pids(arg: &str, pids: &Pids) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fault task that panics fails its fault, by name, with the panic's message, and
+    /// the `fault/NAME` verdict fails; the other faults keep their reports.
+    #[tokio::test]
+    async fn a_panicked_fault_task_fails_its_verdict_by_name() {
+        let yaml = r#"apiVersion: shakeout/v1
+kind: Experiment
+metadata: { name: panics }
+spec:
+  duration: 10s
+  probes:
+    - { name: p, tcp: { address: "127.0.0.1:9" }, rate: 1/s }
+  faults:
+    - { name: doomed, at: 1s, exec: { command: ["true"] } }
+    - { name: fine, at: 1s, exec: { command: ["true"] } }
+"#;
+        let exp = crate::experiment::parse(yaml, std::path::Path::new("panics.yaml")).unwrap();
+        let events = Events::new(Arc::new(crate::progress::Quiet));
+        let ctx = AgentContext {
+            agents: Agents::default(),
+            experiment: "panics".into(),
+            seed: 1,
+            cluster: None,
+            cluster_agents: None,
+        };
+        let specs = &exp.file.spec.faults;
+        let mut set = FaultSet::new(specs, Instant::now(), Pids::default(), events.clone(), ctx);
+        set.spawn(0, async { panic!("boom in the fault task") });
+        let mut fine = FaultTask::blank(&specs[1]);
+        fine.status = "applied".into();
+        set.spawn(1, async move { fine });
+        let reports = set.finish().await;
+        assert_eq!(reports[0].name, "doomed");
+        assert_eq!(reports[0].status, "failed");
+        let error = reports[0].error.as_deref().unwrap();
+        assert!(error.contains("boom in the fault task"), "{error}");
+        assert_eq!(reports[1].status, "applied");
+        let verdicts = crate::verdict::evaluate(&exp, &[], &reports);
+        let v = verdicts.iter().find(|v| v.id == "fault/doomed").unwrap();
+        assert_eq!(v.status, crate::report::VerdictStatus::Fail);
+        assert!(
+            v.measured
+                .as_deref()
+                .unwrap()
+                .contains("boom in the fault task"),
+            "{v:?}"
+        );
+        assert!(!verdicts.iter().any(|v| v.id == "fault/fine"));
+        let said = events.drain(Instant::now());
+        assert!(
+            said.iter().any(|e| e.message.contains("doomed FAILED")),
+            "{said:?}"
+        );
+    }
 
     #[test]
     fn pids_expand_and_missing_services_are_named() {

@@ -240,7 +240,7 @@ fn writer(
             .write_all(text.as_bytes())
             .and_then(|()| file.sync_data());
         if let Err(e) = &written {
-            eprintln!("sample-service: writing {}: {e}", path.display());
+            tracing::error!(path = %path.display(), error = %e, "sample-service: write failed");
         }
         for p in batch {
             if let (Some(done), true) = (p.done, written.is_ok()) {

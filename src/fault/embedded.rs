@@ -22,8 +22,11 @@ use shakeout_agent::guardian::{Hello, Said, DRAIN_GRACE};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use super::events::Events;
-use crate::fault::AgentClient;
+use super::AgentClient;
+
+/// Where the embedded agent reports what happened to it on its own (its guardian died,
+/// what the sweep of its ledger did): the run's event log, or nothing.
+pub type Notices = Arc<dyn Fn(String) + Send + Sync>;
 
 /// Lease of each embedded fault. The guardian is on this host, so renewals (every third
 /// of it) cannot be lost to a network; a controller stopped by SIGSTOP or Ctrl-Z has its
@@ -74,8 +77,8 @@ pub fn state_root() -> PathBuf {
 impl Embedded {
     /// Start the guardian (which first sweeps what dead guardians left) and wait until
     /// it serves. Returns it and what its sweep cleaned. Should the guardian die before
-    /// `stop`, what its ledger holds is swept at once, and `events` (when given) says so.
-    pub async fn start(events: Option<Events>) -> Result<(Embedded, Vec<String>), String> {
+    /// `stop`, what its ledger holds is swept at once, and `notices` (when given) hears so.
+    pub async fn start(notices: Option<Notices>) -> Result<(Embedded, Vec<String>), String> {
         let root = state_root().join("embedded");
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -168,7 +171,7 @@ impl Embedded {
             stopping.clone(),
             root,
             reverted.clone(),
-            events,
+            notices,
         ));
         Ok((
             Embedded {
@@ -237,7 +240,7 @@ async fn watch(
     stopping: Arc<AtomicBool>,
     root: PathBuf,
     reverted: Arc<Mutex<BTreeSet<String>>>,
-    events: Option<Events>,
+    notices: Option<Notices>,
 ) {
     let pid = child.id().unwrap_or(0);
     let status = child.wait().await.ok();
@@ -246,11 +249,10 @@ async fn watch(
         return;
     }
     let how = status.map_or_else(|| "unknown status".to_string(), |s| s.to_string());
-    if let Some(e) = &events {
-        e.push(
-            "agent",
-            format!("embedded agent's guardian (pid {pid}) died ({how}); sweeping its ledger now"),
-        );
+    if let Some(say) = &notices {
+        say(format!(
+            "embedded agent's guardian (pid {pid}) died ({how}); sweeping its ledger now"
+        ));
     }
     let (done_tx, done) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
@@ -272,20 +274,17 @@ async fn watch(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .extend(swept.reverted.iter().cloned());
-            if let Some(e) = &events {
+            if let Some(say) = &notices {
                 let what = match swept.lines.is_empty() {
                     true => "nothing was left to revert".to_string(),
                     false => swept.lines.join("; "),
                 };
-                e.push("agent", format!("swept the dead guardian's ledger: {what}"));
+                say(format!("swept the dead guardian's ledger: {what}"));
             }
         }
         None => {
-            if let Some(e) = &events {
-                e.push(
-                    "agent",
-                    "could not sweep the dead guardian's ledger; the next run's sweep will".into(),
-                );
+            if let Some(say) = &notices {
+                say("could not sweep the dead guardian's ledger; the next run's sweep will".into());
             }
         }
     }

@@ -1,7 +1,15 @@
-//! Command-line surface (DESIGN.md §5): `run`, `validate`, `schema`, `demo`. Scripts and
+//! The commands, at the edge of the library: everything that parses the command line,
+//! prints, or turns an outcome into an exit code lives here and nowhere below. Scripts and
 //! CI depend on these names and on the exit codes in [`crate::exit`].
 
-use std::path::{Path, PathBuf};
+mod agents;
+mod preflight;
+mod progress;
+mod run;
+mod sample;
+mod validate;
+
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -41,7 +49,7 @@ pub enum Command {
     Agents(AgentsArgs),
     /// Run the sample HTTP service used by the demo and the tests.
     #[command(hide = true)]
-    SampleService(crate::sample::SampleArgs),
+    SampleService(sample::SampleArgs),
     /// The embedded agent's guardian process; `run` starts it (reads its token on stdin).
     #[command(hide = true)]
     Guardian {
@@ -145,35 +153,30 @@ pub fn init_tracing(verbose: u8) {
 /// Run a parsed command line and return the process exit code.
 pub fn execute(cli: Cli) -> i32 {
     match cli.command {
-        Command::Validate { files } => validate(&files),
-        Command::Schema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&crate::experiment::schema()).unwrap_or_default()
-            );
-            exit::MET
-        }
-        Command::Run(args) => crate::run::run_file(&args),
-        Command::Preflight { file } => crate::run::preflight_file(&file),
-        Command::Demo(args) => crate::run::run_demo(&args),
-        Command::Agents(args) => crate::kube::agents::list_command(&args),
-        Command::SampleService(args) => crate::sample::main(args),
+        Command::Validate { files } => validate::validate(&files),
+        Command::Schema => validate::schema(),
+        Command::Run(args) => run::run_file(&args),
+        Command::Preflight { file } => preflight::preflight_file(&file),
+        Command::Demo(args) => run::run_demo(&args),
+        Command::Agents(args) => agents::list(&args),
+        Command::SampleService(args) => sample::main(args),
         Command::Guardian { state_root } => shakeout_agent::guardian::main(state_root),
     }
 }
 
-fn validate(files: &[PathBuf]) -> i32 {
-    let mut code = exit::MET;
-    for file in files {
-        match crate::experiment::load(Path::new(file)) {
-            Ok(exp) => println!("{}: ok ({})", file.display(), exp.file.metadata.name),
-            Err(e) => {
-                eprintln!("{e}");
-                code = exit::CANNOT_RUN;
-            }
+/// Run a one-shot command's future (preflight, `agents`, a cluster dry run) to its exit
+/// code on a current-thread runtime; exit 3 if no runtime can be made.
+fn block_on(f: impl std::future::Future<Output = i32>) -> i32 {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(f),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            exit::CANNOT_RUN
         }
     }
-    code
 }
 
 #[cfg(test)]

@@ -1,0 +1,223 @@
+//! What a run would do, without doing it (`--dry-run`): the plan read from the file, and
+//! with a cluster, the pods the run would choose (same seed) and the API server's own
+//! check of each deletion (`dryRun=All`). Data only: `cmd` prints it.
+
+use crate::experiment::Experiment;
+use crate::kube::pods;
+use crate::probe::ProbeConfig;
+
+/// The plan `--dry-run` prints: what would run, when.
+pub fn plan(exp: &Experiment) -> String {
+    let spec = &exp.file.spec;
+    let mut out = format!(
+        "experiment {} ({}), at most {}\n",
+        exp.file.metadata.name,
+        exp.source.display(),
+        spec.duration
+    );
+    for s in &spec.services {
+        out.push_str(&format!("  service {}: {}\n", s.name, s.command.join(" ")));
+    }
+    for p in &spec.probes {
+        match ProbeConfig::from_spec(p, "{run}") {
+            Ok(c) => out.push_str(&format!(
+                "  probe {}: {} at {}/s\n",
+                p.name,
+                c.target.describe(),
+                p.rate.per_second
+            )),
+            Err(e) => out.push_str(&format!("  probe {}: {e}\n", p.name)),
+        }
+    }
+    if let Some(ss) = &spec.steady_state {
+        out.push_str(&format!(
+            "  steady state checked over {} before the first fault and after recovery\n",
+            ss.window
+        ));
+    }
+    for f in &spec.faults {
+        let dur = f.duration.map(|d| format!(" for {d}")).unwrap_or_default();
+        if let Some(e) = &f.exec {
+            out.push_str(&format!(
+                "  at {} fault {}{dur}: exec {}\n",
+                f.at,
+                f.name,
+                e.command.join(" ")
+            ));
+            if let Some(r) = &e.revert {
+                out.push_str(&format!("      revert: {}\n", r.join(" ")));
+            }
+        }
+        let on = |agent: &Option<String>| match (crate::fault::request::pod_targets(f), agent) {
+            (Some(sel), _) => format!(
+                "on pods in namespace {} ({}, mode {}) through the agent on each pod's node",
+                sel.namespace,
+                crate::kube::pods::describe_selector(sel),
+                sel.mode
+                    .map(|m| format!("{m:?}").to_lowercase())
+                    .unwrap_or_else(|| "one".into())
+            ),
+            (None, Some(a)) => format!("through agent {a}"),
+            (None, None) => "through the embedded agent".into(),
+        };
+        if let Some(n) = &f.network {
+            let what = [
+                n.latency.as_ref().map(|l| format!("latency {}", l.delay)),
+                n.loss.map(|l| format!("loss {l}")),
+                n.blackhole.filter(|b| *b).map(|_| "blackhole".to_owned()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
+            out.push_str(&format!(
+                "  at {} fault {}{dur}: network {what} {}\n",
+                f.at,
+                f.name,
+                on(&n.agent)
+            ));
+        }
+        if let Some(p) = &f.process {
+            let what = if p.pause.is_some() { "pause" } else { "kill" };
+            out.push_str(&format!(
+                "  at {} fault {}{dur}: process {what} {}\n",
+                f.at,
+                f.name,
+                on(&p.agent)
+            ));
+        }
+        if let Some(d) = f.pod.as_ref().and_then(|p| p.delete.as_ref()) {
+            out.push_str(&format!(
+                "  at {} fault {}: delete pods in namespace {} ({}, mode {}){}\n",
+                f.at,
+                f.name,
+                d.pods.namespace,
+                crate::kube::pods::describe_selector(&d.pods),
+                d.pods
+                    .mode
+                    .map(|m| format!("{m:?}").to_lowercase())
+                    .unwrap_or_else(|| "one".into()),
+                if d.dry_run {
+                    ", server-side dry run"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    out
+}
+
+/// One pod a fault would act on, and what the dry run found for it.
+#[derive(Debug, Clone)]
+pub enum PodPlan {
+    /// A deletion the API server checked: `Ok` when it accepted it.
+    Delete {
+        pod: String,
+        node: String,
+        checked: Result<(), String>,
+    },
+    /// A fault on the pod through the agent of its node (name, url), or why none.
+    Agent {
+        pod: String,
+        node: String,
+        agent: Result<(String, String), String>,
+    },
+}
+
+/// What the dry run found for one fault on pods.
+#[derive(Debug, Clone)]
+pub struct FaultPlan {
+    pub fault: String,
+    /// The pods chosen and how many matched, or why none could be.
+    pub chosen: Result<(Vec<PodPlan>, usize), String>,
+}
+
+/// The cluster side of a dry run.
+#[derive(Debug, Clone)]
+pub struct ClusterPlan {
+    /// Where the cluster was found (kubeconfig and context, or in-cluster).
+    pub source: String,
+    pub seed: u64,
+    pub faults: Vec<FaultPlan>,
+}
+
+impl ClusterPlan {
+    /// True when every fault found its pods and every check passed.
+    pub fn ok(&self) -> bool {
+        self.faults.iter().all(|f| match &f.chosen {
+            Err(_) => false,
+            Ok((pods, _)) => pods.iter().all(|p| match p {
+                PodPlan::Delete { checked, .. } => checked.is_ok(),
+                PodPlan::Agent { agent, .. } => agent.is_ok(),
+            }),
+        })
+    }
+}
+
+/// `--dry-run` with a cluster: choose the pods as the run would (same seed), and have the
+/// API server check each deletion (`dryRun=All`); nothing is deleted or applied.
+/// `Ok(None)` when the experiment needs no cluster.
+pub async fn cluster(exp: &Experiment, seed: u64) -> Result<Option<ClusterPlan>, String> {
+    let Some((cluster, agents)) = super::setup::connect_cluster(exp).await? else {
+        return Ok(None);
+    };
+    let mut plan = ClusterPlan {
+        source: cluster.source.clone(),
+        seed,
+        faults: Vec::new(),
+    };
+    for f in &exp.file.spec.faults {
+        let delete = f.pod.as_ref().and_then(|p| p.delete.as_ref());
+        let Some(sel) = delete
+            .map(|d| &d.pods)
+            .or_else(|| crate::fault::request::pod_targets(f))
+        else {
+            continue;
+        };
+        let chosen = match pods::matching(&cluster, sel).await {
+            Err(e) => Err(e.to_string()),
+            Ok(found) => {
+                let chosen = pods::choose(&found, sel, pods::fault_seed(seed, &f.name));
+                if chosen.is_empty() {
+                    Err(format!(
+                        "no pod in namespace {} matches {}",
+                        sel.namespace,
+                        pods::describe_selector(sel)
+                    ))
+                } else if let Some(d) = delete {
+                    let grace = d.grace_period.map(|g| g.0);
+                    let checked = pods::delete(&cluster, &chosen, grace, true)
+                        .await
+                        .into_iter()
+                        .map(|r| PodPlan::Delete {
+                            pod: r.pod.key(),
+                            node: r.pod.node.clone(),
+                            checked: r.error.map_or(Ok(()), Err),
+                        })
+                        .collect();
+                    Ok((checked, found.len()))
+                } else {
+                    let pods = chosen
+                        .iter()
+                        .map(|pod| PodPlan::Agent {
+                            pod: pod.key(),
+                            node: pod.node.clone(),
+                            agent: match agents.as_ref().map(|a| a.on_node(&pod.node)) {
+                                Some(Ok(c)) => Ok((c.name.clone(), c.url.clone())),
+                                Some(Err(e)) => Err(e),
+                                None => Err("no node agents were found in the cluster".into()),
+                            },
+                        })
+                        .collect();
+                    Ok((pods, found.len()))
+                }
+            }
+        };
+        plan.faults.push(FaultPlan {
+            fault: f.name.clone(),
+            chosen,
+        });
+    }
+    Ok(Some(plan))
+}
