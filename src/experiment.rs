@@ -6,7 +6,9 @@ mod check;
 pub mod limits;
 pub mod position;
 mod schema;
+pub mod selector;
 pub mod spec;
+pub mod template;
 
 use std::fmt;
 use std::io::Read;

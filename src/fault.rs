@@ -3,6 +3,7 @@
 //! agent is reachable, authorised and capable (`shakeout preflight`).
 
 pub mod agent;
+pub mod cluster;
 pub mod embedded;
 pub mod preflight;
 pub mod request;

@@ -3,9 +3,7 @@
 //! with `dryRun=All`), timing how long their workloads take to have Ready replacements,
 //! and finding the node agents of the Helm chart's DaemonSet.
 
-pub mod agents;
 pub mod pods;
-pub mod selector;
 
 use std::path::Path;
 
@@ -14,20 +12,7 @@ use kube::{Client, Config};
 
 use crate::experiment::spec::KubernetesSpec;
 
-/// Namespaces a fault may only touch when it names them in `allowProtected` (the
-/// agents' own namespace is protected too).
-pub const PROTECTED_NAMESPACES: [&str; 2] = ["kube-system", "kube-public"];
-/// Where the Helm chart installs the agents unless told otherwise.
-pub const DEFAULT_AGENT_NAMESPACE: &str = "shakeout";
-
-/// The namespace the agents live in (protected like kube-system).
-pub fn agent_namespace(spec: &crate::experiment::spec::Spec) -> &str {
-    spec.kubernetes
-        .as_ref()
-        .and_then(|k| k.agents.as_ref())
-        .and_then(|a| a.namespace.as_deref())
-        .unwrap_or(DEFAULT_AGENT_NAMESPACE)
-}
+pub use crate::experiment::spec::{DEFAULT_AGENT_NAMESPACE, PROTECTED_NAMESPACES};
 
 /// Longest wait for one API round trip (kube's retries of 429/503/504 come on top, each
 /// bounded the same way; callers that must stop on time race their calls against it).

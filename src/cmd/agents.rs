@@ -54,7 +54,7 @@ pub(super) fn list(args: &AgentsArgs) -> i32 {
     };
     k8s.agents = Some(a);
     block_on(async {
-        let found = match crate::kube::agents::survey(&k8s, &base).await {
+        let found = match crate::fault::cluster::survey(&k8s, &base).await {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("{e}");

@@ -77,6 +77,23 @@ pub struct Spec {
     pub kubernetes: Option<KubernetesSpec>,
 }
 
+/// Namespaces a fault may only touch when it names them in `allowProtected` (the
+/// agents' own namespace is protected too).
+pub const PROTECTED_NAMESPACES: [&str; 2] = ["kube-system", "kube-public"];
+/// Where the Helm chart installs the agents unless told otherwise.
+pub const DEFAULT_AGENT_NAMESPACE: &str = "shakeout";
+
+impl Spec {
+    /// The namespace the cluster's agents live in (protected like kube-system).
+    pub fn agent_namespace(&self) -> &str {
+        self.kubernetes
+            .as_ref()
+            .and_then(|k| k.agents.as_ref())
+            .and_then(|a| a.namespace.as_deref())
+            .unwrap_or(DEFAULT_AGENT_NAMESPACE)
+    }
+}
+
 /// How to reach a node agent.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -204,7 +204,7 @@ pub fn covers(f: &FaultSpec, caps: &Capabilities) -> Vec<String> {
 pub async fn check_cluster(
     exp: &Experiment,
     cluster: &crate::kube::Cluster,
-    agents: Option<&crate::kube::agents::ClusterAgents>,
+    agents: Option<&crate::fault::cluster::ClusterAgents>,
 ) -> Vec<AgentCheck> {
     use crate::kube::pods;
     let mut api = AgentCheck {

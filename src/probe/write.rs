@@ -5,7 +5,6 @@
 
 pub mod readback;
 pub mod seqset;
-pub mod template;
 pub mod verify;
 
 mod http;

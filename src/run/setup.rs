@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use super::events::Events;
 use crate::experiment::Experiment;
+use crate::fault::cluster::ClusterAgents;
 use crate::fault::embedded::Embedded;
 use crate::fault::preflight::{self, AgentCheck};
 use crate::fault::Agents;
-use crate::kube::agents::ClusterAgents;
 use crate::kube::Cluster;
 
 /// The cluster, and its node agents when a fault targets pods.
@@ -65,7 +65,7 @@ pub async fn connect_cluster(exp: &Experiment) -> Result<Option<ClusterConn>, St
     let cluster = Cluster::connect(spec, &base).await?;
     let agents = if crate::fault::needs_cluster_agents(exp) {
         let a = spec.and_then(|k| k.agents.clone()).unwrap_or_default();
-        Some(crate::kube::agents::discover(&cluster, &a, &base).await?)
+        Some(crate::fault::cluster::discover(&cluster, &a, &base).await?)
     } else {
         None
     };

@@ -3,8 +3,9 @@
 //! one-shot fault, and agent discovery with one token source.
 
 use super::Checker;
+use crate::experiment::selector;
+use crate::experiment::spec::PROTECTED_NAMESPACES;
 use crate::experiment::spec::{FaultSpec, PodMode, PodSelector, Spec};
-use crate::kube::{selector, PROTECTED_NAMESPACES};
 
 pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
     if let Some(o) = &spec.objectives.pod_recovery {
@@ -174,7 +175,7 @@ fn pods(c: &mut Checker<'_>, spec: &Spec, path: &str, sel: &PodSelector) {
             "only applies to `mode: percent`: set `mode: percent` or remove `percent`",
         );
     }
-    let agents = crate::kube::agent_namespace(spec);
+    let agents = spec.agent_namespace();
     let protected =
         PROTECTED_NAMESPACES.contains(&sel.namespace.as_str()) || sel.namespace == agents;
     if protected && !sel.allow_protected.iter().any(|n| n == &sel.namespace) {

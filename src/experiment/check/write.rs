@@ -5,7 +5,7 @@
 use super::probes::http_url;
 use super::Checker;
 use crate::experiment::spec::{HttpRequestSpec, WriteProbeSpec};
-use crate::probe::write::template::Template;
+use crate::experiment::template::Template;
 
 /// Methods a templated request may use.
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];

@@ -13,8 +13,8 @@ use shakeout_api::StatusRanges;
 use tokio::net::TcpStream;
 use tokio::time::timeout_at;
 
-use super::template::Template;
 use crate::experiment::spec::{HttpRequestSpec, HttpWriteSpec};
+use crate::experiment::template::Template;
 use crate::probe::classify::{self, Stage};
 use crate::probe::Outcome;
 

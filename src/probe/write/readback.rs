@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use super::http::{key_present, Read};
 use super::redis::PAGE;
 use super::seqset::SeqSet;
-use super::template::seq_of;
 use super::verify::{classify, Scan};
 use super::{Backend, Conn, WriteTarget};
+use crate::experiment::template::seq_of;
 use crate::report::{ms, LossWindowReport, ReadBackReport, WriteReport};
 
 /// Pause before retrying a read the backend failed (it may still be restarting).

@@ -8,8 +8,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Value};
 use tokio::time::timeout_at;
 
-use super::template::key;
 use crate::experiment::spec::{RedisMode, RedisWriteSpec};
+use crate::experiment::template::key;
 use crate::probe::Outcome;
 
 /// Entries per LRANGE/XRANGE read and keys per UNLINK: one bounded reply each.

@@ -10,10 +10,10 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::Api;
 
-use super::pods::PodRef;
-use super::{describe, Cluster};
+use super::AgentClient;
 use crate::experiment::spec::{AgentReach, ClusterAgentsSpec, TokenFrom};
-use crate::fault::AgentClient;
+use crate::kube::pods::PodRef;
+use crate::kube::{describe, Cluster};
 
 /// Label the Helm chart puts on agent pods.
 pub const DEFAULT_SELECTOR: &str = "app.kubernetes.io/name=shakeout-agent";
@@ -96,7 +96,7 @@ pub async fn discover(
     let namespace = spec
         .namespace
         .clone()
-        .unwrap_or_else(|| super::DEFAULT_AGENT_NAMESPACE.to_owned());
+        .unwrap_or_else(|| crate::kube::DEFAULT_AGENT_NAMESPACE.to_owned());
     let selector = spec
         .selector
         .clone()
