@@ -9,9 +9,11 @@ pub mod fault;
 pub mod kube;
 pub mod probe;
 pub mod progress;
+pub mod record;
 pub mod report;
 pub mod run;
 pub mod sample;
+pub mod text;
 pub mod verdict;
 
 /// Exit codes (DESIGN.md §5); scripts and CI depend on them.

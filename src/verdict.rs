@@ -8,10 +8,15 @@ use shakeout_api::Dur;
 
 use crate::experiment::spec::{During, LatencyBounds};
 use crate::experiment::Experiment;
+use crate::probe::write::WriteReport;
 use crate::probe::{Bucket, Phase, PhaseStats, ProbeRecording};
-use crate::report::{ms, FaultReport, RtoReport, Verdict, VerdictStatus, WriteReport};
+use crate::record::{ActionRecord, FaultRecord, FaultStatus};
+use crate::text::ms;
 
+mod model;
 mod rpo;
+
+pub use model::{RtoReport, RunStatus, Verdict, VerdictStatus};
 
 /// Default stability window for RTO when the objective sets none.
 pub const DEFAULT_STABLE_FOR: Duration = Duration::from_secs(1);
@@ -248,7 +253,7 @@ fn applies(filter: &Option<String>, probe: &str) -> bool {
 pub fn evaluate(
     exp: &Experiment,
     probes: &[ProbeResult<'_>],
-    faults: &[FaultReport],
+    faults: &[FaultRecord],
 ) -> Vec<Verdict> {
     let spec = &exp.file.spec;
     let mut out = Vec::new();
@@ -339,8 +344,8 @@ pub fn evaluate(
         out.extend(pod_recovery_verdicts(o, faults));
     }
     for f in faults {
-        if f.status == "failed" || f.status == "revertFailed" {
-            let action = if f.status == "failed" {
+        if matches!(f.status, FaultStatus::Failed | FaultStatus::RevertFailed) {
+            let action = if f.status == FaultStatus::Failed {
                 f.apply.as_ref()
             } else {
                 f.revert.as_ref()
@@ -356,7 +361,7 @@ pub fn evaluate(
                 during: None,
                 status: VerdictStatus::Fail,
                 measured: Some(what),
-                required: if f.status == "failed" {
+                required: if f.status == FaultStatus::Failed {
                     "apply command succeeds"
                 } else {
                     "revert command succeeds"
@@ -370,7 +375,7 @@ pub fn evaluate(
 }
 
 /// The first error a fault's agents or pod actions reported.
-fn fault_error(f: &FaultReport) -> Option<String> {
+fn fault_error(f: &FaultRecord) -> Option<String> {
     f.error.clone().or_else(|| {
         f.agent
             .iter()
@@ -384,7 +389,7 @@ fn fault_error(f: &FaultReport) -> Option<String> {
 /// replacements within `max`.
 fn pod_recovery_verdicts(
     o: &crate::experiment::spec::PodRecoveryObjective,
-    faults: &[FaultReport],
+    faults: &[FaultRecord],
 ) -> Vec<Verdict> {
     let max = o.max.0;
     faults
@@ -417,7 +422,7 @@ fn pod_recovery_verdicts(
                     None,
                     Some("the deleted pods had no owner: nothing replaces them".into()),
                 ),
-                _ if f.status == "dryRun" => (
+                _ if f.status == FaultStatus::DryRun => (
                     VerdictStatus::NotMeasured,
                     None,
                     Some("dry run: nothing was deleted".into()),
@@ -443,7 +448,7 @@ fn pod_recovery_verdicts(
 }
 
 /// `exit code 1`, `signal 9`, or the error.
-pub fn describe_action(a: &crate::report::ActionReport) -> String {
+pub fn describe_action(a: &ActionRecord) -> String {
     if let Some(e) = &a.error {
         return e.clone();
     }

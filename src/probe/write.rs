@@ -3,12 +3,15 @@
 //! acknowledged, and after the run [`readback`] reads them back to find what was lost,
 //! duplicated or reordered, and when.
 
+mod outcome;
 pub mod readback;
 pub mod seqset;
 pub mod verify;
 
 mod http;
 mod redis;
+
+pub use outcome::{LossWindowReport, ReadBackReport, WriteReport};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

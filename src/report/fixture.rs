@@ -275,7 +275,7 @@ fn kill_primary() -> FaultReport {
         kind: "exec".to_string(),
         at_ms: 20_000.0,
         planned_duration_ms: Some(30_000.0),
-        status: "reverted".to_string(),
+        status: FaultStatus::Reverted,
         apply: Some(action("stop", 20_000.0, "")),
         revert: Some(action("start", 50_000.0, "started postgresql@16-main\n")),
         error: None,

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    ActionReport, FaultReport, ProbeReport, RtoReport, RunStatus, Verdict, VerdictStatus,
-    WriteReport,
+    ActionReport, FaultReport, FaultStatus, ProbeReport, RtoReport, RunStatus, Verdict,
+    VerdictStatus, WriteReport,
 };
 
 /// Placeholder for a value that was not measured.
@@ -222,7 +222,7 @@ pub(crate) fn write_summary(w: &WriteReport, faults: &[FaultReport]) -> Vec<Stri
         (Some(l), _) => {
             let near: Vec<String> = faults
                 .iter()
-                .filter(|f| f.status != "pending")
+                .filter(|f| f.status != FaultStatus::Pending)
                 .map(|f| format!("{} at {}", f.name, duration(f.at_ms)))
                 .collect();
             let near = if near.is_empty() {

@@ -150,7 +150,7 @@ fn faults(out: &mut String, r: &Report) {
             cell(&f.name),
             cell(&f.kind),
             duration(f.at_ms),
-            cell(&f.status),
+            cell(f.status.as_str()),
             match (&f.agent, &f.pods) {
                 (Some(a), _) => cell(&format::agent_summary(a)),
                 (None, Some(p)) => cell(

@@ -171,7 +171,7 @@ pub fn report(f: Finished<'_>) -> Report {
                 let cause = f
                     .faults
                     .iter()
-                    .filter(|x| x.status != "pending" && x.at_ms <= first + ms(f.bucket))
+                    .filter(|x| x.status != FaultStatus::Pending && x.at_ms <= first + ms(f.bucket))
                     .map(|x| x.at_ms)
                     .fold(None, |acc: Option<f64>, at| {
                         Some(acc.map_or(at, |a| a.max(at)))
@@ -210,14 +210,17 @@ pub fn report(f: Finished<'_>) -> Report {
         }
     }
     let any_fail = verdicts.iter().any(|v| v.status == VerdictStatus::Fail);
-    let revert_failed = f.faults.iter().any(|x| x.status == "revertFailed");
+    let revert_failed = f
+        .faults
+        .iter()
+        .any(|x| x.status == FaultStatus::RevertFailed);
     let status = status_of(&f.stop, revert_failed, any_fail);
     let reason = match (&f.stop, revert_failed) {
         (_, true) => Some(format!(
             "revert not confirmed for: {}; check the target by hand",
             f.faults
                 .iter()
-                .filter(|x| x.status == "revertFailed")
+                .filter(|x| x.status == FaultStatus::RevertFailed)
                 .map(|x| x.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")

@@ -44,11 +44,11 @@ impl Events {
     }
 
     /// All events as (ms from `origin`, may be negative; source; message).
-    pub fn drain(&self, origin: Instant) -> Vec<crate::report::Event> {
+    pub fn drain(&self, origin: Instant) -> Vec<crate::record::Event> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner
             .iter()
-            .map(|(t, source, message)| crate::report::Event {
+            .map(|(t, source, message)| crate::record::Event {
                 at_ms: signed_secs(origin, *t) * 1000.0,
                 source: source.clone(),
                 message: message.clone(),

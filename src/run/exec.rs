@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-use crate::report::{ms, ActionReport};
+use crate::record::ActionRecord as ActionReport;
+use crate::text::ms;
 
 /// How much of each output stream a report keeps (the tail).
 pub const OUTPUT_TAIL: usize = 4096;

@@ -2,8 +2,8 @@
 //! unreachable backend is exit 3, like a service that never gets ready), and read the
 //! writes back after probing stops, while the services are still up.
 
+use crate::probe::write::WriteReport;
 use crate::probe::{ProbeConfig, ProbeRecording, Target};
-use crate::report::WriteReport;
 
 use super::Stop;
 

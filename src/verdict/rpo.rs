@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use super::{human, verdict};
+use super::{Verdict, VerdictStatus};
 use crate::experiment::spec::RpoObjective;
-use crate::report::{Verdict, VerdictStatus, WriteReport};
+use crate::probe::write::WriteReport;
 
 fn pass_if(ok: bool) -> VerdictStatus {
     if ok {
@@ -104,7 +105,7 @@ fn v_note(out: &[Verdict]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{LossWindowReport, ReadBackReport};
+    use crate::probe::write::{LossWindowReport, ReadBackReport};
     use shakeout_api::Dur;
 
     fn report(lost: Option<u64>, window_ms: Option<f64>) -> WriteReport {

@@ -10,8 +10,9 @@ use super::redis::PAGE;
 use super::seqset::SeqSet;
 use super::verify::{classify, Scan};
 use super::{Backend, Conn, WriteTarget};
+use super::{LossWindowReport, ReadBackReport, WriteReport};
 use crate::experiment::template::seq_of;
-use crate::report::{ms, LossWindowReport, ReadBackReport, WriteReport};
+use crate::text::ms;
 
 /// Pause before retrying a read the backend failed (it may still be restarting).
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
