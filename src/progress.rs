@@ -24,7 +24,10 @@ impl LiveStatus {
                 let a = avail
                     .map(|a| format!("{:.2}%", a * 100.0))
                     .unwrap_or_else(|| "-".into());
-                format!("{name} {a} p99 {}", fmt_us(*p99))
+                format!(
+                    "{name} {a} p99 {}",
+                    crate::text::duration(Duration::from_micros(*p99))
+                )
             })
             .collect();
         let faults = if self.active_faults.is_empty() {
@@ -33,14 +36,6 @@ impl LiveStatus {
             format!(" | faults: {}", self.active_faults.join(", "))
         };
         format!("{} | {}{}", self.phase, probes.join(" | "), faults)
-    }
-}
-
-fn fmt_us(us: u64) -> String {
-    if us >= 1000 {
-        format!("{:.1}ms", us as f64 / 1000.0)
-    } else {
-        format!("{us}us")
     }
 }
 

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::probe::write::WriteReport;
-use crate::probe::{ProbeConfig, ProbeRecording};
+use crate::probe::{Phase, ProbeConfig, ProbeRecording};
 
 /// Everything a finished run hands over.
 #[derive(Debug)]
@@ -55,6 +55,27 @@ pub struct Timeline {
     pub steady_end: Option<Duration>,
     /// Buckets up to here were used to decide recovery.
     pub recovery_horizon: Option<Duration>,
+}
+
+impl Timeline {
+    /// Phase spans as they happened: (phase, start, end) from origin, for a run that
+    /// lasted until `end`.
+    pub fn spans(&self, end: Duration) -> Vec<(Phase, Duration, Duration)> {
+        let mut spans = Vec::new();
+        let baseline_end = self.faults_start.or(self.steady_start).unwrap_or(end);
+        spans.push((Phase::Baseline, Duration::ZERO, baseline_end));
+        if let Some(fs) = self.faults_start {
+            let fe = self.faults_end.unwrap_or(end);
+            spans.push((Phase::Faults, fs, fe));
+            if self.faults_end.is_some() {
+                spans.push((Phase::Recovery, fe, self.steady_start.unwrap_or(end)));
+            }
+        }
+        if let Some(ss) = self.steady_start {
+            spans.push((Phase::Steady, ss, self.steady_end.unwrap_or(end)));
+        }
+        spans
+    }
 }
 
 /// What became of a fault.

@@ -3,6 +3,7 @@
 //! field names are a public contract (`schemaVersion` changes when one does).
 
 mod atomic;
+mod build;
 #[cfg(test)]
 mod fixture;
 mod format;
@@ -23,6 +24,7 @@ pub use crate::record::{
 };
 pub use crate::text::ms;
 pub use crate::verdict::{RtoReport, RunStatus, Verdict, VerdictStatus};
+pub use build::{build, error_report, latency_summary};
 pub use json::{report_schema, write_json};
 pub use junit::write_junit;
 pub use markdown::render_markdown;

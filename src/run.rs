@@ -2,7 +2,6 @@
 //! steady state holds again) -> final steady-state window -> report. It owns the clock:
 //! one origin instant for probes, faults and events, plus one wall-clock anchor.
 
-mod assemble;
 pub mod events;
 pub mod exec;
 mod faults;
@@ -19,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::experiment::Experiment;
 use crate::probe::{self, Phase, ProbeConfig, Recorder};
 use crate::progress::{LiveStatus, Progress};
-use crate::report::{Report, RunStatus};
-use crate::verdict::{self, RtoWindow};
+use crate::record::{RunRecord, Stop, Timeline};
+use crate::report::{self, Report};
+use crate::verdict;
 use events::Events;
 use faults::FaultSet;
 use service::Services;
@@ -31,21 +31,6 @@ pub const DEFAULT_BUCKET: Duration = Duration::from_millis(100);
 const TICK: Duration = Duration::from_millis(20);
 /// Extra wait past a probe's deadline before its bucket is considered complete.
 const CLOSE_MARGIN: Duration = Duration::from_millis(100);
-
-/// Why the main loop stopped.
-#[derive(Debug, Clone, PartialEq)]
-enum Stop {
-    /// The final steady-state window (or the plan) completed.
-    Done,
-    /// The hard `duration` was reached.
-    Duration,
-    /// The steady state did not hold before the first fault: nothing was injected.
-    SteadyStateBefore(String),
-    /// A stop condition fired.
-    Aborted(String),
-    /// SIGINT or SIGTERM.
-    Interrupted,
-}
 
 /// Run a validated experiment to its report. Never panics on bad targets: failures are data.
 pub async fn execute(
@@ -71,11 +56,11 @@ pub async fn execute(
         .collect();
     let configs = match configs {
         Ok(c) => c,
-        Err(e) => return assemble::error_report(exp, seed, e),
+        Err(e) => return report::error_report(exp, seed, e),
     };
     let (agents, local_agent, cluster) = match setup::prepare_agents(exp, &events).await {
         Ok(a) => a,
-        Err(e) => return assemble::error_report(exp, seed, e),
+        Err(e) => return report::error_report(exp, seed, e),
     };
     let base_dir = exp.dir();
     let services = match Services::start(&spec.services, &base_dir, &events).await {
@@ -84,7 +69,7 @@ pub async fn execute(
             if let Some(a) = local_agent {
                 a.stop().await;
             }
-            return assemble::error_report(exp, seed, e);
+            return report::error_report(exp, seed, e);
         }
     };
     if let Err(e) = rpo::preflight(&configs).await {
@@ -92,7 +77,7 @@ pub async fn execute(
         if let Some(a) = local_agent {
             a.stop().await;
         }
-        return assemble::error_report(exp, seed, e);
+        return report::error_report(exp, seed, e);
     }
 
     let origin = Instant::now();
@@ -150,31 +135,21 @@ pub async fn execute(
             );
         }
     }
-    assemble::report(assemble::Finished {
-        exp,
+    let record = RunRecord {
         seed,
         started_at,
         end,
         bucket,
-        configs: &configs,
-        recordings: &recordings,
+        configs,
+        recordings,
         writes,
         timeline,
         stop,
         faults: fault_reports,
         events: events.drain(origin),
-    })
-}
-
-/// Phase boundaries as they happened, from origin.
-#[derive(Debug, Clone, Default)]
-pub struct Timeline {
-    pub faults_start: Option<Duration>,
-    pub faults_end: Option<Duration>,
-    pub steady_start: Option<Duration>,
-    pub steady_end: Option<Duration>,
-    /// Buckets up to here were used to decide recovery.
-    pub recovery_horizon: Option<Duration>,
+    };
+    let judgment = verdict::judge::judge(exp, &record);
+    report::build(exp, record, judgment)
 }
 
 struct LiveRun<'a> {
@@ -204,88 +179,15 @@ impl LiveRun<'_> {
         horizon
     }
 
+    /// Whether every probe is back at its steady-state level, judged on closed buckets.
     fn all_recovered(&self, fault_start: Duration, fault_end: Duration, horizon: Duration) -> bool {
-        self.configs.iter().zip(self.recorders).all(|(c, r)| {
-            let buckets = r.closed_since(0);
-            let w = RtoWindow {
-                fault_start,
-                fault_end,
-                until: horizon,
-                level: verdict::recovery_level(self.exp),
-                stable_for: verdict::stable_for(self.exp),
-                rate_per_second: rate_of(c),
-            };
-            // Judge only once a whole stability window after the faults' end is closed:
-            // before that, a failure the fault caused may not have reached the buckets yet.
-            horizon >= fault_end + w.stable_for && verdict::recovered(&buckets, self.bucket, w)
-        })
-    }
-
-    /// The abort condition, if it fired: which probe and what it saw.
-    fn abort_check(&self) -> Option<String> {
-        let a = self.exp.file.spec.abort.as_ref()?.availability.as_ref()?;
-        let n = (a.for_.0.as_nanos() / self.bucket.as_nanos().max(1)).max(1) as usize;
-        for r in self.recorders {
-            if a.probe.as_deref().is_some_and(|p| p != r.name()) {
-                continue;
-            }
-            let closed = r.closed_len();
-            if closed < n {
-                continue;
-            }
-            let mut counts = probe::Counts::default();
-            for b in r.closed_since(closed - n) {
-                counts.merge(&b.counts);
-            }
-            if let Some(av) = counts.availability() {
-                if av < a.below.ratio() {
-                    return Some(format!(
-                        "probe `{}` availability {:.2}% over the last {} is below {}",
-                        r.name(),
-                        av * 100.0,
-                        a.for_,
-                        a.below
-                    ));
-                }
-            }
-        }
-        None
-    }
-
-    /// Check the steady state on what the baseline recorded so far.
-    fn steady_state_holds(&self) -> Result<(), String> {
-        let Some(ss) = &self.exp.file.spec.steady_state else {
-            return Ok(());
-        };
-        for r in self.recorders {
-            let stats = r.phase_snapshot(Phase::Baseline);
-            if let (Some(min), Some(av)) = (ss.availability.as_ref(), stats.counts.availability()) {
-                if av < min.min.ratio() {
-                    return Err(format!(
-                        "probe `{}` availability {:.3}% is below {}",
-                        r.name(),
-                        av * 100.0,
-                        min.min
-                    ));
-                }
-            }
-            if let Some(l) = &ss.latency {
-                for (label, q, max) in l.bounds() {
-                    if !stats.latency.is_empty() {
-                        let v = Duration::from_micros(stats.latency.value_at_quantile(q));
-                        if v > max.0 {
-                            return Err(format!(
-                                "probe `{}` {label} {} is above {}",
-                                r.name(),
-                                verdict::human(v),
-                                max
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
+        verdict::live::all_recovered(
+            self.exp,
+            self.configs,
+            self.recorders,
+            self.bucket,
+            (fault_start, fault_end, horizon),
+        )
     }
 
     fn live_status(&self, phase: &str, now: Duration, faults: &FaultSet) -> LiveStatus {
@@ -346,7 +248,7 @@ impl LiveRun<'_> {
                 );
                 break Stop::Duration;
             }
-            if let Some(why) = self.abort_check() {
+            if let Some(why) = verdict::live::abort_fired(self.exp, self.recorders, self.bucket) {
                 events.push("abort", format!("stop condition: {why}"));
                 break Stop::Aborted(why);
             }
@@ -365,7 +267,9 @@ impl LiveRun<'_> {
                             boundary_declared = true;
                         }
                         if now >= at {
-                            if let Err(why) = self.steady_state_holds() {
+                            if let Err(why) =
+                                verdict::live::steady_state_holds(self.exp, self.recorders)
+                            {
                                 self.set_phase(at, Phase::Baseline);
                                 events.push("run", format!("steady state did not hold before the first fault ({why}); no fault was injected"));
                                 break Stop::SteadyStateBefore(why);
@@ -417,26 +321,5 @@ impl LiveRun<'_> {
             tl.faults_end = Some(now);
         }
         (stop, tl)
-    }
-}
-
-fn rate_of(c: &ProbeConfig) -> f64 {
-    match c.pace {
-        probe::Pace::Rate(r) => r,
-        probe::Pace::Max => f64::INFINITY,
-    }
-}
-
-/// Map the way a run stopped (and its fault outcomes) to the overall status.
-fn status_of(stop: &Stop, revert_failed: bool, any_fail: bool) -> RunStatus {
-    if revert_failed {
-        return RunStatus::RevertUnconfirmed;
-    }
-    match stop {
-        Stop::Interrupted => RunStatus::Interrupted,
-        Stop::Aborted(_) => RunStatus::Aborted,
-        Stop::SteadyStateBefore(_) => RunStatus::Failed,
-        Stop::Done | Stop::Duration if any_fail => RunStatus::Failed,
-        Stop::Done | Stop::Duration => RunStatus::Met,
     }
 }

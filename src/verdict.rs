@@ -11,8 +11,10 @@ use crate::experiment::Experiment;
 use crate::probe::write::WriteReport;
 use crate::probe::{Bucket, Phase, PhaseStats, ProbeRecording};
 use crate::record::{ActionRecord, FaultRecord, FaultStatus};
-use crate::text::ms;
+use crate::text::{duration, ms};
 
+pub mod judge;
+pub mod live;
 mod model;
 mod rpo;
 
@@ -130,18 +132,6 @@ pub struct ProbeResult<'a> {
     pub observed_until: Duration,
 }
 
-/// Human duration for verdict text: `412µs`, `12.3ms`, `1.24s`.
-pub fn human(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us < 1000.0 {
-        format!("{us:.0}µs")
-    } else if us < 1_000_000.0 {
-        format!("{:.1}ms", us / 1000.0)
-    } else {
-        format!("{:.2}s", us / 1e6)
-    }
-}
-
 fn during_str(d: During) -> &'static str {
     match d {
         During::Baseline => "baseline",
@@ -227,13 +217,13 @@ fn latency_verdicts(
                 kind,
                 probe,
                 during_str(d),
-                format!("{label} <= {}", human(max.0)),
+                format!("{label} <= {}", duration(max.0)),
             );
             if stats.latency.is_empty() {
                 v.note = Some(format!("no successful responses during {}", during_str(d)));
             } else {
                 let value = Duration::from_micros(stats.latency.value_at_quantile(q));
-                v.measured = Some(format!("{label} {}", human(value)));
+                v.measured = Some(format!("{label} {}", duration(value)));
                 v.status = if value <= max.0 {
                     VerdictStatus::Pass
                 } else {
@@ -293,7 +283,7 @@ pub fn evaluate(
                         v.status = VerdictStatus::NotMeasured;
                         v.note = Some(format!(
                             "the run ended {} into the {} steady-state window after recovery",
-                            human(length),
+                            duration(length),
                             ss.window
                         ));
                     }
@@ -410,7 +400,7 @@ fn pod_recovery_verdicts(
                     } else {
                         VerdictStatus::Fail
                     };
-                    (status, Some(format!("{}{resolution}", human(d))), None)
+                    (status, Some(format!("{}{resolution}", duration(d))), None)
                 }
                 (Some("notRecovered"), Some(p)) => (
                     VerdictStatus::Fail,
@@ -440,7 +430,7 @@ fn pod_recovery_verdicts(
                 during: None,
                 status,
                 measured,
-                required: format!("<= {}", human(max)),
+                required: format!("<= {}", duration(max)),
                 note,
             }
         })
@@ -465,7 +455,7 @@ fn rto_verdict(probe: &str, max: Duration, rto: Option<&RtoReport>, until: Durat
         "rto",
         probe,
         "run",
-        format!("<= {}", human(max)),
+        format!("<= {}", duration(max)),
     );
     v.during = None;
     let Some(r) = rto else {
@@ -476,7 +466,7 @@ fn rto_verdict(probe: &str, max: Duration, rto: Option<&RtoReport>, until: Durat
     match r.time_to_recover_ms {
         Some(t) => {
             let t = Duration::from_secs_f64(t / 1000.0);
-            v.measured = Some(format!("{} (±{})", human(t), human(resolution)));
+            v.measured = Some(format!("{} (±{})", duration(t), duration(resolution)));
             v.status = if t <= max {
                 VerdictStatus::Pass
             } else {
@@ -491,7 +481,7 @@ fn rto_verdict(probe: &str, max: Duration, rto: Option<&RtoReport>, until: Durat
             if let Some(first) = r.first_failure_ms {
                 let outage = until.saturating_sub(Duration::from_secs_f64(first / 1000.0));
                 if outage > max {
-                    v.measured = Some(format!("> {} (not recovered)", human(outage)));
+                    v.measured = Some(format!("> {} (not recovered)", duration(outage)));
                     v.status = VerdictStatus::Fail;
                 }
             }

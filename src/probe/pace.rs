@@ -27,6 +27,16 @@ pub enum Pace {
     Max,
 }
 
+impl Pace {
+    /// Sends per second; `None` for [`Pace::Max`], which has no rate (and no interval).
+    pub fn per_second(self) -> Option<f64> {
+        match self {
+            Pace::Rate(r) => Some(r),
+            Pace::Max => None,
+        }
+    }
+}
+
 /// The schedule of a paced probe, as offsets from the origin. One formula, never a sum of
 /// sleeps, so rounding never accumulates.
 #[derive(Debug, Clone, Copy)]

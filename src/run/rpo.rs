@@ -5,7 +5,7 @@
 use crate::probe::write::WriteReport;
 use crate::probe::{ProbeConfig, ProbeRecording, Target};
 
-use super::Stop;
+use crate::record::Stop;
 
 /// Every write probe's backend answers; `Err` names the first one that does not.
 pub async fn preflight(configs: &[ProbeConfig]) -> Result<(), String> {
@@ -40,8 +40,14 @@ pub async fn verify(
             .then(|| "interrupted: the read-back was skipped".to_owned());
         let scheduled = r.total().counts.scheduled();
         out.push(Some(
-            crate::probe::write::readback::verify(w, &r.acks, scheduled, super::rate_of(c), skip)
-                .await,
+            crate::probe::write::readback::verify(
+                w,
+                &r.acks,
+                scheduled,
+                c.pace.per_second().unwrap_or(f64::INFINITY),
+                skip,
+            )
+            .await,
         ));
     }
     out

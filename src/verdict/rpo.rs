@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use super::{human, verdict};
+use super::verdict;
 use super::{Verdict, VerdictStatus};
 use crate::experiment::spec::RpoObjective;
 use crate::probe::write::WriteReport;
+use crate::text::duration;
 
 fn pass_if(ok: bool) -> VerdictStatus {
     if ok {
@@ -19,7 +20,7 @@ fn pass_if(ok: bool) -> VerdictStatus {
 
 /// `rpo/<probe>`, then `rpo/<probe>/duplicates` and `rpo/<probe>/outOfOrder` when bounded.
 pub(super) fn verdicts(probe: &str, o: &RpoObjective, w: &WriteReport) -> Vec<Verdict> {
-    let mut required = format!("loss window <= {}", human(o.max.0));
+    let mut required = format!("loss window <= {}", duration(o.max.0));
     if let Some(n) = o.max_lost {
         required.push_str(&format!(", lost <= {n}"));
     }
@@ -57,7 +58,7 @@ pub(super) fn verdicts(probe: &str, o: &RpoObjective, w: &WriteReport) -> Vec<Ve
     let window_d = Duration::from_secs_f64(window / 1000.0);
     let mut measured = format!(
         "loss window {} ({lost} of {} acknowledged writes lost",
-        human(window_d),
+        duration(window_d),
         w.acknowledged
     );
     if let (Some(d), Some(r)) = (w.duplicated, w.out_of_order) {

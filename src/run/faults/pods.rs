@@ -14,8 +14,7 @@ use crate::kube::pods::{self, PodRef, Recovery};
 use crate::record::{
     ChosenPod, FaultRecord as FaultReport, FaultStatus, PodFaultRecord as PodFaultReport,
 };
-use crate::text::ms;
-use crate::verdict::human;
+use crate::text::{duration, ms};
 
 impl FaultTask {
     /// A `network` or `process` fault on pods: choose the pods now, then drive the fault
@@ -261,7 +260,7 @@ impl FaultTask {
                     "fault",
                     format!(
                         "{name}: replacements Ready {} after the deletion ({})",
-                        human(d),
+                        duration(d),
                         before
                             .iter()
                             .map(|(o, n)| format!("{o} {n}/{n}"))
