@@ -4,6 +4,7 @@
 
 mod check;
 pub mod limits;
+pub mod model;
 pub mod position;
 mod schema;
 pub mod selector;
@@ -27,9 +28,23 @@ pub struct Experiment {
     pub file: ExperimentFile,
     /// Where it was read from (for messages and relative paths).
     pub source: PathBuf,
+    /// The fault timeline, each fault's action as an enum (in the file's order).
+    pub faults: Vec<model::Fault>,
 }
 
 impl Experiment {
+    /// Drop the faults `drop` picks, from the timeline and from the file alike.
+    pub fn drop_faults(&mut self, drop: impl Fn(&model::Fault) -> bool) {
+        let gone: Vec<String> = self
+            .faults
+            .iter()
+            .filter(|f| drop(f))
+            .map(|f| f.name.clone())
+            .collect();
+        self.faults.retain(|f| !gone.contains(&f.name));
+        self.file.spec.faults.retain(|f| !gone.contains(&f.name));
+    }
+
     /// The directory relative paths in the file (services, token files, CAs, kubeconfig)
     /// are resolved against: the file's own, or `.` for a bare name.
     pub fn dir(&self) -> PathBuf {
@@ -175,9 +190,22 @@ pub fn parse(text: &str, source: &Path) -> Result<Experiment, LoadError> {
     if !diagnostics.is_empty() {
         return Err(LoadError { diagnostics });
     }
+    let mut faults = Vec::new();
+    for (i, f) in file.spec.faults.iter().enumerate() {
+        // The rules above refuse a fault without an action; this keeps that promise typed.
+        let fault = model::Fault::from_spec(f).ok_or_else(|| {
+            Diagnostic::at(
+                &file_name,
+                positions.nearest(&format!("spec.faults[{i}]")),
+                format!("fault `{}` has no action", f.name),
+            )
+        })?;
+        faults.push(fault);
+    }
     Ok(Experiment {
         file,
         source: source.to_path_buf(),
+        faults,
     })
 }
 

@@ -12,6 +12,7 @@ pub use agent::{AgentClient, AgentError, Agents};
 
 use std::sync::Arc;
 
+use crate::experiment::model::Route;
 use crate::experiment::Experiment;
 
 /// Clients for every agent in `spec.agents` (tokens are read now, so a missing token is
@@ -30,27 +31,19 @@ pub fn connect(exp: &Experiment) -> Result<Agents, AgentError> {
 
 /// Whether any fault runs on the embedded agent (an agent fault that names none).
 pub fn needs_embedded(exp: &Experiment) -> bool {
-    exp.file.spec.faults.iter().any(|f| {
-        request::pod_targets(f).is_none()
-            && (f.network.as_ref().is_some_and(|n| n.agent.is_none())
-                || f.process.as_ref().is_some_and(|p| p.agent.is_none()))
-    })
+    exp.faults
+        .iter()
+        .any(|f| matches!(f.route(), Some(Route::Embedded)))
 }
 
 /// Whether the experiment talks to a Kubernetes cluster (pod faults, faults on pods).
 pub fn needs_cluster(exp: &Experiment) -> bool {
-    exp.file
-        .spec
-        .faults
-        .iter()
-        .any(|f| f.pod.is_some() || request::pod_targets(f).is_some())
+    exp.faults.iter().any(|f| f.pods().is_some())
 }
 
 /// Whether any fault goes to the cluster's node agents.
 pub fn needs_cluster_agents(exp: &Experiment) -> bool {
-    exp.file
-        .spec
-        .faults
+    exp.faults
         .iter()
-        .any(|f| request::pod_targets(f).is_some())
+        .any(|f| matches!(f.route(), Some(Route::Pods(_))))
 }

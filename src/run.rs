@@ -105,7 +105,7 @@ pub async fn execute(
         cluster,
         cluster_agents,
     };
-    let mut faults = FaultSet::new(&spec.faults, origin, services.pids(), events.clone(), ctx);
+    let mut faults = FaultSet::new(&exp.faults, origin, services.pids(), events.clone(), ctx);
     let mut run = LiveRun {
         exp,
         configs: &configs,

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::progress;
 use super::{block_on, DemoArgs, OutputArgs, RunArgs};
 use crate::exit;
+use crate::experiment::model::{Fault, FaultAction};
 use crate::experiment::{self, Experiment};
 use crate::progress::Progress;
 use crate::report;
@@ -45,15 +46,14 @@ pub(super) fn run_demo(args: &DemoArgs) -> i32 {
     };
     if !nix::unistd::geteuid().is_root() {
         // Network faults need CAP_NET_ADMIN; the rest of the demo does not.
+        let network = |f: &Fault| matches!(f.action, FaultAction::Network(_));
         let skipped: Vec<String> = exp
-            .file
-            .spec
             .faults
             .iter()
-            .filter(|f| f.network.is_some())
+            .filter(|f| network(f))
             .map(|f| f.name.clone())
             .collect();
-        exp.file.spec.faults.retain(|f| f.network.is_none());
+        exp.drop_faults(network);
         if !skipped.is_empty() && !args.output.quiet {
             eprintln!(
                 "note: not root, so the demo skips its network fault ({}): adding latency needs CAP_NET_ADMIN for an iptables NFQUEUE rule; run it as root to see it",

@@ -5,7 +5,7 @@
 use shakeout_api::{Capabilities, Mechanism};
 
 use super::agent::Agents;
-use crate::experiment::spec::FaultSpec;
+use crate::experiment::model::{Fault, FaultAction, Route};
 use crate::experiment::Experiment;
 
 /// What preflight found for one agent.
@@ -31,21 +31,16 @@ fn agent_label(name: Option<&str>) -> String {
 
 /// Check every agent the experiment's faults use.
 pub async fn check(exp: &Experiment, agents: &Agents) -> Vec<AgentCheck> {
-    let faults = &exp.file.spec.faults;
+    let faults = &exp.faults;
     let mut used: Vec<Option<&str>> = Vec::new();
-    for f in faults
-        .iter()
-        .filter(|f| super::request::pod_targets(f).is_none())
-    {
-        let name = f
-            .network
-            .as_ref()
-            .map(|n| n.agent.as_deref())
-            .or(f.process.as_ref().map(|p| p.agent.as_deref()));
-        if let Some(name) = name {
-            if !used.contains(&name) {
-                used.push(name);
-            }
+    for f in faults {
+        let name = match f.route() {
+            Some(Route::Embedded) => None,
+            Some(Route::Named(n)) => Some(n),
+            Some(Route::Pods(_)) | None => continue,
+        };
+        if !used.contains(&name) {
+            used.push(name);
         }
     }
     let mut out = Vec::new();
@@ -106,16 +101,12 @@ fn about(caps: &Capabilities) -> Vec<String> {
     notes
 }
 
-fn uses(f: &FaultSpec, agent: Option<&str>) -> bool {
-    if super::request::pod_targets(f).is_some() {
-        return false;
+fn uses(f: &Fault, agent: Option<&str>) -> bool {
+    match f.route() {
+        Some(Route::Embedded) => agent.is_none(),
+        Some(Route::Named(n)) => agent == Some(n),
+        Some(Route::Pods(_)) | None => false,
     }
-    f.network
-        .as_ref()
-        .is_some_and(|n| n.agent.as_deref() == agent)
-        || f.process
-            .as_ref()
-            .is_some_and(|p| p.agent.as_deref() == agent)
 }
 
 fn available(caps: &Capabilities, m: Mechanism) -> bool {
@@ -125,13 +116,9 @@ fn available(caps: &Capabilities, m: Mechanism) -> bool {
 }
 
 /// Why `caps` cannot run fault `f`, if it cannot.
-pub fn covers(f: &FaultSpec, caps: &Capabilities) -> Vec<String> {
+pub fn covers(f: &Fault, caps: &Capabilities) -> Vec<String> {
     let mut problems = Vec::new();
-    let kind = if f.network.is_some() {
-        "network"
-    } else {
-        "process"
-    };
+    let kind = f.kind();
     if !caps.fault_kinds.iter().any(|k| k == kind) {
         problems.push(format!(
             "fault `{}`: this token may not apply {kind} faults (allowed: {})",
@@ -147,7 +134,11 @@ pub fn covers(f: &FaultSpec, caps: &Capabilities) -> Vec<String> {
             ));
         }
     }
-    if let (Some(n), Some(p)) = (&f.network, &caps.privileges) {
+    let network = match &f.action {
+        FaultAction::Network(n) => Some(n),
+        _ => None,
+    };
+    if let (Some(n), Some(p)) = (network, &caps.privileges) {
         let missing: Vec<&str> = ["CAP_NET_ADMIN", "CAP_SYS_ADMIN"]
             .into_iter()
             .filter(|c| !p.capabilities.iter().any(|h| h == c))
@@ -164,7 +155,7 @@ pub fn covers(f: &FaultSpec, caps: &Capabilities) -> Vec<String> {
             ));
         }
     }
-    if let Some(n) = &f.network {
+    if let Some(n) = network {
         let mut need: Vec<(&str, Vec<Mechanism>)> = Vec::new();
         if let Some(m) = n.mechanism {
             need.push(("the requested mechanism", vec![m]));
@@ -214,15 +205,10 @@ pub async fn check_cluster(
         notes: vec![],
     };
     // Agent pods to check, with the faults each must run.
-    let mut per_agent: std::collections::BTreeMap<String, Vec<&FaultSpec>> = Default::default();
-    for f in &exp.file.spec.faults {
-        let sel = match (&f.pod, super::request::pod_targets(f)) {
-            (Some(p), _) => match &p.delete {
-                Some(d) => &d.pods,
-                None => continue,
-            },
-            (None, Some(sel)) => sel,
-            (None, None) => continue,
+    let mut per_agent: std::collections::BTreeMap<String, Vec<&Fault>> = Default::default();
+    for f in &exp.faults {
+        let Some(sel) = f.pods() else {
+            continue;
         };
         match pods::matching(cluster, sel).await {
             Err(e) => api.problems.push(format!("fault `{}`: {e}", f.name)),
@@ -251,7 +237,7 @@ pub async fn check_cluster(
                     pods::describe_selector(sel),
                     pods::how_many(sel, found.len())
                 ));
-                if f.pod.is_some() {
+                if matches!(f.action, FaultAction::PodDelete(_)) {
                     continue;
                 }
                 for pod in &found {

@@ -7,7 +7,8 @@ use shakeout_api::{
     ApplyRequest, Dur, NetNamespace, NetworkFault, ProcessAction, ProcessFault, ProcessTarget,
 };
 
-use crate::experiment::spec::{FaultSpec as ExpFault, NetworkFaultSpec, ProcessFaultSpec};
+use crate::experiment::model::{Fault, FaultAction};
+use crate::experiment::spec::{NetworkFaultSpec, ProcessFaultSpec};
 
 /// Default lease the controller asks for; it renews at a third of it.
 pub const LEASE: Duration = Duration::from_secs(10);
@@ -15,17 +16,21 @@ pub const LEASE: Duration = Duration::from_secs(10);
 /// The agent request for an agent-backed fault, or why it cannot be built now.
 pub fn apply_request(
     experiment: &str,
-    fault: &ExpFault,
+    fault: &Fault,
     seed: u64,
     lease: Duration,
     pid_of: &dyn Fn(&str) -> Option<u32>,
     dry_run: bool,
 ) -> Result<ApplyRequest, String> {
     let service_pid = |s: &str| pid_of(s).ok_or_else(|| format!("service `{s}` is not running"));
-    let spec = match (&fault.network, &fault.process) {
-        (Some(n), None) => shakeout_api::FaultSpec::Network(network(n, &service_pid)?),
-        (None, Some(p)) => shakeout_api::FaultSpec::Process(process(p, seed, &service_pid)?),
-        _ => return Err(format!("fault `{}` is not an agent fault", fault.name)),
+    let spec = match &fault.action {
+        FaultAction::Network(n) => shakeout_api::FaultSpec::Network(network(n, &service_pid)?),
+        FaultAction::Process(p) => {
+            shakeout_api::FaultSpec::Process(process(p, seed, &service_pid)?)
+        }
+        FaultAction::Exec(_) | FaultAction::PodDelete(_) => {
+            return Err(format!("fault `{}` is not an agent fault", fault.name))
+        }
     };
     Ok(ApplyRequest {
         experiment: experiment.into(),
@@ -96,45 +101,30 @@ fn process(
     })
 }
 
-/// The pods a `network` or `process` fault targets through the agents on their nodes.
-pub fn pod_targets(f: &ExpFault) -> Option<&crate::experiment::spec::PodSelector> {
-    f.network
-        .as_ref()
-        .and_then(|n| n.pods.as_ref())
-        .or_else(|| f.process.as_ref().and_then(|p| p.target.pods.as_ref()))
-}
-
 /// `fault` aimed at one pod: its agent is the one on the pod's node, found by the
 /// controller, and the agent finds the pod's processes or namespace by its UID.
-pub fn for_pod(fault: &ExpFault, pod: &crate::kube::pods::PodRef) -> ExpFault {
+pub fn for_pod(fault: &Fault, pod: &crate::kube::pods::PodRef) -> Fault {
     let mut f = fault.clone();
     f.name = format!("{}@{}", fault.name, pod.name);
-    if let Some(n) = &mut f.network {
-        n.pods = None;
-        n.agent = None;
-        n.namespace = Some(crate::experiment::spec::NamespaceSpec {
-            pod_uid: Some(pod.uid.clone()),
-            ..Default::default()
-        });
-    }
-    if let Some(p) = &mut f.process {
-        p.agent = None;
-        p.target = crate::experiment::spec::ProcessTargetSpec {
-            pod_uid: Some(pod.uid.clone()),
-            ..Default::default()
-        };
+    match &mut f.action {
+        FaultAction::Network(n) => {
+            n.pods = None;
+            n.agent = None;
+            n.namespace = Some(crate::experiment::spec::NamespaceSpec {
+                pod_uid: Some(pod.uid.clone()),
+                ..Default::default()
+            });
+        }
+        FaultAction::Process(p) => {
+            p.agent = None;
+            p.target = crate::experiment::spec::ProcessTargetSpec {
+                pod_uid: Some(pod.uid.clone()),
+                ..Default::default()
+            };
+        }
+        FaultAction::Exec(_) | FaultAction::PodDelete(_) => {}
     }
     f
-}
-
-/// Whether a fault runs through an agent (and so needs a lease and a confirmed revert).
-pub fn is_agent_fault(f: &ExpFault) -> bool {
-    f.network.is_some() || f.process.is_some()
-}
-
-/// Whether the fault holds state on the agent until reverted (everything but a kill).
-pub fn holds_state(f: &ExpFault) -> bool {
-    f.network.is_some() || f.process.as_ref().is_some_and(|p| p.pause.is_some())
 }
 
 #[cfg(test)]
@@ -142,15 +132,12 @@ mod tests {
     use super::*;
     use crate::experiment::spec::{KillSpec, PauseSpec, ProcessTargetSpec};
 
-    fn fault(process: ProcessFaultSpec, duration: Option<Dur>) -> ExpFault {
-        ExpFault {
+    fn fault(process: ProcessFaultSpec, duration: Option<Dur>) -> Fault {
+        Fault {
             name: "f".into(),
             at: Dur::from_secs(1),
             duration,
-            exec: None,
-            network: None,
-            process: Some(process),
-            pod: None,
+            action: FaultAction::Process(process),
         }
     }
 
@@ -192,7 +179,7 @@ mod tests {
             select: None,
         };
         let f = fault(p, None);
-        assert!(!holds_state(&f));
+        assert!(!f.holds_state());
         let req = apply_request("e", &f, 7, LEASE, &|_| None, false).unwrap();
         let shakeout_api::FaultSpec::Process(pf) = &req.spec else {
             panic!()

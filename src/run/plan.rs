@@ -2,6 +2,8 @@
 //! with a cluster, the pods the run would choose (same seed) and the API server's own
 //! check of each deletion (`dryRun=All`). Data only: `cmd` prints it.
 
+use crate::experiment::model::{FaultAction, Route};
+use crate::experiment::spec::PodSelector;
 use crate::experiment::Experiment;
 use crate::kube::pods;
 use crate::probe::ProbeConfig;
@@ -35,74 +37,53 @@ pub fn plan(exp: &Experiment) -> String {
             ss.window
         ));
     }
-    for f in &spec.faults {
+    for f in &exp.faults {
         let dur = f.duration.map(|d| format!(" for {d}")).unwrap_or_default();
-        if let Some(e) = &f.exec {
-            out.push_str(&format!(
-                "  at {} fault {}{dur}: exec {}\n",
-                f.at,
-                f.name,
-                e.command.join(" ")
-            ));
-            if let Some(r) = &e.revert {
-                out.push_str(&format!("      revert: {}\n", r.join(" ")));
-            }
-        }
-        let on = |agent: &Option<String>| match (crate::fault::request::pod_targets(f), agent) {
-            (Some(sel), _) => format!(
+        let head = format!("  at {} fault {}", f.at, f.name);
+        let on = match f.route() {
+            Some(Route::Pods(sel)) => format!(
                 "on pods in namespace {} ({}, mode {}) through the agent on each pod's node",
                 sel.namespace,
-                crate::kube::pods::describe_selector(sel),
-                sel.mode
-                    .map(|m| format!("{m:?}").to_lowercase())
-                    .unwrap_or_else(|| "one".into())
+                pods::describe_selector(sel),
+                mode(sel)
             ),
-            (None, Some(a)) => format!("through agent {a}"),
-            (None, None) => "through the embedded agent".into(),
+            Some(Route::Named(a)) => format!("through agent {a}"),
+            Some(Route::Embedded) | None => "through the embedded agent".into(),
         };
-        if let Some(n) = &f.network {
-            let what = [
-                n.latency.as_ref().map(|l| format!("latency {}", l.delay)),
-                n.loss.map(|l| format!("loss {l}")),
-                n.blackhole.filter(|b| *b).map(|_| "blackhole".to_owned()),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(", ");
-            out.push_str(&format!(
-                "  at {} fault {}{dur}: network {what} {}\n",
-                f.at,
-                f.name,
-                on(&n.agent)
-            ));
-        }
-        if let Some(p) = &f.process {
-            let what = if p.pause.is_some() { "pause" } else { "kill" };
-            out.push_str(&format!(
-                "  at {} fault {}{dur}: process {what} {}\n",
-                f.at,
-                f.name,
-                on(&p.agent)
-            ));
-        }
-        if let Some(d) = f.pod.as_ref().and_then(|p| p.delete.as_ref()) {
-            out.push_str(&format!(
-                "  at {} fault {}: delete pods in namespace {} ({}, mode {}){}\n",
-                f.at,
-                f.name,
+        match &f.action {
+            FaultAction::Exec(e) => {
+                out.push_str(&format!("{head}{dur}: exec {}\n", e.command.join(" ")));
+                if let Some(r) = &e.revert {
+                    out.push_str(&format!("      revert: {}\n", r.join(" ")));
+                }
+            }
+            FaultAction::Network(n) => {
+                let what = [
+                    n.latency.as_ref().map(|l| format!("latency {}", l.delay)),
+                    n.loss.map(|l| format!("loss {l}")),
+                    n.blackhole.filter(|b| *b).map(|_| "blackhole".to_owned()),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ");
+                out.push_str(&format!("{head}{dur}: network {what} {on}\n"));
+            }
+            FaultAction::Process(p) => {
+                let what = if p.pause.is_some() { "pause" } else { "kill" };
+                out.push_str(&format!("{head}{dur}: process {what} {on}\n"));
+            }
+            FaultAction::PodDelete(d) => out.push_str(&format!(
+                "{head}: delete pods in namespace {} ({}, mode {}){}\n",
                 d.pods.namespace,
-                crate::kube::pods::describe_selector(&d.pods),
-                d.pods
-                    .mode
-                    .map(|m| format!("{m:?}").to_lowercase())
-                    .unwrap_or_else(|| "one".into()),
+                pods::describe_selector(&d.pods),
+                mode(&d.pods),
                 if d.dry_run {
                     ", server-side dry run"
                 } else {
                     ""
                 }
-            ));
+            )),
         }
     }
     out
@@ -167,13 +148,13 @@ pub async fn cluster(exp: &Experiment, seed: u64) -> Result<Option<ClusterPlan>,
         seed,
         faults: Vec::new(),
     };
-    for f in &exp.file.spec.faults {
-        let delete = f.pod.as_ref().and_then(|p| p.delete.as_ref());
-        let Some(sel) = delete
-            .map(|d| &d.pods)
-            .or_else(|| crate::fault::request::pod_targets(f))
-        else {
+    for f in &exp.faults {
+        let Some(sel) = f.pods() else {
             continue;
+        };
+        let delete = match &f.action {
+            FaultAction::PodDelete(d) => Some(d),
+            _ => None,
         };
         let chosen = match pods::matching(&cluster, sel).await {
             Err(e) => Err(e.to_string()),
@@ -220,4 +201,11 @@ pub async fn cluster(exp: &Experiment, seed: u64) -> Result<Option<ClusterPlan>,
         });
     }
     Ok(Some(plan))
+}
+
+/// A selector's mode as the plan says it (`one` unless set).
+fn mode(sel: &PodSelector) -> String {
+    sel.mode
+        .map(|m| format!("{m:?}").to_lowercase())
+        .unwrap_or_else(|| "one".into())
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::FaultTask;
-use crate::experiment::spec::FaultSpec;
+use crate::experiment::model::{Fault, Route};
 use crate::fault::{request, AgentClient};
 use crate::record::{
     AgentActionRecord as AgentActionReport, FaultRecord as FaultReport, FaultStatus,
@@ -21,13 +21,10 @@ impl FaultTask {
     /// insist on a confirmation. One-shot kills hold nothing, so they need no revert.
     pub(super) async fn run_agent(self) -> FaultReport {
         let mut report = Self::blank(&self.spec);
-        let agent_name = self
-            .spec
-            .network
-            .as_ref()
-            .map(|n| n.agent.clone())
-            .or(self.spec.process.as_ref().map(|p| p.agent.clone()))
-            .flatten();
+        let agent_name = match self.spec.route() {
+            Some(Route::Named(name)) => Some(name.to_owned()),
+            _ => None,
+        };
         let label = agent_name.clone().unwrap_or_else(|| "embedded".into());
         let Some(client) = self.ctx.agents.get(agent_name.as_deref()) else {
             report.status = FaultStatus::Failed;
@@ -55,7 +52,7 @@ impl FaultTask {
         &self,
         client: &AgentClient,
         label: &str,
-        spec: &FaultSpec,
+        spec: &Fault,
         pod: Option<String>,
     ) -> (FaultStatus, AgentActionReport) {
         let name = spec.name.clone();
@@ -123,7 +120,7 @@ impl FaultTask {
             "fault",
             format!("{name} applied by agent {label}{mech} (id {})", applied.id),
         );
-        if !request::holds_state(spec) {
+        if !spec.holds_state() {
             return (FaultStatus::Applied, ar);
         }
         let end = self.origin + spec.at.0 + spec.duration.map(|d| d.0).unwrap_or_default();

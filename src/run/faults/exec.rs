@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::FaultTask;
+use crate::experiment::spec::ExecFaultSpec;
 use crate::record::{ActionRecord, FaultRecord as FaultReport, FaultStatus};
 use crate::run::exec::run_command;
 use crate::run::service::Pids;
@@ -16,11 +17,8 @@ pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 impl FaultTask {
     /// An exec fault: run `command` at `at`, and `revert` when its duration ends (or
     /// at once on abort, interrupt or the run's end), whatever the apply did.
-    pub(super) async fn run_exec(self) -> FaultReport {
+    pub(super) async fn run_exec(self, exec: ExecFaultSpec) -> FaultReport {
         let mut report = Self::blank(&self.spec);
-        let Some(exec) = &self.spec.exec else {
-            return report;
-        };
         let timeout = exec.timeout.map(|d| d.0).unwrap_or(DEFAULT_EXEC_TIMEOUT);
         let start = self.origin + self.spec.at.0;
         tokio::select! {

@@ -18,9 +18,8 @@ use exec::expand_pids;
 
 use super::events::Events;
 use super::service::Pids;
-use crate::experiment::spec::FaultSpec;
+use crate::experiment::model::{Fault, FaultAction, Route};
 use crate::fault::cluster::ClusterAgents;
-use crate::fault::request;
 use crate::fault::Agents;
 use crate::kube::Cluster;
 use crate::record::{FaultRecord as FaultReport, FaultStatus};
@@ -28,7 +27,7 @@ use crate::text::ms;
 
 /// Every fault of a run and what became of it.
 pub struct FaultSet {
-    specs: Vec<FaultSpec>,
+    specs: Vec<Fault>,
     origin: Instant,
     pids: Pids,
     events: Events,
@@ -56,7 +55,7 @@ pub struct AgentContext {
 
 impl FaultSet {
     pub fn new(
-        specs: &[FaultSpec],
+        specs: &[Fault],
         origin: Instant,
         pids: Pids,
         events: Events,
@@ -188,7 +187,7 @@ fn panic_message(e: tokio::task::JoinError) -> String {
 }
 
 struct FaultTask {
-    spec: FaultSpec,
+    spec: Fault,
     origin: Instant,
     pids: Pids,
     events: Events,
@@ -199,20 +198,11 @@ struct FaultTask {
 }
 
 impl FaultTask {
-    fn blank(spec: &FaultSpec) -> FaultReport {
-        let kind = if spec.network.is_some() {
-            "network"
-        } else if spec.process.is_some() {
-            "process"
-        } else if spec.pod.is_some() {
-            "pod"
-        } else {
-            "exec"
-        };
+    fn blank(spec: &Fault) -> FaultReport {
         FaultReport {
             agent: None,
             name: spec.name.clone(),
-            kind: kind.into(),
+            kind: spec.kind().into(),
             at_ms: ms(spec.at.0),
             planned_duration_ms: spec.duration.map(|d| ms(d.0)),
             status: FaultStatus::Pending,
@@ -233,17 +223,17 @@ impl FaultTask {
         }
     }
 
+    /// Run the fault by its kind, to its record.
     async fn run(self) -> FaultReport {
-        if let Some(del) = self.spec.pod.as_ref().and_then(|p| p.delete.clone()) {
-            return self.run_pod_delete(del).await;
+        match (self.spec.action.clone(), self.spec.route()) {
+            (FaultAction::Exec(exec), _) => self.run_exec(exec).await,
+            (FaultAction::PodDelete(del), _) => self.run_pod_delete(del).await,
+            (_, Some(Route::Pods(sel))) => {
+                let sel = sel.clone();
+                self.run_on_pods(sel).await
+            }
+            (FaultAction::Network(_) | FaultAction::Process(_), _) => self.run_agent().await,
         }
-        if let Some(sel) = request::pod_targets(&self.spec).cloned() {
-            return self.run_on_pods(sel).await;
-        }
-        if request::is_agent_fault(&self.spec) {
-            return self.run_agent().await;
-        }
-        self.run_exec().await
     }
 
     /// `f`, unless the run is cancelled first (then nothing more may start).
@@ -297,7 +287,7 @@ spec:
             cluster: None,
             cluster_agents: None,
         };
-        let specs = &exp.file.spec.faults;
+        let specs = &exp.faults;
         let mut set = FaultSet::new(specs, Instant::now(), Pids::default(), events.clone(), ctx);
         set.spawn(0, async { panic!("boom in the fault task") });
         let mut fine = FaultTask::blank(&specs[1]);

@@ -1,0 +1,110 @@
+//! The parsed faults: what the validated file says, with each fault's one action as an
+//! enum, so nothing downstream re-derives a kind from whichever field happens to be set
+//! (the spec types mirror the YAML, one optional field per action, because that is what
+//! users write and what the schema and the error positions describe).
+
+use shakeout_api::Dur;
+
+use super::spec::{
+    ExecFaultSpec, FaultSpec, NetworkFaultSpec, PodDeleteSpec, PodSelector, ProcessFaultSpec,
+};
+
+/// One fault of the timeline.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub name: String,
+    /// When to inject, from the start of probing.
+    pub at: Dur,
+    /// How long it lasts (none for one-shot faults).
+    pub duration: Option<Dur>,
+    pub action: FaultAction,
+}
+
+/// What a fault does: exactly one action.
+#[derive(Debug, Clone)]
+pub enum FaultAction {
+    /// Commands the controller runs (and a revert).
+    Exec(ExecFaultSpec),
+    /// Latency, loss or blackhole through an agent.
+    Network(NetworkFaultSpec),
+    /// Kill or pause processes through an agent.
+    Process(ProcessFaultSpec),
+    /// Delete Kubernetes pods.
+    PodDelete(PodDeleteSpec),
+}
+
+/// Where an agent fault is sent.
+#[derive(Debug, Clone, Copy)]
+pub enum Route<'a> {
+    /// The agent embedded in the controller (the fault names none).
+    Embedded,
+    /// An agent of `spec.agents`, by name.
+    Named(&'a str),
+    /// The agents on the nodes of the pods chosen by this selector.
+    Pods(&'a PodSelector),
+}
+
+impl Fault {
+    /// The fault's action, from a validated spec; `None` when it has none (which the
+    /// file's rules already refuse, with its position).
+    pub fn from_spec(spec: &FaultSpec) -> Option<Fault> {
+        let action = if let Some(e) = &spec.exec {
+            FaultAction::Exec(e.clone())
+        } else if let Some(n) = &spec.network {
+            FaultAction::Network(n.clone())
+        } else if let Some(p) = &spec.process {
+            FaultAction::Process(p.clone())
+        } else {
+            FaultAction::PodDelete(spec.pod.as_ref()?.delete.clone()?)
+        };
+        Some(Fault {
+            name: spec.name.clone(),
+            at: spec.at,
+            duration: spec.duration,
+            action,
+        })
+    }
+
+    /// `exec`, `network`, `process` or `pod`, as the report spells the kind.
+    pub fn kind(&self) -> &'static str {
+        match self.action {
+            FaultAction::Exec(_) => "exec",
+            FaultAction::Network(_) => "network",
+            FaultAction::Process(_) => "process",
+            FaultAction::PodDelete(_) => "pod",
+        }
+    }
+
+    /// Where an agent fault goes; `None` for exec faults and pod deletions.
+    pub fn route(&self) -> Option<Route<'_>> {
+        let (agent, pods) = match &self.action {
+            FaultAction::Network(n) => (n.agent.as_deref(), n.pods.as_ref()),
+            FaultAction::Process(p) => (p.agent.as_deref(), p.target.pods.as_ref()),
+            FaultAction::Exec(_) | FaultAction::PodDelete(_) => return None,
+        };
+        Some(match (pods, agent) {
+            (Some(sel), _) => Route::Pods(sel),
+            (None, Some(name)) => Route::Named(name),
+            (None, None) => Route::Embedded,
+        })
+    }
+
+    /// The pods the fault chooses: those it deletes, or those it acts on through agents.
+    pub fn pods(&self) -> Option<&PodSelector> {
+        match (&self.action, self.route()) {
+            (FaultAction::PodDelete(d), _) => Some(&d.pods),
+            (_, Some(Route::Pods(sel))) => Some(sel),
+            _ => None,
+        }
+    }
+
+    /// Whether the fault holds state on an agent until reverted (a network fault or a
+    /// pause; a kill holds nothing).
+    pub fn holds_state(&self) -> bool {
+        match &self.action {
+            FaultAction::Network(_) => true,
+            FaultAction::Process(p) => p.pause.is_some(),
+            FaultAction::Exec(_) | FaultAction::PodDelete(_) => false,
+        }
+    }
+}
