@@ -5,43 +5,33 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{recovered, recovery_level, stable_for, RtoWindow};
+use super::{
+    recovered, recovery_level, stable_for, steady_state_verdicts, RtoWindow, VerdictStatus,
+};
+use crate::experiment::spec::During;
 use crate::experiment::Experiment;
 use crate::probe::{Counts, Phase, ProbeConfig, Recorder};
-use crate::text::duration;
 
-/// The steady-state hypothesis on what the baseline recorded so far: `Err` says which
-/// probe and what it saw.
+/// The steady-state hypothesis on what the baseline recorded so far, judged by the same
+/// verdicts the report gives (`steadyState/before/...`): `Err` says which failed and by
+/// how much.
 pub fn steady_state_holds(exp: &Experiment, recorders: &[Arc<Recorder>]) -> Result<(), String> {
     let Some(ss) = &exp.file.spec.steady_state else {
         return Ok(());
     };
     for r in recorders {
         let stats = r.phase_snapshot(Phase::Baseline);
-        if let (Some(min), Some(av)) = (ss.availability.as_ref(), stats.counts.availability()) {
-            if av < min.min.ratio() {
-                return Err(format!(
-                    "probe `{}` availability {:.3}% is below {}",
-                    r.name(),
-                    av * 100.0,
-                    min.min
-                ));
-            }
-        }
-        if let Some(l) = &ss.latency {
-            for (label, q, max) in l.bounds() {
-                if !stats.latency.is_empty() {
-                    let v = Duration::from_micros(stats.latency.value_at_quantile(q));
-                    if v > max.0 {
-                        return Err(format!(
-                            "probe `{}` {label} {} is above {}",
-                            r.name(),
-                            duration(v),
-                            max
-                        ));
-                    }
-                }
-            }
+        if let Some(v) = steady_state_verdicts(ss, "before", r.name(), During::Baseline, &stats)
+            .into_iter()
+            .find(|v| v.status == VerdictStatus::Fail)
+        {
+            return Err(format!(
+                "probe `{}`: {} measured {}, required {}",
+                r.name(),
+                v.id,
+                v.measured.as_deref().unwrap_or("-"),
+                v.required
+            ));
         }
     }
     Ok(())
