@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use shakeout_api::FaultSpec;
 
 use crate::fault::net::NetApplied;
-use crate::fault::process::PausedPid;
 
 /// Ledger I/O errors; they carry the file they concern.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +27,15 @@ pub enum LedgerError {
         path: String,
         source: serde_json::Error,
     },
+}
+
+/// A process the agent paused, as the ledger records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PausedPid {
+    pub pid: u32,
+    /// `/proc/PID/stat` field 22 when it was paused.
+    pub start_time: u64,
 }
 
 /// What the agent did (or is about to do) for a fault: enough to undo it after a crash.

@@ -18,8 +18,9 @@
 //! process spawns are most of the latency. Functions here run inside the target
 //! namespace.
 
+use super::command::{exec, tool, Running};
+use super::error::NetError;
 use super::filter::{Family, Filter, Hook};
-use super::{exec, NetError, Running};
 
 /// The chains every fault shared before per-fault chains; still reverted and swept.
 pub(crate) const CHAIN_OUT: &str = "SHAKEOUT-OUT";
@@ -191,7 +192,7 @@ pub(crate) fn revert(id: &str, recorded: Option<&[Rule]>) -> Result<(), NetError
     let bins: Vec<String> = match recorded {
         Some(r) => bins_of(r)
             .into_iter()
-            .filter(|b| super::tool(b).is_some())
+            .filter(|b| tool(b).is_some())
             .collect(),
         None => binaries().map(String::from).collect(),
     };
@@ -385,7 +386,7 @@ impl Listing {
 fn binaries() -> impl Iterator<Item = &'static str> {
     ["iptables", "ip6tables"]
         .into_iter()
-        .filter(|b| super::tool(b).is_some())
+        .filter(|b| tool(b).is_some())
 }
 
 /// A chain of ours: a fault's own, or one of the old shared ones.

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use shakeout_api::{Latency, Percent};
 
-use super::{exec, NetError};
+use super::command::{exec, tool};
+use super::error::NetError;
 
 /// Our qdisc handle.
 pub(crate) const HANDLE: &str = "5ba7:";
@@ -101,7 +102,7 @@ pub(crate) fn sweep() -> Result<Vec<String>, NetError> {
 
 /// (device, line) of each root qdisc with our handle.
 fn ours() -> Result<Vec<(String, String)>, NetError> {
-    if super::tool("tc").is_none() {
+    if tool("tc").is_none() {
         return Ok(Vec::new());
     }
     let out = exec("tc", &["qdisc", "show"], None)?;

@@ -20,8 +20,8 @@ use nfq::{Message, Queue, Verdict};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::error::NetError;
 use super::netns::{self, NsRecord};
-use super::NetError;
 
 /// Queue numbers start here (0x5ba7, the agent's tag) and go up until one is free.
 pub(crate) const FIRST_QUEUE: u16 = 0x5ba7;

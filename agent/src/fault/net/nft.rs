@@ -8,8 +8,9 @@
 
 use serde_json::Value;
 
+use super::command::exec;
+use super::error::NetError;
 use super::filter::{Family, Filter, Hook};
-use super::{exec, NetError};
 
 pub(crate) const TABLE: &str = "shakeout";
 /// Before the usual filter chains (priority 0, where iptables-nft also lives), so a
