@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use shakeout_api::FaultSpec;
 
-use crate::fault::net::NetApplied;
+use crate::fault::net::NetRecord;
 
 /// Ledger I/O errors; they carry the file they concern.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ pub enum Done {
     NetPending,
     /// A network fault as `Net::prepare` recorded it, written before `Net::install`
     /// touches anything (reverting it when nothing was installed yet is a no-op).
-    Net { applied: NetApplied },
+    Net { applied: NetRecord },
 }
 
 /// One ledger file.
@@ -243,6 +243,79 @@ mod tests {
         assert_eq!(mode(&ledger.dir().join("a.json")), 0o600);
         assert_eq!(mode(ledger.dir()), 0o700);
         assert_eq!(mode(&dir.path().join("state")), 0o700);
+    }
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ledger")
+    }
+
+    fn fixture(name: &str) -> serde_json::Value {
+        serde_json::from_slice(&fs::read(fixtures().join(name)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn ledgers_of_this_and_older_agents_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let mut names = Vec::new();
+        for entry in fs::read_dir(fixtures()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                fs::copy(&path, ledger.dir().join(path.file_name().unwrap())).unwrap();
+                names.push(path);
+            }
+        }
+        let (records, errors) = ledger.load();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(records.len(), names.len());
+        let count = |f: fn(&Done) -> bool| records.iter().filter(|r| f(&r.done)).count();
+        assert_eq!(count(|d| matches!(d, Done::Paused { .. })), 1);
+        assert_eq!(count(|d| matches!(d, Done::NetPending)), 1);
+        assert_eq!(count(|d| matches!(d, Done::Net { .. })), names.len() - 2);
+    }
+
+    #[test]
+    fn todays_records_are_written_back_as_the_same_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        for name in [
+            "paused.json",
+            "nftables-loss.json",
+            "nftables-blackhole.json",
+            "nfqueue-iptables.json",
+            "nfqueue-nft-queue.json",
+            "netem.json",
+        ] {
+            let before = fixture(name);
+            let record: Record = serde_json::from_value(before.clone()).unwrap();
+            ledger.write(&record).unwrap();
+            let written = fs::read(ledger.dir().join(format!("{}.json", record.id))).unwrap();
+            let after: serde_json::Value = serde_json::from_slice(&written).unwrap();
+            assert_eq!(after, before, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_record_that_lacks_what_a_revert_needs_is_named_and_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let mut netem = fixture("netem.json");
+        let detail = &mut netem["done"]["applied"]["detail"];
+        detail.as_object_mut().unwrap().remove("devices");
+        fs::write(
+            ledger.dir().join("f-0b9d3c2e1f4a5867.json"),
+            netem.to_string(),
+        )
+        .unwrap();
+        let (records, errors) = ledger.load();
+        assert!(records.is_empty());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("f-0b9d3c2e1f4a5867.json")
+                && errors[0].contains("missing field `devices`"),
+            "{errors:?}"
+        );
+        assert!(ledger.dir().join("f-0b9d3c2e1f4a5867.corrupt").exists());
     }
 
     #[test]

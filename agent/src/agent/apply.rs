@@ -322,7 +322,7 @@ impl Ctx<'_> {
                 return Err(e.into());
             }
         };
-        response.mechanism = Some(applied.mechanism);
+        response.mechanism = Some(applied.mechanism());
         self.hold(&mut state, record, lease, locks);
         Ok(response)
     }
@@ -446,17 +446,10 @@ pub(super) fn locks_of(record: &Record) -> Vec<String> {
             .iter()
             .map(|p| format!("pid {} (started at tick {})", p.pid, p.start_time))
             .collect(),
-        Done::Net { applied } => {
-            let inode = applied
-                .detail
-                .get("namespace")
-                .and_then(|n| n.get("inode"))
-                .and_then(|i| i.as_u64());
-            match inode {
-                Some(i) => vec![format!("netns net:[{i}]")],
-                None => Vec::new(),
-            }
-        }
+        Done::Net { applied } => match applied.namespace() {
+            Some(ns) => vec![format!("netns net:[{}]", ns.inode)],
+            None => Vec::new(),
+        },
         Done::NetPending => Vec::new(),
     }
 }
@@ -475,4 +468,32 @@ fn conflicts(state: &State, locks: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(json: &str) -> Record {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_ledger_record_locks_what_its_apply_locked() {
+        let net = record(include_str!(
+            "../../tests/fixtures/ledger/nfqueue-iptables.json"
+        ));
+        assert_eq!(locks_of(&net), ["netns net:[4026532174]"]);
+        let paused = record(include_str!("../../tests/fixtures/ledger/paused.json"));
+        assert_eq!(locks_of(&paused), ["pid 9130 (started at tick 397745)"]);
+        // No namespace named (an old host record) or none confirmed: nothing to lock.
+        let old = record(include_str!(
+            "../../tests/fixtures/ledger/old-nftables-host-null-namespace.json"
+        ));
+        assert!(locks_of(&old).is_empty());
+        let pending = record(include_str!(
+            "../../tests/fixtures/ledger/old-net-pending.json"
+        ));
+        assert!(locks_of(&pending).is_empty());
+    }
 }

@@ -21,6 +21,7 @@
 use super::command::{exec, tool, Running};
 use super::error::NetError;
 use super::filter::{Family, Filter, Hook};
+use super::record::Rule;
 
 /// The chains every fault shared before per-fault chains; still reverted and swept.
 pub(crate) const CHAIN_OUT: &str = "SHAKEOUT-OUT";
@@ -28,14 +29,6 @@ pub(crate) const CHAIN_IN: &str = "SHAKEOUT-IN";
 const JUMP_TAG: &str = "shakeout";
 /// Wait this long (seconds) for the xtables lock instead of failing at once.
 const WAIT: &str = "5";
-
-/// One rule: which binary, which chain, and the match + target arguments.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Rule {
-    pub bin: String,
-    pub chain: String,
-    pub args: Vec<String>,
-}
 
 /// The fault's own chain for a hook: `SHAKEOUT-OUT-` + 12 hex digits (25 characters;
 /// iptables allows 28). The hash is FNV-1a: stable, and not secret. Two ids that share
