@@ -9,8 +9,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-use shakeout_api::FaultSpec;
+use serde::{Deserialize, Serialize, Serializer};
+use shakeout_api::{FaultSpec, NetworkFault};
 
 use crate::fault::net::NetRecord;
 
@@ -61,10 +61,26 @@ pub struct Record {
     pub owner: String,
     pub experiment: String,
     pub fault: String,
+    /// The fault as asked for; on disk without a network `seed` (see [`spec_any_agent_reads`]).
+    #[serde(serialize_with = "spec_any_agent_reads")]
     pub spec: FaultSpec,
     pub applied_unix_ms: u64,
     pub ends_unix_ms: u64,
     pub done: Done,
+}
+
+/// `spec` as every agent version reads it. Agents from before the network `seed` field
+/// refuse a spec with a field they do not know, so they would set such a record aside
+/// instead of reverting its fault; a revert does not need the seed, so it is left out.
+fn spec_any_agent_reads<S: Serializer>(spec: &FaultSpec, s: S) -> Result<S::Ok, S::Error> {
+    match spec {
+        FaultSpec::Network(n) if n.seed.is_some() => FaultSpec::Network(NetworkFault {
+            seed: None,
+            ..n.clone()
+        })
+        .serialize(s),
+        _ => spec.serialize(s),
+    }
 }
 
 /// The ledger directory.
@@ -293,6 +309,35 @@ mod tests {
             let after: serde_json::Value = serde_json::from_slice(&written).unwrap();
             assert_eq!(after, before, "{name}");
         }
+    }
+
+    #[test]
+    fn a_network_seed_stays_out_of_the_ledger_so_older_agents_read_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let mut record: Record = serde_json::from_value(fixture("nftables-loss.json")).unwrap();
+        let FaultSpec::Network(net) = &mut record.spec else {
+            panic!("{record:?}")
+        };
+        net.seed = Some(42);
+        ledger.write(&record).unwrap();
+        let written = fs::read(ledger.dir().join(format!("{}.json", record.id))).unwrap();
+        let written: serde_json::Value = serde_json::from_slice(&written).unwrap();
+        assert_eq!(written, fixture("nftables-loss.json"));
+        let (loaded, _) = ledger.load();
+        assert!(matches!(&loaded[0].spec, FaultSpec::Network(n) if n.seed.is_none()));
+        // A process fault's seed is as old as process faults: it stays.
+        ledger.write(&record_with_seed()).unwrap();
+        let written = fs::read(ledger.dir().join("seeded.json")).unwrap();
+        assert!(String::from_utf8(written).unwrap().contains("\"seed\": 9"));
+    }
+
+    fn record_with_seed() -> Record {
+        let mut r = record("seeded");
+        if let FaultSpec::Process(p) = &mut r.spec {
+            p.seed = Some(9);
+        }
+        r
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub fn apply_request(
 ) -> Result<ApplyRequest, String> {
     let service_pid = |s: &str| pid_of(s).ok_or_else(|| format!("service `{s}` is not running"));
     let spec = match (&fault.network, &fault.process) {
-        (Some(n), None) => shakeout_api::FaultSpec::Network(network(n, &service_pid)?),
+        (Some(n), None) => shakeout_api::FaultSpec::Network(network(n, seed, &service_pid)?),
         (None, Some(p)) => shakeout_api::FaultSpec::Process(process(p, seed, &service_pid)?),
         _ => return Err(format!("fault `{}` is not an agent fault", fault.name)),
     };
@@ -39,6 +39,7 @@ pub fn apply_request(
 
 fn network(
     n: &NetworkFaultSpec,
+    seed: u64,
     service_pid: &dyn Fn(&str) -> Result<u32, String>,
 ) -> Result<NetworkFault, String> {
     let namespace = match &n.namespace {
@@ -62,6 +63,7 @@ fn network(
         namespace,
         interface: n.interface.clone(),
         mechanism: n.mechanism,
+        seed: Some(seed),
     })
 }
 

@@ -306,7 +306,10 @@ impl Ctx<'_> {
         // below already holds the complete record (rules, queue, devices): a crash at
         // any instant after it is reverted from the record alone. Before it, nothing
         // outlives the process (an nfqueue reader is only a socket).
-        let prepared = inner.net.prepare(&id, spec, rand::random()).await?;
+        // The controller sends the run's seed, so `--seed` replays nfqueue's loss and
+        // jitter; a controller from before the field sends none, and gets a fresh one.
+        let seed = spec.seed.unwrap_or_else(rand::random);
+        let prepared = inner.net.prepare(&id, spec, seed).await?;
         let record = self.record(
             &id,
             Done::Net {

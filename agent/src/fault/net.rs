@@ -128,6 +128,11 @@ impl Net {
     /// Everything before the first change to the namespace: check the spec, pick the
     /// mechanism, pin the namespace, bind the nfqueue reader (a socket of this process,
     /// gone with it), list a netem fault's devices, and build the rules and the record.
+    ///
+    /// `seed` decides which packets nfqueue drops and each one's jitter (the caller
+    /// resolves `spec.seed`): the same seed and the same packets give the same pattern.
+    /// nftables' `numgen random` and netem draw from the kernel's generator, which cannot
+    /// be seeded from here, so their loss (and netem's jitter) differs on every run.
     pub async fn prepare(
         &self,
         id: &str,

@@ -5,7 +5,8 @@
 //! faults go to nfqueue instead (auto-selection does this); prio + u32 filters and ifb
 //! for ingress would add two more ways to leave state behind for no gain here.
 //! `add`, not `replace`: if someone else owns the root qdisc we fail rather than clobber
-//! it. Functions here run inside the target namespace.
+//! it. Functions here run inside the target namespace. Loss and jitter are drawn by
+//! the kernel, which the agent passes no seed: the run's seed does not replay them.
 
 use std::time::Duration;
 
