@@ -3,11 +3,15 @@
 //! controller's embedded agent both drive this same type, so both get the same safety.
 
 mod apply;
+mod reaper;
+mod state;
 mod sweep;
+mod undo;
 
 pub use apply::is_valid_id;
+pub use state::Caller;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,17 +28,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Action, Audit, Entry, Rotation};
 use crate::error::{AgentError, Result};
-use crate::fault::net::{Net, Reverted};
-use crate::fault::process;
+use crate::fault::net::Net;
 use crate::fault::target::ProcRoot;
-use crate::lease::{self, Expiry, Lease};
-use crate::ledger::{Done, Ledger, Record};
-use crate::policy::{Policy, TokenPolicy};
+use crate::lease::Lease;
+use crate::ledger::Ledger;
+use crate::policy::Policy;
 use crate::telemetry::{FaultEvent, Metrics};
 
-/// How many reverted fault ids are remembered, so a repeated revert answers 200
-/// (`revertedNow: false`) instead of 404.
-const TOMBSTONES: usize = 4096;
+use state::{Active, Inner, State};
+use undo::undo;
 
 /// Everything the agent needs to start.
 #[derive(Debug, Clone)]
@@ -72,15 +74,6 @@ impl AgentConfig {
     }
 }
 
-/// Who is asking: the token's name and what its policy allows.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Caller {
-    pub name: String,
-    pub policy: TokenPolicy,
-    /// Where the request came from (the audit log says), when it came over HTTP.
-    pub peer: Option<SocketAddr>,
-}
-
 /// What `shutdown()` managed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ShutdownReport {
@@ -88,49 +81,6 @@ pub struct ShutdownReport {
     /// Faults that could not be reverted (or not within the grace), with why. They stay
     /// in the ledger for the next start-up sweep.
     pub failed: Vec<String>,
-}
-
-/// A fault the agent holds.
-#[derive(Debug, Clone)]
-struct Active {
-    record: Record,
-    lease: Lease,
-    /// Exclusive-target keys (a paused pid, a network namespace).
-    locks: Vec<String>,
-    target: String,
-    /// Failed reverts so far: each retry waits longer (1 s doubling to 60 s).
-    attempts: u32,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    faults: BTreeMap<String, Active>,
-    tombstones: VecDeque<String>,
-}
-
-impl State {
-    fn bury(&mut self, id: String) {
-        if self.tombstones.len() >= TOMBSTONES {
-            self.tombstones.pop_front();
-        }
-        self.tombstones.push_back(id);
-    }
-}
-
-struct Inner {
-    policy: Policy,
-    proc_root: ProcRoot,
-    ledger: Ledger,
-    audit: Audit,
-    metrics: Metrics,
-    net: Net,
-    state: Mutex<State>,
-    wake: Notify,
-    last_sweep: SweepReport,
-    stopping: AtomicBool,
-    grace: Duration,
-    cancel: CancellationToken,
-    self_pid: u32,
 }
 
 /// The agent: cheap to clone, every clone is the same agent.
@@ -210,7 +160,7 @@ impl Agent {
             inner.metrics.pending_reverts(state.faults.len());
         }
         let agent = Agent { inner };
-        tokio::spawn(lease::reaper(agent.clone(), agent.inner.cancel.clone()));
+        tokio::spawn(reaper::run(agent.inner.clone(), agent.inner.cancel.clone()));
         Ok(agent)
     }
 
@@ -229,7 +179,7 @@ impl Agent {
         entry.experiment = req.experiment.clone();
         entry.fault = req.fault.clone();
         let kind = req.spec.kind();
-        let (result, id, target) = apply::apply(self, caller, req).await;
+        let (result, id, target) = apply::apply(&self.inner, caller, req).await;
         entry.fault_id = id.unwrap_or_else(|| "-".into());
         entry.target = target;
         if let Err(e) = &result {
@@ -288,7 +238,7 @@ impl Agent {
             None => active.lease.length,
         };
         active.lease.renew(length);
-        let status = status_of(active);
+        let status = active.status();
         drop(state);
         self.inner.wake.notify_one();
         Ok(status)
@@ -306,7 +256,7 @@ impl Agent {
                 entry.experiment = active.record.experiment.clone();
                 entry.fault = active.record.fault.clone();
                 entry.target = active.target.clone();
-                self.undo(&mut state, active, None)
+                undo(&self.inner, &mut state, active, None)
                     .await
                     .map(|()| RevertResponse {
                         id: id.to_string(),
@@ -327,55 +277,10 @@ impl Agent {
         result
     }
 
-    /// Undo one fault (already removed from `state.faults`): signal or net revert, then
-    /// clear the ledger. On failure it goes back in, due again in a second.
-    async fn undo(&self, state: &mut State, mut active: Active, why: Option<Expiry>) -> Result<()> {
-        let kind = active.record.spec.kind();
-        let result = match &active.record.done {
-            Done::Paused { pids } => {
-                let (continued, errors) = process::continue_all(&self.inner.proc_root, pids);
-                tracing::info!(id = %active.record.id, ?continued, "processes continued");
-                match errors.is_empty() {
-                    true => Ok(()),
-                    false => Err(AgentError::Internal(errors.join("; "))),
-                }
-            }
-            Done::Net { applied } => match self.inner.net.revert(applied).await {
-                Ok(Reverted::Done) => Ok(()),
-                Ok(Reverted::NamespaceGone(inode)) => {
-                    tracing::info!(id = %active.record.id, inode, "network namespace gone: nothing left to revert");
-                    Ok(())
-                }
-                Err(e) => Err(e.into()),
-            },
-            Done::NetPending => Ok(()),
-        };
-        let result = result.and_then(|()| Ok(self.inner.ledger.remove(&active.record.id)?));
-        match &result {
-            Ok(()) => {
-                let event = why.map_or(FaultEvent::Reverted, |w| FaultEvent::Expired(w.label()));
-                self.inner.metrics.fault(event, kind);
-                state.bury(active.record.id.clone());
-            }
-            Err(error) => {
-                tracing::error!(id = %active.record.id, %error, "revert failed; retrying");
-                self.inner.metrics.fault(FaultEvent::Failed, kind);
-                active.attempts += 1;
-                active.lease.retry_later(active.attempts);
-                state.faults.insert(active.record.id.clone(), active);
-            }
-        }
-        self.inner.metrics.active(state.faults.len());
-        self.inner
-            .metrics
-            .pending_reverts(state.faults.values().filter(|a| a.attempts > 0).count());
-        result
-    }
-
     /// Every fault the agent holds.
     pub async fn list(&self) -> Vec<FaultStatus> {
         let state = self.inner.state.lock().await;
-        state.faults.values().map(status_of).collect()
+        state.faults.values().map(Active::status).collect()
     }
 
     /// What this node offers, and what this caller may do.
@@ -398,6 +303,7 @@ impl Agent {
             max_duration: caller.policy.max_duration,
             last_sweep: self.inner.last_sweep.clone(),
             privileges: Some(privileges()),
+            features: vec![shakeout_api::FEATURE_NETWORK_SEED.to_string()],
         }
     }
 
@@ -428,7 +334,7 @@ impl Agent {
                     entry.fault = active.record.fault.clone();
                     entry.fault_id = id.clone();
                     entry.target = active.target.clone();
-                    let result = self.undo(&mut state, active, None).await;
+                    let result = undo(&self.inner, &mut state, active, None).await;
                     match &result {
                         Ok(()) => {
                             last_error.remove(&id);
@@ -500,54 +406,6 @@ impl Agent {
     pub fn audit(&self) -> &Audit {
         &self.inner.audit
     }
-
-    /// When the reaper must next act.
-    pub(crate) async fn next_due(&self) -> Option<Instant> {
-        let state = self.inner.state.lock().await;
-        state.faults.values().map(|a| a.lease.next()).min()
-    }
-
-    /// Resolves when faults were added or renewed.
-    pub(crate) async fn changed(&self) {
-        self.inner.wake.notified().await
-    }
-
-    /// Revert every fault due at `now`.
-    pub(crate) async fn reap(&self, now: Instant) {
-        let mut state = self.inner.state.lock().await;
-        let due: Vec<(String, Expiry)> = state
-            .faults
-            .iter()
-            .filter_map(|(id, a)| Some((id.clone(), a.lease.due(now)?)))
-            .collect();
-        for (id, why) in due {
-            let Some(active) = state.faults.remove(&id) else {
-                continue;
-            };
-            let retry = active.attempts;
-            let action = match why {
-                _ if retry > 0 => Action::Revert,
-                Expiry::Lease => Action::Expire,
-                Expiry::End => Action::End,
-            };
-            let mut entry = Entry::new(action, &active.record.owner);
-            entry.experiment = active.record.experiment.clone();
-            entry.fault = active.record.fault.clone();
-            entry.fault_id = id.clone();
-            entry.target = active.target.clone();
-            tracing::info!(%id, reason = why.label(), "fault due; reverting");
-            let result = self.undo(&mut state, active, Some(why)).await;
-            let mut entry = entry.outcome(&result);
-            if retry > 0 {
-                let note = format!("retry {retry} of a revert that failed");
-                entry.message = Some(match entry.message.take() {
-                    Some(error) => format!("{note}: {error}"),
-                    None => note,
-                });
-            }
-            self.inner.audit.record(entry);
-        }
-    }
 }
 
 /// Capabilities faults use, by bit number in `CapEff`.
@@ -575,18 +433,5 @@ fn privileges() -> shakeout_api::Privileges {
             .filter(|(bit, _)| eff & (1 << bit) != 0)
             .map(|(_, name)| name.to_string())
             .collect(),
-    }
-}
-
-fn status_of(a: &Active) -> FaultStatus {
-    FaultStatus {
-        id: a.record.id.clone(),
-        experiment: a.record.experiment.clone(),
-        fault: a.record.fault.clone(),
-        owner: a.record.owner.clone(),
-        spec: a.record.spec.clone(),
-        applied_unix_ms: a.record.applied_unix_ms,
-        deadline_unix_ms: a.lease.deadline_unix_ms,
-        ends_unix_ms: a.lease.ends_unix_ms,
     }
 }

@@ -1,13 +1,11 @@
 //! Leases (DESIGN.md §3.1): every fault has a deadline the controller must keep pushing
-//! forward, and an end (apply time + duration). The reaper reverts each fault at the
-//! earlier of the two, so a fault never outlives its owner or its duration.
+//! forward, and an end (apply time + duration). The agent's reaper reverts each fault at
+//! the earlier of the two, so a fault never outlives its owner or its duration. Pure data
+//! and clocks: this module knows nothing of the agent that holds the leases.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-
-use crate::agent::Agent;
 
 /// Lease when the request names none.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
@@ -107,23 +105,6 @@ impl Lease {
         let wait = Duration::from_secs(1u64 << attempt.saturating_sub(1).min(6)).min(MAX_RETRY);
         self.deadline = Instant::now() + wait;
         self.ends = self.ends.max(self.deadline);
-    }
-}
-
-/// The reaper task: sleeps until the next due fault (or a change), reverts what is due.
-pub async fn reaper(agent: Agent, cancel: CancellationToken) {
-    loop {
-        let now = Instant::now();
-        let wake = agent
-            .next_due()
-            .await
-            .map_or(now + REAPER_TICK, |t| t.min(now + REAPER_TICK));
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = agent.changed() => {}
-            _ = tokio::time::sleep_until(wake) => {}
-        }
-        agent.reap(Instant::now()).await;
     }
 }
 

@@ -9,11 +9,10 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-use shakeout_api::FaultSpec;
+use serde::{Deserialize, Serialize, Serializer};
+use shakeout_api::{FaultSpec, NetworkFault};
 
-use crate::fault::net::NetApplied;
-use crate::fault::process::PausedPid;
+use crate::fault::net::NetRecord;
 
 /// Ledger I/O errors; they carry the file they concern.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +29,15 @@ pub enum LedgerError {
     },
 }
 
+/// A process the agent paused, as the ledger records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PausedPid {
+    pub pid: u32,
+    /// `/proc/PID/stat` field 22 when it was paused.
+    pub start_time: u64,
+}
+
 /// What the agent did (or is about to do) for a fault: enough to undo it after a crash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
@@ -42,7 +50,7 @@ pub enum Done {
     NetPending,
     /// A network fault as `Net::prepare` recorded it, written before `Net::install`
     /// touches anything (reverting it when nothing was installed yet is a no-op).
-    Net { applied: NetApplied },
+    Net { applied: NetRecord },
 }
 
 /// One ledger file.
@@ -53,10 +61,26 @@ pub struct Record {
     pub owner: String,
     pub experiment: String,
     pub fault: String,
+    /// The fault as asked for; on disk without a network `seed` (see [`spec_any_agent_reads`]).
+    #[serde(serialize_with = "spec_any_agent_reads")]
     pub spec: FaultSpec,
     pub applied_unix_ms: u64,
     pub ends_unix_ms: u64,
     pub done: Done,
+}
+
+/// `spec` as every agent version reads it. Agents from before the network `seed` field
+/// refuse a spec with a field they do not know, so they would set such a record aside
+/// instead of reverting its fault; a revert does not need the seed, so it is left out.
+fn spec_any_agent_reads<S: Serializer>(spec: &FaultSpec, s: S) -> Result<S::Ok, S::Error> {
+    match spec {
+        FaultSpec::Network(n) if n.seed.is_some() => FaultSpec::Network(NetworkFault {
+            seed: None,
+            ..n.clone()
+        })
+        .serialize(s),
+        _ => spec.serialize(s),
+    }
 }
 
 /// The ledger directory.
@@ -235,6 +259,108 @@ mod tests {
         assert_eq!(mode(&ledger.dir().join("a.json")), 0o600);
         assert_eq!(mode(ledger.dir()), 0o700);
         assert_eq!(mode(&dir.path().join("state")), 0o700);
+    }
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ledger")
+    }
+
+    fn fixture(name: &str) -> serde_json::Value {
+        serde_json::from_slice(&fs::read(fixtures().join(name)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn ledgers_of_this_and_older_agents_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let mut names = Vec::new();
+        for entry in fs::read_dir(fixtures()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                fs::copy(&path, ledger.dir().join(path.file_name().unwrap())).unwrap();
+                names.push(path);
+            }
+        }
+        let (records, errors) = ledger.load();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(records.len(), names.len());
+        let count = |f: fn(&Done) -> bool| records.iter().filter(|r| f(&r.done)).count();
+        assert_eq!(count(|d| matches!(d, Done::Paused { .. })), 1);
+        assert_eq!(count(|d| matches!(d, Done::NetPending)), 1);
+        assert_eq!(count(|d| matches!(d, Done::Net { .. })), names.len() - 2);
+    }
+
+    #[test]
+    fn todays_records_are_written_back_as_the_same_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        for name in [
+            "paused.json",
+            "nftables-loss.json",
+            "nftables-blackhole.json",
+            "nfqueue-iptables.json",
+            "nfqueue-nft-queue.json",
+            "netem.json",
+        ] {
+            let before = fixture(name);
+            let record: Record = serde_json::from_value(before.clone()).unwrap();
+            ledger.write(&record).unwrap();
+            let written = fs::read(ledger.dir().join(format!("{}.json", record.id))).unwrap();
+            let after: serde_json::Value = serde_json::from_slice(&written).unwrap();
+            assert_eq!(after, before, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_network_seed_stays_out_of_the_ledger_so_older_agents_read_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let mut record: Record = serde_json::from_value(fixture("nftables-loss.json")).unwrap();
+        let FaultSpec::Network(net) = &mut record.spec else {
+            panic!("{record:?}")
+        };
+        net.seed = Some(42);
+        ledger.write(&record).unwrap();
+        let written = fs::read(ledger.dir().join(format!("{}.json", record.id))).unwrap();
+        let written: serde_json::Value = serde_json::from_slice(&written).unwrap();
+        assert_eq!(written, fixture("nftables-loss.json"));
+        let (loaded, _) = ledger.load();
+        assert!(matches!(&loaded[0].spec, FaultSpec::Network(n) if n.seed.is_none()));
+        // A process fault's seed is as old as process faults: it stays.
+        ledger.write(&record_with_seed()).unwrap();
+        let written = fs::read(ledger.dir().join("seeded.json")).unwrap();
+        assert!(String::from_utf8(written).unwrap().contains("\"seed\": 9"));
+    }
+
+    fn record_with_seed() -> Record {
+        let mut r = record("seeded");
+        if let FaultSpec::Process(p) = &mut r.spec {
+            p.seed = Some(9);
+        }
+        r
+    }
+
+    #[test]
+    fn a_record_that_lacks_what_a_revert_needs_is_named_and_kept_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let mut netem = fixture("netem.json");
+        let detail = &mut netem["done"]["applied"]["detail"];
+        detail.as_object_mut().unwrap().remove("devices");
+        fs::write(
+            ledger.dir().join("f-0b9d3c2e1f4a5867.json"),
+            netem.to_string(),
+        )
+        .unwrap();
+        let (records, errors) = ledger.load();
+        assert!(records.is_empty());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("f-0b9d3c2e1f4a5867.json")
+                && errors[0].contains("missing field `devices`"),
+            "{errors:?}"
+        );
+        assert!(ledger.dir().join("f-0b9d3c2e1f4a5867.corrupt").exists());
     }
 
     #[test]

@@ -33,7 +33,7 @@ async fn nfqueue_latency_adds_the_delay_and_revert_restores_baseline() {
     let net = Net::new(&std::env::temp_dir());
     let applied = net.apply("lat1", &delay_spec(&lab, 50), 42).await.unwrap();
     assert_eq!(
-        applied.mechanism,
+        applied.mechanism(),
         Mechanism::Nfqueue,
         "this kernel has no netem: latency goes through nfqueue"
     );

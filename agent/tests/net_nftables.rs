@@ -25,7 +25,7 @@ async fn nftables_loss_lies_within_binomial_bounds_and_revert_removes_the_table(
         ..Default::default()
     };
     let applied = net.apply("loss1", &spec, 0).await.unwrap();
-    assert_eq!(applied.mechanism, Mechanism::Nftables);
+    assert_eq!(applied.mechanism(), Mechanism::Nftables);
 
     let n = 3000u64;
     let got = lab.udp_burst(to, &count, n) as f64;

@@ -11,7 +11,7 @@ mod net_lab;
 use std::os::unix::fs::MetadataExt;
 
 use serde_json::json;
-use shakeout_agent::fault::net::{Mechanism, Net, NetApplied};
+use shakeout_agent::fault::net::{Mechanism, Net, NetRecord};
 use shakeout_agent::ledger::{Done, Ledger, Record};
 use shakeout_agent::{Agent, AgentConfig};
 use shakeout_api::{Dur, FaultSpec, Latency, NetworkFault};
@@ -161,14 +161,18 @@ async fn faults_recorded_in_the_old_shared_chains_still_revert() {
         other => panic!("{other:?}"),
     };
     let meta = std::fs::metadata(format!("/proc/{pid}/ns/net")).unwrap();
-    let record = |id: &str| NetApplied {
-        mechanism: Mechanism::Nfqueue,
-        detail: json!({
-            "id": id,
-            "namespace": { "pid": pid, "inode": meta.ino(), "dev": meta.dev() },
-            "queue": 23463,
-            "rules": [{ "bin": "iptables", "chain": "SHAKEOUT-OUT", "args": rule(id) }],
-        }),
+    // The record as those agents wrote it.
+    let record = |id: &str| -> NetRecord {
+        serde_json::from_value(json!({
+            "mechanism": "nfqueue",
+            "detail": {
+                "id": id,
+                "namespace": { "pid": pid, "inode": meta.ino(), "dev": meta.dev() },
+                "queue": 23463,
+                "rules": [{ "bin": "iptables", "chain": "SHAKEOUT-OUT", "args": rule(id) }],
+            },
+        }))
+        .unwrap()
     };
     let net = Net::new(&std::env::temp_dir());
     net.revert(&record("old1")).await.unwrap();
@@ -205,7 +209,7 @@ async fn a_record_written_before_install_reverts_whether_or_not_it_was_installed
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let ledger = Ledger::open(&state).unwrap();
-    let write = |id: &str, spec: &NetworkFault, applied: &NetApplied| {
+    let write = |id: &str, spec: &NetworkFault, applied: &NetRecord| {
         ledger
             .write(&Record {
                 id: id.into(),
@@ -227,7 +231,7 @@ async fn a_record_written_before_install_reverts_whether_or_not_it_was_installed
     let crashed = Net::new(&state);
     let prepared = crashed.prepare(never, &spec, 1).await.unwrap();
     assert!(
-        prepared.record().detail["rules"][0]["chain"]
+        serde_json::to_value(prepared.record()).unwrap()["detail"]["rules"][0]["chain"]
             .as_str()
             .unwrap()
             .starts_with("SHAKEOUT-OUT-"),

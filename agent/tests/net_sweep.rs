@@ -42,7 +42,7 @@ async fn sweep_after_a_crash_removes_every_tagged_rule_and_nothing_else() {
     let a = net.apply("crash-nft", &loss, 0).await.unwrap();
     let b = net.apply("crash-q", &lat, 0).await.unwrap();
     assert_eq!(
-        (a.mechanism, b.mechanism),
+        (a.mechanism(), b.mechanism()),
         (Mechanism::Nftables, Mechanism::Nfqueue)
     );
     drop(net); // the "crash": no revert

@@ -24,7 +24,9 @@ pub fn apply_request(
 ) -> Result<ApplyRequest, String> {
     let service_pid = |s: &str| pid_of(s).ok_or_else(|| format!("service `{s}` is not running"));
     let spec = match &fault.action {
-        FaultAction::Network(n) => shakeout_api::FaultSpec::Network(network(n, &service_pid)?),
+        FaultAction::Network(n) => {
+            shakeout_api::FaultSpec::Network(network(n, seed, &service_pid)?)
+        }
         FaultAction::Process(p) => {
             shakeout_api::FaultSpec::Process(process(p, seed, &service_pid)?)
         }
@@ -44,6 +46,7 @@ pub fn apply_request(
 
 fn network(
     n: &NetworkFaultSpec,
+    seed: u64,
     service_pid: &dyn Fn(&str) -> Result<u32, String>,
 ) -> Result<NetworkFault, String> {
     let namespace = match &n.namespace {
@@ -67,6 +70,7 @@ fn network(
         namespace,
         interface: n.interface.clone(),
         mechanism: n.mechanism,
+        seed: Some(seed),
     })
 }
 

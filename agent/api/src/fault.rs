@@ -127,6 +127,11 @@ pub struct NetworkFault {
     /// Force a mechanism instead of the agent's choice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mechanism: Option<Mechanism>,
+    /// Seed for which packets are lost and how much jitter each gets, so a run's seed
+    /// replays them (absent: a fresh one per fault). Only nfqueue draws from it: nftables
+    /// (`numgen random`) and netem draw in the kernel, which takes no seed from us.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 /// Added delay.
@@ -263,7 +268,15 @@ pub struct Capabilities {
     /// Who the agent runs as (absent from agents before 0.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privileges: Option<Privileges>,
+    /// Optional request fields this agent understands, so a newer controller sends them
+    /// only to agents that take them (an older agent refuses unknown fields):
+    /// `networkSeed` (`NetworkFault.seed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
 }
+
+/// The feature name of `NetworkFault.seed` in [`Capabilities::features`].
+pub const FEATURE_NETWORK_SEED: &str = "networkSeed";
 
 /// The agent process's user and the capabilities faults need.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -316,4 +329,26 @@ pub struct ErrorBody {
     /// The request field at fault, for `badSpec` (e.g. `spec.network.loss`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_network_seed_is_optional_both_ways() {
+        // As controllers before the field send it: a fresh seed, as before.
+        let old: NetworkFault = serde_json::from_str(r#"{"loss": "10%"}"#).unwrap();
+        assert_eq!(old.seed, None);
+        let text = serde_json::to_string(&old).unwrap();
+        assert!(!text.contains("seed"), "{text}");
+        let new: NetworkFault = serde_json::from_str(r#"{"loss": "10%", "seed": 42}"#).unwrap();
+        assert_eq!(new.seed, Some(42));
+        assert_eq!(
+            serde_json::to_value(&new).unwrap()["seed"],
+            serde_json::json!(42)
+        );
+    }
 }

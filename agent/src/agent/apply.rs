@@ -10,39 +10,36 @@ use shakeout_api::{
     ProcessFault, ProcessTarget,
 };
 
-use super::{Active, Agent, Caller, State};
 use crate::error::{AgentError, Result};
-use crate::fault::process::{self, PausedPid};
+use crate::fault::process;
 use crate::fault::target::{self, Proc};
 use crate::lease::{unix_ms_now, Lease, DEFAULT_LEASE};
-use crate::ledger::{Done, Record};
+use crate::ledger::{Done, PausedPid, Record};
 use crate::policy::TokenPolicy;
 use crate::telemetry::FaultEvent;
+
+use super::state::{Active, Caller, Inner, State};
 
 /// Apply, returning the result, the fault id if one was issued, and the target as the
 /// audit log shows it.
 pub(super) async fn apply(
-    agent: &Agent,
+    inner: &Inner,
     caller: &Caller,
     req: ApplyRequest,
 ) -> (Result<ApplyResponse>, Option<String>, String) {
     let target = describe(&req.spec);
     let mut id = None;
-    let result = checked_apply(agent, caller, req, &mut id).await;
+    let result = checked_apply(inner, caller, req, &mut id).await;
     (result, id, target)
 }
 
 async fn checked_apply(
-    agent: &Agent,
+    inner: &Inner,
     caller: &Caller,
     req: ApplyRequest,
     id_out: &mut Option<String>,
 ) -> Result<ApplyResponse> {
-    if agent
-        .inner
-        .stopping
-        .load(std::sync::atomic::Ordering::SeqCst)
-    {
+    if inner.stopping.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(AgentError::Unavailable("agent is shutting down".into()));
     }
     let kind = req.spec.kind();
@@ -55,7 +52,7 @@ async fn checked_apply(
     }
     let lease = check_lease(req.lease.unwrap_or(Dur(DEFAULT_LEASE)), &caller.policy)?;
     let ctx = Ctx {
-        agent,
+        inner,
         caller,
         req: &req,
         lease,
@@ -143,7 +140,7 @@ pub fn is_valid_id(id: &str) -> bool {
 }
 
 struct Ctx<'a> {
-    agent: &'a Agent,
+    inner: &'a Inner,
     caller: &'a Caller,
     req: &'a ApplyRequest,
     lease: Duration,
@@ -155,7 +152,7 @@ impl Ctx<'_> {
         spec: &ProcessFault,
         id_out: &mut Option<String>,
     ) -> Result<ApplyResponse> {
-        let inner = &self.agent.inner;
+        let inner = self.inner;
         let signal = match &spec.action {
             ProcessAction::Kill { signal } => {
                 let signal = process::parse_kill_signal(signal)?;
@@ -267,7 +264,7 @@ impl Ctx<'_> {
     }
 
     fn kill(&self, chosen: &[Proc], signal: Signal) -> Result<Vec<shakeout_api::ProcessInfo>> {
-        let root = &self.agent.inner.proc_root;
+        let root = &self.inner.proc_root;
         let mut hit = Vec::new();
         for p in chosen {
             if process::signal_if_same(root, p.pid, p.start_time, signal)? {
@@ -283,7 +280,7 @@ impl Ctx<'_> {
         spec: &NetworkFault,
         id_out: &mut Option<String>,
     ) -> Result<ApplyResponse> {
-        let inner = &self.agent.inner;
+        let inner = self.inner;
         let duration = check_duration(self.req.duration, &self.caller.policy)?;
         let lock = self.netns_lock(&spec.namespace)?;
         let lease = Lease::start(self.lease, duration);
@@ -309,7 +306,10 @@ impl Ctx<'_> {
         // below already holds the complete record (rules, queue, devices): a crash at
         // any instant after it is reverted from the record alone. Before it, nothing
         // outlives the process (an nfqueue reader is only a socket).
-        let prepared = inner.net.prepare(&id, spec, rand::random()).await?;
+        // The controller sends the run's seed, so `--seed` replays nfqueue's loss and
+        // jitter; a controller from before the field sends none, and gets a fresh one.
+        let seed = spec.seed.unwrap_or_else(rand::random);
+        let prepared = inner.net.prepare(&id, spec, seed).await?;
         let record = self.record(
             &id,
             Done::Net {
@@ -325,14 +325,14 @@ impl Ctx<'_> {
                 return Err(e.into());
             }
         };
-        response.mechanism = Some(applied.mechanism);
+        response.mechanism = Some(applied.mechanism());
         self.hold(&mut state, record, lease, locks);
         Ok(response)
     }
 
     /// Refuse the whole request if any match is protected, naming each one.
     fn refuse_protected(&self, matches: &[Proc]) -> Result<()> {
-        let inner = &self.agent.inner;
+        let inner = self.inner;
         let lineage = inner.proc_root.lineage(inner.self_pid);
         let hits: Vec<String> = matches
             .iter()
@@ -364,7 +364,7 @@ impl Ctx<'_> {
     /// The namespace's lock key (its inode when readable, so `host` and a pid in the host
     /// namespace collide), after refusing protected namespaces.
     fn netns_lock(&self, ns: &NetNamespace) -> Result<String> {
-        let inner = &self.agent.inner;
+        let inner = self.inner;
         let label = ns_label(ns);
         let link = |pid: u32| {
             std::fs::read_link(inner.proc_root.path().join(pid.to_string()).join("ns/net"))
@@ -399,7 +399,6 @@ impl Ctx<'_> {
     /// lock, so no fault can slip in after shutdown has reverted everything.
     fn admit(&self) -> Result<()> {
         if self
-            .agent
             .inner
             .stopping
             .load(std::sync::atomic::Ordering::SeqCst)
@@ -423,7 +422,7 @@ impl Ctx<'_> {
     }
 
     fn hold(&self, state: &mut State, record: Record, lease: Lease, locks: Vec<String>) {
-        let inner = &self.agent.inner;
+        let inner = self.inner;
         let kind = record.spec.kind();
         let target = describe(&record.spec);
         state.faults.insert(
@@ -450,17 +449,10 @@ pub(super) fn locks_of(record: &Record) -> Vec<String> {
             .iter()
             .map(|p| format!("pid {} (started at tick {})", p.pid, p.start_time))
             .collect(),
-        Done::Net { applied } => {
-            let inode = applied
-                .detail
-                .get("namespace")
-                .and_then(|n| n.get("inode"))
-                .and_then(|i| i.as_u64());
-            match inode {
-                Some(i) => vec![format!("netns net:[{i}]")],
-                None => Vec::new(),
-            }
-        }
+        Done::Net { applied } => match applied.namespace() {
+            Some(ns) => vec![format!("netns net:[{}]", ns.inode)],
+            None => Vec::new(),
+        },
         Done::NetPending => Vec::new(),
     }
 }
@@ -479,4 +471,32 @@ fn conflicts(state: &State, locks: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(json: &str) -> Record {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_ledger_record_locks_what_its_apply_locked() {
+        let net = record(include_str!(
+            "../../tests/fixtures/ledger/nfqueue-iptables.json"
+        ));
+        assert_eq!(locks_of(&net), ["netns net:[4026532174]"]);
+        let paused = record(include_str!("../../tests/fixtures/ledger/paused.json"));
+        assert_eq!(locks_of(&paused), ["pid 9130 (started at tick 397745)"]);
+        // No namespace named (an old host record) or none confirmed: nothing to lock.
+        let old = record(include_str!(
+            "../../tests/fixtures/ledger/old-nftables-host-null-namespace.json"
+        ));
+        assert!(locks_of(&old).is_empty());
+        let pending = record(include_str!(
+            "../../tests/fixtures/ledger/old-net-pending.json"
+        ));
+        assert!(locks_of(&pending).is_empty());
+    }
 }

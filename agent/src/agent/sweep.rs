@@ -42,7 +42,7 @@ pub(super) async fn startup_sweep(
                 }
             }
             Done::Net { applied } => match net.revert(applied).await {
-                Ok(Reverted::Done) => Ok(format!("reverted {:?} fault", applied.mechanism)),
+                Ok(Reverted::Done) => Ok(format!("reverted {:?} fault", applied.mechanism())),
                 Ok(Reverted::NamespaceGone(inode)) => {
                     let note = format!(
                         "network namespace inode {inode} is gone: nothing left to revert"

@@ -7,7 +7,9 @@
 //! An apply is `prepare` (nothing changed yet; the ledger record is final) then
 //! `install`, so the core writes its ledger once, between the two.
 
+mod command;
 mod detect;
+mod error;
 mod filter;
 mod iptables;
 mod netem;
@@ -15,28 +17,22 @@ mod netns;
 mod nfqueue;
 mod nft;
 mod plan;
+mod record;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use serde_json::json;
 use shakeout_api::{MechanismInfo, NetNamespace, NetworkFault, SweepReport};
 
+pub use error::NetError;
 pub use netns::{pod_pid, NsRecord};
 pub use nfqueue::QueueCounters;
+pub use record::{NetRecord, QueueVia, Rule};
 pub use shakeout_api::Mechanism;
 
+use command::tool;
 use plan::Work;
-
-/// Ledger record of an applied network fault: everything needed to revert it after a
-/// crash (namespace identity, table and comment, iptables rules, queue, devices).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct NetApplied {
-    pub mechanism: Mechanism,
-    pub detail: serde_json::Value,
-}
 
 /// What a revert found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,20 +41,6 @@ pub enum Reverted {
     Done,
     /// The namespace (this inode) no longer exists: nothing was left to undo.
     NamespaceGone(u64),
-}
-
-/// Why a network fault could not be applied or reverted.
-#[derive(Debug, thiserror::Error)]
-pub enum NetError {
-    /// The request is wrong; `field` is its path (`spec.network.loss`).
-    #[error("{field}: {message}")]
-    BadSpec { field: String, message: String },
-    /// The node lacks what the fault needs (the message names it).
-    #[error("{0}")]
-    Unavailable(String),
-    /// A command or syscall failed.
-    #[error("{0}")]
-    Failed(String),
 }
 
 /// Applies and reverts network faults; owns the nfqueue reader threads.
@@ -78,7 +60,7 @@ pub struct Net {
 /// reader it started closes its queue).
 pub struct Prepared {
     id: String,
-    applied: NetApplied,
+    applied: NetRecord,
     target: Option<(PathBuf, NsRecord)>,
     step: Step,
     _op: tokio::sync::OwnedMutexGuard<()>,
@@ -86,7 +68,7 @@ pub struct Prepared {
 
 impl Prepared {
     /// The ledger record: what `revert` needs, also after a crash at any point of `install`.
-    pub fn record(&self) -> &NetApplied {
+    pub fn record(&self) -> &NetRecord {
         &self.applied
     }
 }
@@ -96,7 +78,7 @@ enum Step {
     Nft(String),
     /// The nft queue statement, with the reader already bound.
     NftQueue(String, nfqueue::Reader),
-    Iptables(Vec<iptables::Rule>, nfqueue::Reader),
+    Iptables(Vec<Rule>, nfqueue::Reader),
     Netem {
         devs: Vec<String>,
         latency: Option<shakeout_api::Latency>,
@@ -138,7 +120,7 @@ impl Net {
         id: &str,
         spec: &NetworkFault,
         seed: u64,
-    ) -> Result<NetApplied, NetError> {
+    ) -> Result<NetRecord, NetError> {
         let prepared = self.prepare(id, spec, seed).await?;
         self.install(prepared).await
     }
@@ -146,6 +128,11 @@ impl Net {
     /// Everything before the first change to the namespace: check the spec, pick the
     /// mechanism, pin the namespace, bind the nfqueue reader (a socket of this process,
     /// gone with it), list a netem fault's devices, and build the rules and the record.
+    ///
+    /// `seed` decides which packets nfqueue drops and each one's jitter (the caller
+    /// resolves `spec.seed`): the same seed and the same packets give the same pattern.
+    /// nftables' `numgen random` and netem draw from the kernel's generator, which cannot
+    /// be seeded from here, so their loss (and netem's jitter) differs on every run.
     pub async fn prepare(
         &self,
         id: &str,
@@ -166,52 +153,74 @@ impl Net {
                 rec.inode
             ))
         })?;
-        let mut detail = json!({ "id": id, "namespace": rec });
-        let step = match plan.work {
+        let (id, namespace) = (id.to_string(), Some(rec));
+        let table = || Some(format!("inet {}", nft::TABLE));
+        let (applied, step) = match plan.work {
             Work::Nft(action) => {
-                detail["table"] = json!(format!("inet {}", nft::TABLE));
-                detail["comment"] = json!(nft::comment(id));
-                Step::Nft(nft::script(id, &plan.filter, action))
+                let step = Step::Nft(nft::script(&id, &plan.filter, action));
+                let comment = Some(nft::comment(&id));
+                let table = table();
+                let record = NetRecord::Nftables {
+                    id: id.clone(),
+                    namespace,
+                    table,
+                    comment,
+                };
+                (record, step)
             }
             Work::Queue(shape) if self.detected.nft_queue => {
                 // The kernel has nft's own queue statement: the rule joins the agent's
                 // table (same tag, same sweep) and no iptables is involved.
                 let reader = nfqueue::Reader::start(target.clone(), shape)?;
-                detail["queue"] = json!(reader.queue);
-                detail["table"] = json!(format!("inet {}", nft::TABLE));
-                detail["comment"] = json!(nft::comment(id));
-                let script = nft::script(id, &plan.filter, nft::Action::Queue(reader.queue));
-                Step::NftQueue(script, reader)
+                let record = NetRecord::Nfqueue {
+                    id: id.clone(),
+                    namespace,
+                    queue: Some(reader.queue),
+                    via: QueueVia::NftQueue {
+                        table: format!("inet {}", nft::TABLE),
+                        comment: Some(nft::comment(&id)),
+                    },
+                };
+                let script = nft::script(&id, &plan.filter, nft::Action::Queue(reader.queue));
+                (record, Step::NftQueue(script, reader))
             }
             Work::Queue(shape) => {
                 let reader = nfqueue::Reader::start(target.clone(), shape)?;
                 let with_v6 = tool("ip6tables").is_some();
-                let rules = iptables::rules(id, &plan.filter, reader.queue, with_v6);
-                detail["queue"] = json!(reader.queue);
-                detail["rules"] = json!(rules);
-                detail["iptables"] = json!(self.detected.iptables_version);
-                Step::Iptables(rules, reader)
+                let rules = iptables::rules(&id, &plan.filter, reader.queue, with_v6);
+                let record = NetRecord::Nfqueue {
+                    id: id.clone(),
+                    namespace,
+                    queue: Some(reader.queue),
+                    via: QueueVia::Iptables {
+                        rules: Some(rules.clone()),
+                        iptables: self.detected.iptables_version.clone(),
+                    },
+                };
+                (record, Step::Iptables(rules, reader))
             }
             Work::Netem { latency, loss } => {
                 let devs = match spec.interface.clone() {
                     Some(d) => vec![d],
                     None => netns::run(target.clone(), netem::interfaces).await?,
                 };
-                detail["handle"] = json!(netem::HANDLE);
-                detail["devices"] = json!(devs);
-                Step::Netem {
+                let record = NetRecord::Netem {
+                    id: id.clone(),
+                    namespace,
+                    handle: Some(netem::HANDLE.to_string()),
+                    devices: devs.clone(),
+                };
+                let step = Step::Netem {
                     devs,
                     latency,
                     loss,
-                }
+                };
+                (record, step)
             }
         };
         Ok(Prepared {
-            id: id.to_string(),
-            applied: NetApplied {
-                mechanism: plan.mechanism,
-                detail,
-            },
+            id,
+            applied,
             target,
             step,
             _op: op,
@@ -219,7 +228,7 @@ impl Net {
     }
 
     /// Makes the change `prepare` planned; on error nothing of it is left in place.
-    pub async fn install(&self, prepared: Prepared) -> Result<NetApplied, NetError> {
+    pub async fn install(&self, prepared: Prepared) -> Result<NetRecord, NetError> {
         let Prepared {
             id,
             applied,
@@ -256,73 +265,62 @@ impl Net {
     /// Reverts a fault from its record, in the namespace it was applied in:
     /// [`Reverted::NamespaceGone`] when that namespace no longer exists (every rule in it
     /// went with it), Ok too when the fault is already gone (twice, after a sweep).
-    pub async fn revert(&self, applied: &NetApplied) -> Result<Reverted, NetError> {
-        let bad = |what: &str| {
-            NetError::Failed(format!("ledger record lacks {what}: {}", applied.detail))
-        };
-        let id = applied
-            .detail
-            .get("id")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| bad("id"))?
-            .to_string();
-        // `null`: written by agents before every record named its namespace, for the
-        // agent's own; the best there is to go on is that it still is ours.
-        let rec: Option<NsRecord> =
-            serde_json::from_value(applied.detail.get("namespace").cloned().unwrap_or_default())
-                .map_err(|_| bad("a valid namespace"))?;
+    pub async fn revert(&self, applied: &NetRecord) -> Result<Reverted, NetError> {
+        let id = applied.id().to_string();
         let _op = self.ops.lock().await;
-        let target = match &rec {
+        // No namespace: written by agents before every record named its namespace, for
+        // the agent's own; the best there is to go on is that it still is ours.
+        let target = match applied.namespace() {
             None => None,
             Some(r) => match netns::target(r, &self.proc_root) {
                 Ok(t) => t,
                 Err(()) => {
-                    let reader = self.lock_readers().remove(&id);
-                    if let Some(reader) = reader {
-                        tokio::task::spawn_blocking(move || reader.stop())
-                            .await
-                            .map_err(|e| NetError::Failed(format!("stop nfqueue reader: {e}")))?;
-                    }
+                    self.stop_reader(&id).await?;
                     return Ok(Reverted::NamespaceGone(r.inode));
                 }
             },
         };
-        match applied.mechanism {
-            Mechanism::Nftables => {
+        match applied {
+            NetRecord::Nftables { .. } => {
                 netns::run(target, move || nft::revert(&id)).await?;
             }
-            Mechanism::Nfqueue => {
+            NetRecord::Nfqueue { via, .. } => {
                 // Rule first, so no new packet is queued; then the reader releases what
                 // it holds and closes the queue.
-                // The recorded rules name the binaries and chains to undo (ip6tables is
-                // skipped for an IPv4-only filter: each binary costs a process).
-                let rules: Option<Vec<iptables::Rule>> = applied
-                    .detail
-                    .get("rules")
-                    .and_then(|r| serde_json::from_value(r.clone()).ok());
                 let owned = id.clone();
-                if applied.detail.get("table").is_some() {
-                    // Installed with nft's queue statement (see apply).
-                    netns::run(target, move || nft::revert(&owned)).await?;
-                } else {
-                    netns::run(target, move || iptables::revert(&owned, rules.as_deref())).await?;
+                match via {
+                    // Installed with nft's queue statement (see prepare).
+                    QueueVia::NftQueue { .. } => {
+                        netns::run(target, move || nft::revert(&owned)).await?;
+                    }
+                    // The recorded rules name the binaries and chains to undo (ip6tables
+                    // is skipped for an IPv4-only filter: each binary costs a process).
+                    QueueVia::Iptables { rules, .. } => {
+                        let rules = rules.clone();
+                        netns::run(target, move || iptables::revert(&owned, rules.as_deref()))
+                            .await?;
+                    }
                 }
-                let reader = self.lock_readers().remove(&id);
-                if let Some(r) = reader {
-                    tokio::task::spawn_blocking(move || r.stop())
-                        .await
-                        .map_err(|e| NetError::Failed(format!("stop nfqueue reader: {e}")))?;
-                }
+                self.stop_reader(&id).await?;
             }
-            Mechanism::Netem => {
-                let devs: Vec<String> = serde_json::from_value(
-                    applied.detail.get("devices").cloned().unwrap_or_default(),
-                )
-                .map_err(|_| bad("devices"))?;
+            NetRecord::Netem { devices, .. } => {
+                let devs = devices.clone();
                 netns::run(target, move || netem::revert(&devs)).await?;
             }
         }
         Ok(Reverted::Done)
+    }
+
+    /// Stops the fault's nfqueue reader, if this agent runs one: it releases what it
+    /// holds and closes its queue.
+    async fn stop_reader(&self, id: &str) -> Result<(), NetError> {
+        let reader = self.lock_readers().remove(id);
+        if let Some(reader) = reader {
+            tokio::task::spawn_blocking(move || reader.stop())
+                .await
+                .map_err(|e| NetError::Failed(format!("stop nfqueue reader: {e}")))?;
+        }
+        Ok(())
     }
 
     /// Deletes everything agent-tagged in the host namespace.
@@ -398,84 +396,5 @@ impl Net {
     fn lock_readers(&self) -> std::sync::MutexGuard<'_, HashMap<String, nfqueue::Reader>> {
         // A panic while holding this lock leaves the map itself intact; keep using it.
         self.readers.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Path of a binary: PATH first, then the sbin directories a service's PATH may lack.
-pub(crate) fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// Runs a tool to completion in the calling thread's namespace; stdout, or an error
-/// carrying the command and its stderr.
-pub(crate) fn exec(name: &str, args: &[&str], stdin: Option<&str>) -> Result<String, NetError> {
-    Running::spawn(name, args, stdin)?.wait()
-}
-
-/// A started tool: several can run at once (one per binary), each awaited with `wait`.
-pub(crate) struct Running {
-    name: String,
-    args: String,
-    child: std::process::Child,
-}
-
-impl Running {
-    /// Starts the tool in the calling thread's namespace and hands it all of `stdin`.
-    pub(crate) fn spawn(
-        name: &str,
-        args: &[&str],
-        stdin: Option<&str>,
-    ) -> Result<Running, NetError> {
-        let bin = tool(name).ok_or_else(|| NetError::Unavailable(format!("`{name}` not found")))?;
-        let child = Command::new(&bin)
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| NetError::Failed(format!("{name}: {e}")))?;
-        let mut running = Running {
-            name: name.to_string(),
-            args: args.join(" "),
-            child,
-        };
-        // Written in full and closed here (dropping the pipe), so the tool sees the end of
-        // its input before anyone waits for it; our scripts are far below a pipe buffer.
-        if let (Some(text), Some(mut pipe)) = (stdin, running.child.stdin.take()) {
-            use std::io::Write;
-            if let Err(e) = pipe.write_all(text.as_bytes()) {
-                let _ = running.child.kill();
-                let _ = running.child.wait();
-                return Err(NetError::Failed(format!("{name} stdin: {e}")));
-            }
-        }
-        Ok(running)
-    }
-
-    /// Waits for the tool: stdout, or an error carrying the command and its stderr.
-    pub(crate) fn wait(self) -> Result<String, NetError> {
-        let name = self.name;
-        let out = self
-            .child
-            .wait_with_output()
-            .map_err(|e| NetError::Failed(format!("{name}: {e}")))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(NetError::Failed(format!(
-                "{name} {} exited {}: {}",
-                self.args,
-                out.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
-        }
     }
 }

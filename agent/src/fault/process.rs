@@ -6,19 +6,10 @@ use std::str::FromStr;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde::{Deserialize, Serialize};
 
 use super::target::{Proc, ProcRoot};
 use crate::error::{AgentError, Result};
-
-/// A process the agent paused, as the ledger records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PausedPid {
-    pub pid: u32,
-    /// `/proc/PID/stat` field 22 when it was paused.
-    pub start_time: u64,
-}
+use crate::ledger::PausedPid;
 
 impl From<&Proc> for PausedPid {
     fn from(p: &Proc) -> Self {

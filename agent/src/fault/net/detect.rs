@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use shakeout_api::{Mechanism, MechanismInfo};
 
-use super::{exec, tool};
+use super::command::{exec, tool};
 
 /// Binaries the network faults use.
 pub(crate) const BINARIES: [&str; 5] = ["nft", "iptables", "ip6tables", "tc", "ip"];

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use shakeout_api::{Direction, NetworkFault, Protocol};
 
-use super::NetError;
+use super::error::NetError;
 
 /// A hook a rule attaches to: `Out` matches the peer as destination, `In` as source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

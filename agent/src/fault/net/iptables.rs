@@ -18,8 +18,10 @@
 //! process spawns are most of the latency. Functions here run inside the target
 //! namespace.
 
+use super::command::{exec, tool, Running};
+use super::error::NetError;
 use super::filter::{Family, Filter, Hook};
-use super::{exec, NetError, Running};
+use super::record::Rule;
 
 /// The chains every fault shared before per-fault chains; still reverted and swept.
 pub(crate) const CHAIN_OUT: &str = "SHAKEOUT-OUT";
@@ -27,14 +29,6 @@ pub(crate) const CHAIN_IN: &str = "SHAKEOUT-IN";
 const JUMP_TAG: &str = "shakeout";
 /// Wait this long (seconds) for the xtables lock instead of failing at once.
 const WAIT: &str = "5";
-
-/// One rule: which binary, which chain, and the match + target arguments.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Rule {
-    pub bin: String,
-    pub chain: String,
-    pub args: Vec<String>,
-}
 
 /// The fault's own chain for a hook: `SHAKEOUT-OUT-` + 12 hex digits (25 characters;
 /// iptables allows 28). The hash is FNV-1a: stable, and not secret. Two ids that share
@@ -191,7 +185,7 @@ pub(crate) fn revert(id: &str, recorded: Option<&[Rule]>) -> Result<(), NetError
     let bins: Vec<String> = match recorded {
         Some(r) => bins_of(r)
             .into_iter()
-            .filter(|b| super::tool(b).is_some())
+            .filter(|b| tool(b).is_some())
             .collect(),
         None => binaries().map(String::from).collect(),
     };
@@ -385,7 +379,7 @@ impl Listing {
 fn binaries() -> impl Iterator<Item = &'static str> {
     ["iptables", "ip6tables"]
         .into_iter()
-        .filter(|b| super::tool(b).is_some())
+        .filter(|b| tool(b).is_some())
 }
 
 /// A chain of ours: a fault's own, or one of the old shared ones.

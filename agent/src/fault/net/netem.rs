@@ -5,13 +5,15 @@
 //! faults go to nfqueue instead (auto-selection does this); prio + u32 filters and ifb
 //! for ingress would add two more ways to leave state behind for no gain here.
 //! `add`, not `replace`: if someone else owns the root qdisc we fail rather than clobber
-//! it. Functions here run inside the target namespace.
+//! it. Functions here run inside the target namespace. Loss and jitter are drawn by
+//! the kernel, which the agent passes no seed: the run's seed does not replay them.
 
 use std::time::Duration;
 
 use shakeout_api::{Latency, Percent};
 
-use super::{exec, NetError};
+use super::command::{exec, tool};
+use super::error::NetError;
 
 /// Our qdisc handle.
 pub(crate) const HANDLE: &str = "5ba7:";
@@ -101,7 +103,7 @@ pub(crate) fn sweep() -> Result<Vec<String>, NetError> {
 
 /// (device, line) of each root qdisc with our handle.
 fn ours() -> Result<Vec<(String, String)>, NetError> {
-    if super::tool("tc").is_none() {
+    if tool("tc").is_none() {
         return Ok(Vec::new());
     }
     let out = exec("tc", &["qdisc", "show"], None)?;

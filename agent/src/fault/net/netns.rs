@@ -14,7 +14,7 @@ use nix::sched::{setns, unshare, CloneFlags};
 use serde::{Deserialize, Serialize};
 use shakeout_api::NetNamespace;
 
-use super::NetError;
+use super::error::NetError;
 
 /// A target namespace pinned by identity, as recorded in the ledger: always written,
 /// the agent's own namespace included, so a sweep by an agent running elsewhere (another

@@ -20,8 +20,8 @@ use nfq::{Message, Queue, Verdict};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::error::NetError;
 use super::netns::{self, NsRecord};
-use super::NetError;
 
 /// Queue numbers start here (0x5ba7, the agent's tag) and go up until one is free.
 pub(crate) const FIRST_QUEUE: u16 = 0x5ba7;
@@ -38,7 +38,41 @@ pub(crate) struct Shape {
     pub jitter: Duration,
     /// Fraction of packets dropped (0..=1).
     pub loss: f64,
+    /// Seeds each packet's [`Fate`].
     pub seed: u64,
+}
+
+/// Each packet's fate, drawn in arrival order from a generator seeded with the fault's
+/// seed: the same seed and the same packets give the same drops and the same delays.
+pub(crate) struct Fate {
+    rng: StdRng,
+    loss: f64,
+    delay: i128,
+    jitter: i128,
+}
+
+impl Fate {
+    pub fn new(shape: &Shape) -> Fate {
+        Fate {
+            rng: StdRng::seed_from_u64(shape.seed),
+            loss: shape.loss,
+            delay: shape.delay.as_nanos() as i128,
+            jitter: shape.jitter.as_nanos() as i128,
+        }
+    }
+
+    /// The next packet's: `None` to drop it, else how long to hold it (delay ± jitter).
+    pub fn draw(&mut self) -> Option<Duration> {
+        if self.loss > 0.0 && self.rng.random_bool(self.loss.min(1.0)) {
+            return None;
+        }
+        let spread = if self.jitter > 0 {
+            self.rng.random_range(-self.jitter..=self.jitter)
+        } else {
+            0
+        };
+        Some(Duration::from_nanos((self.delay + spread).max(0) as u64))
+    }
 }
 
 /// Counters a reader keeps, readable while it runs.
@@ -211,13 +245,9 @@ impl Ord for Held {
 fn run(mut queue: Queue, num: u16, shape: Shape, stop: &AtomicBool, stats: &ReaderStats) {
     // Timers fire late by the thread's slack (50 µs by default); 1 µs keeps releases tight.
     let _ = nix::sys::prctl::set_timerslack(1);
-    let mut rng = StdRng::seed_from_u64(shape.seed);
+    let mut fate = Fate::new(&shape);
     let mut heap: BinaryHeap<Reverse<Held>> = BinaryHeap::new();
     let mut seq = 0u64;
-    let (delay, jitter) = (
-        shape.delay.as_nanos() as i128,
-        shape.jitter.as_nanos() as i128,
-    );
     let verdict = |queue: &mut Queue, mut msg: Message, v: Verdict, stats: &ReaderStats| {
         msg.set_verdict(v);
         let counter = if v == Verdict::Accept {
@@ -236,16 +266,10 @@ fn run(mut queue: Queue, num: u16, shape: Shape, stop: &AtomicBool, stats: &Read
                 Ok(msg) => {
                     let now = Instant::now();
                     stats.queued.fetch_add(1, Ordering::Relaxed);
-                    if shape.loss > 0.0 && rng.random_bool(shape.loss.min(1.0)) {
+                    let Some(hold) = fate.draw() else {
                         verdict(&mut queue, msg, Verdict::Drop, stats);
                         continue;
-                    }
-                    let spread = if jitter > 0 {
-                        rng.random_range(-jitter..=jitter)
-                    } else {
-                        0
                     };
-                    let hold = Duration::from_nanos((delay + spread).max(0) as u64);
                     seq += 1;
                     heap.push(Reverse(Held {
                         due: now + hold,
@@ -281,4 +305,53 @@ fn run(mut queue: Queue, num: u16, shape: Shape, stop: &AtomicBool, stats: &Read
         verdict(&mut queue, msg, Verdict::Accept, stats);
     }
     let _ = queue.unbind(num);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fates(seed: u64, n: usize) -> Vec<Option<Duration>> {
+        let mut fate = Fate::new(&Shape {
+            delay: Duration::from_millis(20),
+            jitter: Duration::from_millis(5),
+            loss: 0.3,
+            seed,
+        });
+        (0..n).map(|_| fate.draw()).collect()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_drops_and_delays() {
+        let run = fates(42, 1000);
+        assert_eq!(run, fates(42, 1000), "a replay with the seed differs");
+        assert_ne!(run, fates(43, 1000), "another seed gives the same pattern");
+        // Binomial(1000, 0.3): 300 ± 58 is over four standard deviations.
+        let dropped = run.iter().filter(|f| f.is_none()).count();
+        assert!((242..=358).contains(&dropped), "{dropped} dropped");
+        let (low, high) = (Duration::from_millis(15), Duration::from_millis(25));
+        assert!(run.iter().flatten().all(|d| (low..=high).contains(d)));
+        assert!(run
+            .iter()
+            .flatten()
+            .any(|d| *d != Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn no_loss_and_no_jitter_hold_every_packet_for_the_delay() {
+        let mut fate = Fate::new(&Shape {
+            delay: Duration::from_millis(7),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            seed: 1,
+        });
+        assert!((0..100).all(|_| fate.draw() == Some(Duration::from_millis(7))));
+        let mut all = Fate::new(&Shape {
+            delay: Duration::ZERO,
+            jitter: Duration::ZERO,
+            loss: 1.0,
+            seed: 1,
+        });
+        assert!((0..100).all(|_| all.draw().is_none()));
+    }
 }

@@ -8,8 +8,9 @@
 
 use serde_json::Value;
 
+use super::command::exec;
+use super::error::NetError;
 use super::filter::{Family, Filter, Hook};
-use super::{exec, NetError};
 
 pub(crate) const TABLE: &str = "shakeout";
 /// Before the usual filter chains (priority 0, where iptables-nft also lives), so a
@@ -20,7 +21,9 @@ const PRIORITY: i32 = -10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
     Drop,
-    /// Drop this many out of every 10,000 (basis points, so 0.5% is 50).
+    /// Drop this many out of every 10,000 (basis points, so 0.5% is 50). Which ones is
+    /// `numgen random`'s choice: the kernel's generator, which cannot be seeded, so the
+    /// run's seed does not replay it (nfqueue loss does).
     Loss(u32),
     /// Hand to userspace queue N; `bypass` lets packets through when no reader is bound
     /// (the agent died), like iptables' `--queue-bypass`. Needs the kernel's nft queue

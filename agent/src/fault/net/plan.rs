@@ -6,10 +6,10 @@ use std::time::Duration;
 use shakeout_api::{Direction, Latency, Mechanism, NetworkFault, Percent};
 
 use super::detect::Detected;
+use super::error::NetError;
 use super::filter::{bad, Filter};
 use super::nfqueue::Shape;
 use super::nft::Action;
-use super::NetError;
 
 /// Longest delay we hold packets for: the kernel queue holds them meanwhile.
 const MAX_DELAY: Duration = Duration::from_secs(10);
