@@ -37,6 +37,24 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// Why talking to the cluster failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KubeError {
+    /// A kubeconfig could not be read or used (`file` names it, or the default ones).
+    #[error("kubeconfig {file}: {message}")]
+    Kubeconfig { file: String, message: String },
+    /// No kubeconfig and no in-cluster service account.
+    #[error("no cluster: neither KUBECONFIG, ~/.kube/config nor an in-cluster service account works: {0}")]
+    NoCluster(String),
+    /// The client could not be built for the connection `from`.
+    #[error("{from}: {message}")]
+    Client { from: String, message: String },
+    /// An API call failed, said by [`describe`]: what was being done, the server's code
+    /// and message, and for RBAC denials what to grant.
+    #[error("{0}")]
+    Api(String),
+}
+
 /// A failed API call, said the way a person can act on: what we were doing, the
 /// server's status code and its message (RBAC denials name the missing permission).
 pub fn describe(doing: &str, e: &kube::Error) -> String {
@@ -59,7 +77,10 @@ impl Cluster {
     /// Connect as `spec` says, else by the usual rules: `KUBECONFIG`, `~/.kube/config`,
     /// then the in-cluster service account. Relative kubeconfig paths are relative to
     /// the experiment file.
-    pub async fn connect(spec: Option<&KubernetesSpec>, base_dir: &Path) -> Result<Self, String> {
+    pub async fn connect(
+        spec: Option<&KubernetesSpec>,
+        base_dir: &Path,
+    ) -> Result<Self, KubeError> {
         let context = spec.and_then(|k| k.context.clone());
         let options = KubeConfigOptions {
             context: context.clone(),
@@ -69,12 +90,15 @@ impl Cluster {
         let (mut config, source) = match spec.and_then(|k| k.kubeconfig.as_ref()) {
             Some(file) => {
                 let path = base_dir.join(file);
-                let kc = Kubeconfig::read_from(&path)
-                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+                let bad = |e: &dyn std::fmt::Display| KubeError::Kubeconfig {
+                    file: path.display().to_string(),
+                    message: e.to_string(),
+                };
+                let kc = Kubeconfig::read_from(&path).map_err(|e| bad(&e))?;
                 let current = kc.current_context.clone();
                 let config = Config::from_custom_kubeconfig(kc, &options)
                     .await
-                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+                    .map_err(|e| bad(&e))?;
                 let ctx = context.or(current).unwrap_or_default();
                 (
                     config,
@@ -82,16 +106,20 @@ impl Cluster {
                 )
             }
             None if context.is_some() => {
-                let config = Config::from_kubeconfig(&options)
-                    .await
-                    .map_err(|e| format!("kubeconfig (KUBECONFIG or ~/.kube/config): {e}"))?;
+                let config =
+                    Config::from_kubeconfig(&options)
+                        .await
+                        .map_err(|e| KubeError::Kubeconfig {
+                            file: "(KUBECONFIG or ~/.kube/config)".into(),
+                            message: e.to_string(),
+                        })?;
                 let ctx = context.unwrap_or_default();
                 (config, format!("context {ctx}"))
             }
             None => {
-                let config = Config::infer().await.map_err(|e| {
-                    format!("no cluster: neither KUBECONFIG, ~/.kube/config nor an in-cluster service account works: {e}")
-                })?;
+                let config = Config::infer()
+                    .await
+                    .map_err(|e| KubeError::NoCluster(e.to_string()))?;
                 // `infer` prefers a kubeconfig; only without one is this the pod's account.
                 let home_config = std::env::var_os("HOME")
                     .map(|h| Path::new(&h).join(".kube/config").exists())
@@ -111,7 +139,10 @@ impl Cluster {
         config.connect_timeout = Some(API_TIMEOUT);
         config.read_timeout = Some(API_TIMEOUT);
         config.write_timeout = Some(API_TIMEOUT);
-        let client = Client::try_from(config).map_err(|e| format!("{source}: {e}"))?;
+        let client = Client::try_from(config).map_err(|e| KubeError::Client {
+            from: source.clone(),
+            message: e.to_string(),
+        })?;
         Ok(Cluster {
             client,
             source,

@@ -60,7 +60,7 @@ pub async fn execute(
     };
     let (agents, local_agent, cluster) = match setup::prepare_agents(exp, &events).await {
         Ok(a) => a,
-        Err(e) => return report::error_report(exp, seed, e),
+        Err(e) => return report::error_report(exp, seed, e.to_string()),
     };
     let base_dir = exp.dir();
     let services = match Services::start(&spec.services, &base_dir, &events).await {

@@ -13,7 +13,7 @@ use kube::Api;
 use super::AgentClient;
 use crate::experiment::spec::{AgentReach, ClusterAgentsSpec, TokenFrom};
 use crate::kube::pods::PodRef;
-use crate::kube::{describe, Cluster};
+use crate::kube::{describe, Cluster, KubeError};
 
 /// Label the Helm chart puts on agent pods.
 pub const DEFAULT_SELECTOR: &str = "app.kubernetes.io/name=shakeout-agent";
@@ -68,21 +68,50 @@ impl ClusterAgents {
     }
 }
 
+/// Why the cluster's agents could not be found or reached.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DiscoverError {
+    /// The agents' token: where `spec.kubernetes.agents` says to read it, and why not.
+    #[error("{0}")]
+    Token(String),
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    /// No agent pod is Ready; `detail` lists the ones that are not, with why.
+    #[error("no Ready shakeout agent pod in namespace {namespace} with {selector}{detail}: install the agent with `helm install shakeout charts/shakeout -n {namespace}`, or set spec.kubernetes.agents")]
+    NoAgents {
+        namespace: String,
+        selector: String,
+        detail: String,
+    },
+    /// A client for one agent pod could not be made.
+    #[error(transparent)]
+    Client(#[from] Box<super::AgentError>),
+}
+
 /// The token for the agents, as `tokenFrom` (default `env: SHAKEOUT_TOKEN`) says.
-fn token(from: Option<&TokenFrom>, base_dir: &Path) -> Result<String, String> {
+fn token(from: Option<&TokenFrom>, base_dir: &Path) -> Result<String, DiscoverError> {
     let token = match from {
         None => std::env::var(DEFAULT_TOKEN_ENV).map_err(|_| {
-            format!("spec.kubernetes.agents: the agents' token is read from the environment variable {DEFAULT_TOKEN_ENV}, which is not set (or set tokenFrom)")
+            DiscoverError::Token(format!("spec.kubernetes.agents: the agents' token is read from the environment variable {DEFAULT_TOKEN_ENV}, which is not set (or set tokenFrom)"))
         })?,
-        Some(TokenFrom { env: Some(var), .. }) => std::env::var(var)
-            .map_err(|_| format!("spec.kubernetes.agents.tokenFrom.env: environment variable `{var}` is not set"))?,
+        Some(TokenFrom { env: Some(var), .. }) => std::env::var(var).map_err(|_| {
+            DiscoverError::Token(format!("spec.kubernetes.agents.tokenFrom.env: environment variable `{var}` is not set"))
+        })?,
         Some(TokenFrom { file: Some(file), .. }) => std::fs::read_to_string(base_dir.join(file))
-            .map_err(|e| format!("spec.kubernetes.agents.tokenFrom.file `{file}`: {e}"))?,
-        Some(_) => return Err("spec.kubernetes.agents.tokenFrom: set `env` or `file`".into()),
+            .map_err(|e| {
+                DiscoverError::Token(format!("spec.kubernetes.agents.tokenFrom.file `{file}`: {e}"))
+            })?,
+        Some(_) => {
+            return Err(DiscoverError::Token(
+                "spec.kubernetes.agents.tokenFrom: set `env` or `file`".into(),
+            ))
+        }
     };
     let token = token.trim().to_owned();
     if token.is_empty() {
-        return Err("spec.kubernetes.agents: the token is empty".into());
+        return Err(DiscoverError::Token(
+            "spec.kubernetes.agents: the token is empty".into(),
+        ));
     }
     Ok(token)
 }
@@ -92,7 +121,7 @@ pub async fn discover(
     cluster: &Cluster,
     spec: &ClusterAgentsSpec,
     base_dir: &Path,
-) -> Result<ClusterAgents, String> {
+) -> Result<ClusterAgents, DiscoverError> {
     let namespace = spec
         .namespace
         .clone()
@@ -118,10 +147,10 @@ pub async fn discover(
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(|e| {
-            describe(
+            KubeError::Api(describe(
                 &format!("listing agent pods in namespace {namespace} with {selector}"),
                 &e,
-            )
+            ))
         })?;
     let mut out = ClusterAgents {
         namespace: namespace.clone(),
@@ -176,7 +205,7 @@ pub async fn discover(
                 .and_then(|r| r)
             }
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(Box::new)?;
         let mut client = client;
         if let Some(lease) = spec.lease {
             client.lease = lease.0;
@@ -197,9 +226,11 @@ pub async fn discover(
             let v: Vec<&str> = out.not_ready.iter().map(|(_, w)| w.as_str()).collect();
             format!(" ({})", v.join("; "))
         };
-        return Err(format!(
-            "no Ready shakeout agent pod in namespace {namespace} with {selector}{extra}: install the agent with `helm install shakeout charts/shakeout -n {namespace}`, or set spec.kubernetes.agents"
-        ));
+        return Err(DiscoverError::NoAgents {
+            namespace,
+            selector,
+            detail: extra,
+        });
     }
     Ok(out)
 }
@@ -228,7 +259,7 @@ pub struct Survey {
 pub async fn survey(
     k8s: &crate::experiment::spec::KubernetesSpec,
     base: &std::path::Path,
-) -> Result<Survey, String> {
+) -> Result<Survey, DiscoverError> {
     let cluster = Cluster::connect(Some(k8s), base).await?;
     let a = k8s.agents.clone().unwrap_or_default();
     let found = discover(&cluster, &a, base).await?;

@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::{describe, Cluster};
+use super::{describe, Cluster, KubeError};
 use crate::experiment::spec::{PodMode, PodSelector};
 
 /// How often the replacements are checked: the resolution of the pod recovery time.
@@ -88,7 +88,7 @@ impl PodRef {
 /// selector names `status.phase` itself) and not already being deleted, sorted by name
 /// (so a seed always picks the same pods from the same set). An Evicted or Completed pod
 /// is no target: deleting it disrupts nothing.
-pub async fn matching(cluster: &Cluster, sel: &PodSelector) -> Result<Vec<PodRef>, String> {
+pub async fn matching(cluster: &Cluster, sel: &PodSelector) -> Result<Vec<PodRef>, KubeError> {
     let mut lp = ListParams::default();
     if let Some(l) = &sel.selector {
         lp = lp.labels(l);
@@ -98,14 +98,14 @@ pub async fn matching(cluster: &Cluster, sel: &PodSelector) -> Result<Vec<PodRef
     }
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &sel.namespace);
     let list = api.list(&lp).await.map_err(|e| {
-        describe(
+        KubeError::Api(describe(
             &format!(
                 "listing pods in namespace {} ({})",
                 sel.namespace,
                 describe_selector(sel)
             ),
             &e,
-        )
+        ))
     })?;
     let any_phase = sel
         .field_selector
@@ -331,7 +331,7 @@ pub async fn wait_replaced(
                 }
                 short.join(", ")
             }
-            Err(e) => e,
+            Err(e) => e.to_string(),
         };
         let next = Instant::now() + RECOVERY_POLL;
         if next > deadline {
@@ -345,7 +345,7 @@ pub async fn wait_replaced(
 }
 
 /// Every pod of the selector's namespace and labels, terminating ones included.
-pub async fn list_all(cluster: &Cluster, sel: &PodSelector) -> Result<Vec<PodRef>, String> {
+pub async fn list_all(cluster: &Cluster, sel: &PodSelector) -> Result<Vec<PodRef>, KubeError> {
     let mut lp = ListParams::default();
     if let Some(l) = &sel.selector {
         lp = lp.labels(l);
@@ -354,7 +354,12 @@ pub async fn list_all(cluster: &Cluster, sel: &PodSelector) -> Result<Vec<PodRef
     api.list(&lp)
         .await
         .map(|l| l.items.iter().map(PodRef::of).collect())
-        .map_err(|e| describe(&format!("listing pods in namespace {}", sel.namespace), &e))
+        .map_err(|e| {
+            KubeError::Api(describe(
+                &format!("listing pods in namespace {}", sel.namespace),
+                &e,
+            ))
+        })
 }
 
 #[cfg(test)]

@@ -139,7 +139,10 @@ impl ClusterPlan {
 /// `--dry-run` with a cluster: choose the pods as the run would (same seed), and have the
 /// API server check each deletion (`dryRun=All`); nothing is deleted or applied.
 /// `Ok(None)` when the experiment needs no cluster.
-pub async fn cluster(exp: &Experiment, seed: u64) -> Result<Option<ClusterPlan>, String> {
+pub async fn cluster(
+    exp: &Experiment,
+    seed: u64,
+) -> Result<Option<ClusterPlan>, super::setup::SetupError> {
     let Some((cluster, agents)) = super::setup::connect_cluster(exp).await? else {
         return Ok(None);
     };

@@ -13,6 +13,24 @@ use crate::fault::preflight::{self, AgentCheck};
 use crate::fault::Agents;
 use crate::kube::Cluster;
 
+/// Why a run could not be set up: nothing was started or applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// An agent of `spec.agents` could not be configured (its token, its CA).
+    #[error(transparent)]
+    Agent(#[from] Box<crate::fault::AgentError>),
+    /// The embedded agent's guardian could not be started.
+    #[error("{0}")]
+    Embedded(String),
+    #[error(transparent)]
+    Cluster(#[from] crate::kube::KubeError),
+    #[error(transparent)]
+    Discover(#[from] crate::fault::cluster::DiscoverError),
+    /// An agent is unreachable, refuses the token or cannot run a fault: each check says.
+    #[error("preflight failed:\n{}", preflight::render(.0))]
+    Preflight(Vec<AgentCheck>),
+}
+
 /// The cluster, and its node agents when a fault targets pods.
 pub type ClusterConn = (Cluster, Option<ClusterAgents>);
 
@@ -21,13 +39,15 @@ pub type ClusterConn = (Cluster, Option<ClusterAgents>);
 pub async fn prepare_agents(
     exp: &Experiment,
     events: &Events,
-) -> Result<(Agents, Option<Embedded>, Option<ClusterConn>), String> {
-    let mut agents = crate::fault::connect(exp).map_err(|e| e.to_string())?;
+) -> Result<(Agents, Option<Embedded>, Option<ClusterConn>), SetupError> {
+    let mut agents = crate::fault::connect(exp).map_err(Box::new)?;
     let cluster = connect_cluster(exp).await?;
     let mut local = None;
     if crate::fault::needs_embedded(exp) {
         let notices = events.clone();
-        let (e, swept) = Embedded::start(Some(Arc::new(move |m| notices.push("agent", m)))).await?;
+        let (e, swept) = Embedded::start(Some(Arc::new(move |m| notices.push("agent", m))))
+            .await
+            .map_err(SetupError::Embedded)?;
         for line in swept {
             events.push(
                 "agent",
@@ -50,13 +70,13 @@ pub async fn prepare_agents(
         if let Some(e) = local {
             e.stop().await;
         }
-        return Err(format!("preflight failed:\n{}", preflight::render(&checks)));
+        return Err(SetupError::Preflight(checks));
     }
     Ok((agents, local, cluster))
 }
 
 /// The cluster and its node agents, when the experiment has pod faults or faults on pods.
-pub async fn connect_cluster(exp: &Experiment) -> Result<Option<ClusterConn>, String> {
+pub async fn connect_cluster(exp: &Experiment) -> Result<Option<ClusterConn>, SetupError> {
     if !crate::fault::needs_cluster(exp) {
         return Ok(None);
     }
@@ -93,8 +113,8 @@ impl Preflight {
 /// Check every agent and the cluster the experiment uses, applying nothing. The
 /// embedded agent is checked as `run` will use it: its guardian started, asked what it can
 /// do, and stopped (it does sweep what a dead controller left, as a run's start would).
-pub async fn preflight(exp: &Experiment) -> Result<Preflight, String> {
-    let mut agents = crate::fault::connect(exp).map_err(|e| e.to_string())?;
+pub async fn preflight(exp: &Experiment) -> Result<Preflight, SetupError> {
+    let mut agents = crate::fault::connect(exp).map_err(Box::new)?;
     let mut out = Preflight::default();
     let mut local = None;
     if crate::fault::needs_embedded(exp) {
@@ -124,7 +144,7 @@ pub async fn preflight(exp: &Experiment) -> Result<Preflight, String> {
         Err(e) => out.checks.push(AgentCheck {
             agent: "kubernetes".into(),
             url: "-".into(),
-            problems: vec![e],
+            problems: vec![e.to_string()],
             notes: vec![],
         }),
     }

@@ -33,7 +33,7 @@ impl FaultTask {
         {
             None => return report,
             Some(Ok(c)) => c,
-            Some(Err(e)) => return self.pods_failed(report, pr, e),
+            Some(Err(e)) => return self.pods_failed(report, pr, e.to_string()),
         };
         if self.cancel.is_cancelled() {
             return report;
@@ -100,7 +100,9 @@ impl FaultTask {
             .cluster
             .as_ref()
             .ok_or_else(|| "no Kubernetes cluster connection".to_owned())?;
-        let matched = pods::matching(cluster, sel).await?;
+        let matched = pods::matching(cluster, sel)
+            .await
+            .map_err(|e| e.to_string())?;
         let chosen = pods::choose(&matched, sel, seed);
         pr.matched = matched.len() as u64;
         pr.chosen = chosen.iter().map(chosen_pod).collect();
@@ -145,7 +147,7 @@ impl FaultTask {
         {
             None => return report,
             Some(Ok(c)) => c,
-            Some(Err(e)) => return self.pods_failed(report, pr, e),
+            Some(Err(e)) => return self.pods_failed(report, pr, e.to_string()),
         };
         let Some(cluster) = self.ctx.cluster.clone() else {
             return self.pods_failed(report, pr, "no Kubernetes cluster connection".into());
@@ -155,7 +157,7 @@ impl FaultTask {
         let before = match self.unless_cancelled(pods::list_all(&cluster, sel)).await {
             None => return report,
             Some(Ok(all)) => pods::ready_by_owner(&all, &BTreeSet::new()),
-            Some(Err(e)) => return self.pods_failed(report, pr, e),
+            Some(Err(e)) => return self.pods_failed(report, pr, e.to_string()),
         };
         // A deletion cannot be undone: an interrupt that came while choosing stops it here.
         if self.cancel.is_cancelled() {
