@@ -5,17 +5,18 @@
 //! these fail before the controller's tests do.
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
-mod fake_kube;
+mod kit;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fake_kube::{FakeCluster, PodInfo};
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
+use kit::fake_kube::{self, FakeCluster, PodInfo};
+use kit::wait::wait_for_async;
 use kube::api::{Api, DeleteParams, ListParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{Expression, Selector};
@@ -77,15 +78,6 @@ fn fake_names(pods: &[PodInfo], pred: impl Fn(&PodInfo) -> bool) -> BTreeSet<Str
         .filter(|p| pred(p))
         .map(|p| p.name.clone())
         .collect()
-}
-
-/// Waits for `cond` with a deadline; never a fixed sleep.
-async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// shop: web (3, app=web tier=front), db (2, app=db tier=back), bare `debug` (app=tools);
@@ -457,7 +449,7 @@ async fn graceful_delete_terminates_then_disappears() {
         let info = c.pod("shop", "debug").unwrap();
         assert!(info.terminating && !info.ready);
     }
-    wait_for("debug to disappear", SLACK, || {
+    wait_for_async("debug to disappear", SLACK, || {
         c.pod("shop", "debug").is_none()
     })
     .await;
@@ -487,7 +479,7 @@ async fn graceful_delete_terminates_then_disappears() {
         let rs: Api<ReplicaSet> = Api::namespaced(client(&c).await, "shop");
         assert_eq!(rs.get("db").await.unwrap().status.unwrap().replicas, 2);
     }
-    wait_for("the terminating pod to disappear", SLACK, || {
+    wait_for_async("the terminating pod to disappear", SLACK, || {
         c.pods("shop").iter().all(|p| p.uid != victim.uid)
     })
     .await;

@@ -5,8 +5,6 @@
 //! It runs on its own thread and runtime so sync tests can drive it; dropping the
 //! handle stops the server, every connection and every pending state change.
 
-#![allow(dead_code)] // each test file uses a subset
-
 mod cluster;
 mod objects;
 mod portforward;
