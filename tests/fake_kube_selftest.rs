@@ -683,6 +683,91 @@ async fn pod_watch_streams_changes() {
     assert!(seen[2].1.starts_with("db-"));
 }
 
+#[tokio::test]
+async fn the_in_process_client_is_answered_as_over_http() {
+    let c = shop();
+    let inproc: Api<Pod> = Api::namespaced(c.client(), "shop");
+    let http: Api<Pod> = Api::namespaced(client(&c).await, "shop");
+
+    // Lists and gets: the same pods, the same objects.
+    for lp in [
+        ListParams::default(),
+        ListParams::default().labels("app=web"),
+        ListParams::default().fields("spec.nodeName=node-a"),
+    ] {
+        assert_eq!(names(&inproc, &lp).await, names(&http, &lp).await);
+    }
+    let web = c
+        .pods("shop")
+        .into_iter()
+        .find(|p| p.name.starts_with("web-"))
+        .unwrap();
+    let (a, b) = (
+        inproc.get(&web.name).await.unwrap(),
+        http.get(&web.name).await.unwrap(),
+    );
+    assert_eq!(a.metadata.uid.as_deref(), Some(web.uid.as_str()));
+    assert_eq!(a.metadata, b.metadata);
+    assert_eq!(a.status, b.status);
+    // Recorded as sent, the query as kube writes it.
+    let seen = c.requests();
+    assert_eq!(
+        seen.iter()
+            .filter(|r| *r == "GET /api/v1/namespaces/shop/pods?&labelSelector=app%3Dweb")
+            .count(),
+        2,
+        "{seen:#?}"
+    );
+
+    // Injected errors and deletions reach the cluster the same way.
+    c.fail_next("DELETE", "/api/v1/namespaces/shop/pods/", 403, 1);
+    let err = api_error(inproc.delete(&web.name, &DeleteParams::default()).await);
+    assert_eq!((err.code, err.reason.as_str()), (403, "Forbidden"));
+    assert!(c.deleted().is_empty());
+    inproc
+        .delete(&web.name, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert_eq!(c.deleted(), vec![("shop".to_string(), web.name.clone())]);
+    assert_eq!(c.pods("shop").len(), 6, "replaced at once");
+
+    // A watch streams from the in-process client too.
+    let db = names(&inproc, &ListParams::default().labels("app=db")).await;
+    let victim = db.iter().next().unwrap().clone();
+    let rv = inproc
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = inproc
+        .watch(&WatchParams::default().labels("app=db").timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    http.delete(&victim, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(SLACK, stream.try_next())
+        .await
+        .expect("watch event in time")
+        .unwrap()
+        .expect("watch still open");
+    assert!(
+        matches!(&ev, WatchEvent::Modified(p) if p.metadata.name.as_deref() == Some(victim.as_str())),
+        "{ev:?}"
+    );
+
+    // Port-forward needs a connection to upgrade: refused, not hung.
+    let pf = tokio::time::timeout(SLACK, inproc.portforward("debug", &[80]))
+        .await
+        .expect("port-forward answered in time");
+    let err = api_error(pf.map(|_| ()));
+    assert_eq!(err.code, 400);
+    assert!(err.message.contains("in-process client"), "{}", err.message);
+}
+
 /// A TCP echo server on 127.0.0.1:0 that counts its connections.
 async fn echo_server() -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
