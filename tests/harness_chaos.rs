@@ -77,7 +77,21 @@ struct Lab {
     dir: tempfile::TempDir,
 }
 
+/// What every test here needs, as root.
+const NEEDS: &str = "network namespaces, nftables, iptables";
+
 impl Lab {
+    /// The lab of `test` (namespace `tag`) and its experiment; `None` when the test
+    /// skips (not root, outside CI).
+    fn for_test(test: &str, tag: &str) -> Option<(Lab, PathBuf)> {
+        if !root_or_skip(test, NEEDS) {
+            return None;
+        }
+        let lab = Lab::new(tag);
+        let file = lab.experiment(tag);
+        Some((lab, file))
+    }
+
     fn new(tag: &str) -> Lab {
         let ns = Netns::new(tag);
         let service = Owned::spawn(&mut ns.sample_service(PORT));
@@ -129,6 +143,21 @@ spec:
         )
         .unwrap();
         file
+    }
+
+    /// The seed of `case`, and one run of `file` per instant drawn from it, each started
+    /// as the iterator reaches it: (instant number, instant, run).
+    fn runs_at_instants<'a>(
+        &'a self,
+        file: &'a Path,
+        case: u64,
+    ) -> (u64, impl Iterator<Item = (usize, Duration, Owned)> + 'a) {
+        let (seed, at) = instants(case);
+        let runs = at
+            .into_iter()
+            .enumerate()
+            .map(move |(i, at)| (i, at, self.start_run(file)));
+        (seed, runs)
     }
 
     /// `shakeout run FILE` inside the namespace with this lab's state root, writing
@@ -255,6 +284,29 @@ fn start_run_in(ns: &Netns, file: &Path, state: &Path, json: Option<&Path>) -> O
     )
 }
 
+/// Prints the `chaos:` line of instant `i` of `case` (benches/chaos.py tabulates them):
+/// what was held at the instant, `extra` fields, whether everything was cleaned, and how
+/// long after `since` that took (or how long was waited).
+#[allow(clippy::too_many_arguments)]
+fn chaos_line(
+    case: &str,
+    seed: u64,
+    i: usize,
+    at: Duration,
+    held: &[String],
+    extra: &str,
+    cleaned: &Result<Duration, Vec<String>>,
+    since: Instant,
+) {
+    eprintln!(
+        "chaos: case={case} seed={seed} instant={i} at_ms={} held=[{}] {extra}clean={} revert_ms={}",
+        at.as_millis(),
+        held.join("; "),
+        cleaned.is_ok(),
+        cleaned.as_ref().map_or(since.elapsed(), |d| *d).as_millis()
+    );
+}
+
 /// Waits, bounded, for a signalled run to end (reaping it).
 fn reap(run: &mut Owned, limit: Duration, what: &str) {
     wait_for(what, limit, || run.try_wait().is_some());
@@ -262,19 +314,16 @@ fn reap(run: &mut Owned, limit: Duration, what: &str) {
 
 #[test]
 fn controller_sigkilled_at_random_instants_leaves_nothing() {
-    if !root_or_skip(
+    let Some((lab, file)) = Lab::for_test(
         "controller_sigkilled_at_random_instants_leaves_nothing",
-        "network namespaces, nftables, iptables",
-    ) {
+        "chaos-kill",
+    ) else {
         return;
-    }
-    let lab = Lab::new("chaos-kill");
-    let file = lab.experiment("chaos-kill");
-    let (seed, instants) = instants(1);
+    };
+    let (seed, runs) = lab.runs_at_instants(&file, 1);
     let mut worst = Duration::ZERO;
     let mut failures = 0;
-    for (i, at) in instants.into_iter().enumerate() {
-        let mut run = lab.start_run(&file);
+    for (i, at, mut run) in runs {
         std::thread::sleep(at);
         let held = lab.leftovers();
         run.signal(Signal::SIGKILL);
@@ -282,13 +331,7 @@ fn controller_sigkilled_at_random_instants_leaves_nothing() {
         reap(&mut run, Duration::from_secs(10), "the killed run to end");
         let cleaned = lab.wait_clean(killed, LEASE + SLACK);
         let took = killed.elapsed();
-        eprintln!(
-            "chaos: case=sigkill seed={seed} instant={i} at_ms={} held=[{}] clean={} revert_ms={}",
-            at.as_millis(),
-            held.join("; "),
-            cleaned.is_ok(),
-            cleaned.as_ref().map_or(took, |d| *d).as_millis()
-        );
+        chaos_line("sigkill", seed, i, at, &held, "", &cleaned, killed);
         match cleaned {
             Ok(d) => worst = worst.max(d),
             Err(left) if keep_going() => {
@@ -313,18 +356,15 @@ fn controller_sigkilled_at_random_instants_leaves_nothing() {
 
 #[test]
 fn controller_process_group_stopped_at_random_instants_is_reverted_at_lease() {
-    if !root_or_skip(
+    let Some((lab, file)) = Lab::for_test(
         "controller_process_group_stopped_at_random_instants_is_reverted_at_lease",
-        "network namespaces, nftables, iptables",
-    ) {
+        "chaos-stop",
+    ) else {
         return;
-    }
-    let lab = Lab::new("chaos-stop");
-    let file = lab.experiment("chaos-stop");
-    let (seed, instants) = instants(2);
+    };
+    let (seed, runs) = lab.runs_at_instants(&file, 2);
     let mut failures = 0;
-    for (i, at) in instants.into_iter().enumerate() {
-        let mut run = lab.start_run(&file);
+    for (i, at, mut run) in runs {
         let group = Pid::from_raw(-(run.pid() as i32));
         std::thread::sleep(at);
         kill(group, Signal::SIGSTOP).unwrap();
@@ -344,13 +384,8 @@ fn controller_process_group_stopped_at_random_instants_is_reverted_at_lease() {
             "-".into()
         };
         let cleaned = lab.wait_clean(stopped, LEASE + SLACK);
-        eprintln!(
-            "chaos: case=sigstop seed={seed} instant={i} at_ms={} held=[{}] request_under_latency={latency_ok} clean={} revert_ms={}",
-            at.as_millis(),
-            held.join("; "),
-            cleaned.is_ok(),
-            cleaned.as_ref().map_or(stopped.elapsed(), |d| *d).as_millis()
-        );
+        let extra = format!("request_under_latency={latency_ok} ");
+        chaos_line("sigstop", seed, i, at, &held, &extra, &cleaned, stopped);
         if let Err(left) = cleaned {
             if !keep_going() {
                 let _ = kill(group, Signal::SIGKILL);
@@ -440,7 +475,7 @@ fn sweep_from_host(file: &Path, state: &Path) -> String {
 fn a_fault_left_in_another_namespace_is_swept_there_or_reported_gone() {
     if !root_or_skip(
         "a_fault_left_in_another_namespace_is_swept_there_or_reported_gone",
-        "network namespaces, nftables, iptables",
+        NEEDS,
     ) {
         return;
     }
@@ -500,14 +535,12 @@ fn a_fault_left_in_another_namespace_is_swept_there_or_reported_gone() {
 
 #[test]
 fn a_guardian_killed_mid_run_is_swept_at_once_by_its_living_controller() {
-    if !root_or_skip(
+    let Some((lab, file)) = Lab::for_test(
         "a_guardian_killed_mid_run_is_swept_at_once_by_its_living_controller",
-        "network namespaces, nftables, iptables",
-    ) {
+        "chaos-guard",
+    ) else {
         return;
-    }
-    let lab = Lab::new("chaos-guard");
-    let file = lab.experiment("chaos-guard");
+    };
     let mut run = lab.start_run(&file);
     // Kill the guardian while the latency fault and the pause are held.
     wait_for("the faults", Duration::from_secs(20), || {

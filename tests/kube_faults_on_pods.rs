@@ -15,8 +15,8 @@ use std::time::Duration;
 use kit::exp::{self, fault};
 use kit::kube_case::{KubeCase, WITH_AGENTS};
 use kit::netns::{host_has_shakeout_table, Netns};
-use kit::process::{listening, sample_service};
-use kit::{root_or_skip, state, wait_for, Owned};
+use kit::process::{sample_service, wait_listening};
+use kit::{root_or_skip, state, Owned};
 
 /// A cgroup v1 (cgroupfs naming) or v2 directory named like a pod's, holding `pid`: what
 /// the kubelet makes, so the agent finds the pod's processes by UID. Removed on drop.
@@ -80,11 +80,7 @@ fn a_pause_on_pods_goes_to_the_agent_of_their_node_through_port_forward() {
         .fake
         .add_pod("shop", "checkout-0", &[("app", "checkout")], "node-2", true);
     let cgroup = PodCgroup::new(&uid, pid).expect("cannot make a pod cgroup as root");
-    wait_for(
-        "the sample service to listen",
-        Duration::from_secs(10),
-        || listening(case.port),
-    );
+    wait_listening(case.port);
     let file = case.write(
         case.experiment()
             .kubernetes(WITH_AGENTS)

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use kit::exp::{self, fault};
 use kit::fake_kube::FakeCluster;
 use kit::kube_case::{delete_checkout, KubeCase};
-use kit::process::{self, listening};
-use kit::{explain, shakeout, wait_for, Owned};
+use kit::process::{self, wait_listening};
+use kit::{explain, shakeout, Owned};
 
 /// The recovery time is polled every 200 ms (`RECOVERY_POLL`): it may be late by one
 /// poll plus one list round trip, which on a loaded 2-core machine we bound by 800 ms.
@@ -273,11 +273,7 @@ fn pod_deletion_with_an_http_probe_gives_an_rto_verdict() {
     let (ran, outages) = std::thread::scope(|s| {
         let k = s.spawn(|| kubelet(&case.fake, case.port, ready_delay, &stop));
         // Wait for the service, then run an experiment that does not supervise it.
-        wait_for(
-            "the sample service to listen",
-            Duration::from_secs(10),
-            || listening(case.port),
-        );
+        wait_listening(case.port);
         let file = case.write(
             case.experiment()
                 .steady_state("{ window: 2s, availability: { min: 99% } }")

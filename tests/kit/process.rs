@@ -40,6 +40,16 @@ pub fn listening(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
+/// Waits until a service started by the test accepts connections on 127.0.0.1:`port`
+/// (10 s at most).
+pub fn wait_listening(port: u16) {
+    super::wait::wait_for(
+        &format!("a service to listen on 127.0.0.1:{port}"),
+        std::time::Duration::from_secs(10),
+        || listening(port),
+    );
+}
+
 /// `cmd` (the `shakeout` binary, here or inside a namespace) made the sample service on
 /// 127.0.0.1:`port`, its output discarded.
 pub fn as_sample_service(mut cmd: Command, port: u16) -> Command {
