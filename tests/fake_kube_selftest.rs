@@ -1,8 +1,9 @@
 //! The fake API server answers what the real `kube` client sends: a client configured
 //! from the kubeconfig `write_kubeconfig` writes lists, gets, deletes (graceful, at once,
 //! dry run), sees injected errors as `kube::Error::Api`, watches, and port-forwards to a
-//! local TCP server. If `kube` changes a path, a parameter or the WebSocket framing,
-//! these fail before the controller's tests do.
+//! local TCP server; the in-process client (`FakeCluster::client`, no socket) is answered
+//! as over HTTP. If `kube` changes a path, a parameter or the WebSocket framing, these
+//! fail before the controller's tests do.
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
 mod kit;
