@@ -3,9 +3,14 @@
 //! `FILE:LINE:COL: message` at the exact position, and leaves no trace of the fault or
 //! service commands the file holds (they would `touch` a marker in the test's directory).
 
+mod kit;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
+
+use kit::wait::within;
+use kit::Owned;
 
 /// Where the corpus files write their markers; replaced by the test's own directory.
 const DIR_PLACEHOLDER: &str = "@DIR@";
@@ -20,22 +25,23 @@ fn corpus_dir() -> PathBuf {
 
 /// Run `shakeout ARGS` in `dir`; a hang is a failure, not a stuck test suite.
 fn shakeout(dir: &Path, args: &[&str]) -> anyhow::Result<Output> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shakeout"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            child.kill()?;
-            anyhow::bail!("shakeout {args:?} still running after 60s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let mut child = Owned::spawn(
+        kit::shakeout()
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    // Killed on drop when it does not end in time.
+    if within(Instant::now(), Duration::from_secs(60), || {
+        child.try_wait().is_some()
+    })
+    .is_none()
+    {
+        anyhow::bail!("shakeout {args:?} still running after 60s");
     }
-    Ok(child.wait_with_output()?)
+    Ok(child.wait_with_output())
 }
 
 /// Write corpus file `case` into a fresh directory, run `shakeout COMMAND FILE`, and check

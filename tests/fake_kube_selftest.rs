@@ -1,21 +1,23 @@
 //! The fake API server answers what the real `kube` client sends: a client configured
 //! from the kubeconfig `write_kubeconfig` writes lists, gets, deletes (graceful, at once,
 //! dry run), sees injected errors as `kube::Error::Api`, watches, and port-forwards to a
-//! local TCP server. If `kube` changes a path, a parameter or the WebSocket framing,
-//! these fail before the controller's tests do.
+//! local TCP server; the in-process client (`FakeCluster::client`, no socket) is answered
+//! as over HTTP. If `kube` changes a path, a parameter or the WebSocket framing, these
+//! fail before the controller's tests do.
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
-mod fake_kube;
+mod kit;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fake_kube::{FakeCluster, PodInfo};
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
+use kit::fake_kube::{self, FakeCluster, PodInfo};
+use kit::wait::wait_for_async;
 use kube::api::{Api, DeleteParams, ListParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{Expression, Selector};
@@ -77,15 +79,6 @@ fn fake_names(pods: &[PodInfo], pred: impl Fn(&PodInfo) -> bool) -> BTreeSet<Str
         .filter(|p| pred(p))
         .map(|p| p.name.clone())
         .collect()
-}
-
-/// Waits for `cond` with a deadline; never a fixed sleep.
-async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// shop: web (3, app=web tier=front), db (2, app=db tier=back), bare `debug` (app=tools);
@@ -457,7 +450,7 @@ async fn graceful_delete_terminates_then_disappears() {
         let info = c.pod("shop", "debug").unwrap();
         assert!(info.terminating && !info.ready);
     }
-    wait_for("debug to disappear", SLACK, || {
+    wait_for_async("debug to disappear", SLACK, || {
         c.pod("shop", "debug").is_none()
     })
     .await;
@@ -487,7 +480,7 @@ async fn graceful_delete_terminates_then_disappears() {
         let rs: Api<ReplicaSet> = Api::namespaced(client(&c).await, "shop");
         assert_eq!(rs.get("db").await.unwrap().status.unwrap().replicas, 2);
     }
-    wait_for("the terminating pod to disappear", SLACK, || {
+    wait_for_async("the terminating pod to disappear", SLACK, || {
         c.pods("shop").iter().all(|p| p.uid != victim.uid)
     })
     .await;
@@ -689,6 +682,91 @@ async fn pod_watch_streams_changes() {
     assert_eq!(seen[1], ("DELETED", victim.clone()));
     assert_eq!(seen[2].0, "ADDED");
     assert!(seen[2].1.starts_with("db-"));
+}
+
+#[tokio::test]
+async fn the_in_process_client_is_answered_as_over_http() {
+    let c = shop();
+    let inproc: Api<Pod> = Api::namespaced(c.client(), "shop");
+    let http: Api<Pod> = Api::namespaced(client(&c).await, "shop");
+
+    // Lists and gets: the same pods, the same objects.
+    for lp in [
+        ListParams::default(),
+        ListParams::default().labels("app=web"),
+        ListParams::default().fields("spec.nodeName=node-a"),
+    ] {
+        assert_eq!(names(&inproc, &lp).await, names(&http, &lp).await);
+    }
+    let web = c
+        .pods("shop")
+        .into_iter()
+        .find(|p| p.name.starts_with("web-"))
+        .unwrap();
+    let (a, b) = (
+        inproc.get(&web.name).await.unwrap(),
+        http.get(&web.name).await.unwrap(),
+    );
+    assert_eq!(a.metadata.uid.as_deref(), Some(web.uid.as_str()));
+    assert_eq!(a.metadata, b.metadata);
+    assert_eq!(a.status, b.status);
+    // Recorded as sent, the query as kube writes it.
+    let seen = c.requests();
+    assert_eq!(
+        seen.iter()
+            .filter(|r| *r == "GET /api/v1/namespaces/shop/pods?&labelSelector=app%3Dweb")
+            .count(),
+        2,
+        "{seen:#?}"
+    );
+
+    // Injected errors and deletions reach the cluster the same way.
+    c.fail_next("DELETE", "/api/v1/namespaces/shop/pods/", 403, 1);
+    let err = api_error(inproc.delete(&web.name, &DeleteParams::default()).await);
+    assert_eq!((err.code, err.reason.as_str()), (403, "Forbidden"));
+    assert!(c.deleted().is_empty());
+    inproc
+        .delete(&web.name, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert_eq!(c.deleted(), vec![("shop".to_string(), web.name.clone())]);
+    assert_eq!(c.pods("shop").len(), 6, "replaced at once");
+
+    // A watch streams from the in-process client too.
+    let db = names(&inproc, &ListParams::default().labels("app=db")).await;
+    let victim = db.iter().next().unwrap().clone();
+    let rv = inproc
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = inproc
+        .watch(&WatchParams::default().labels("app=db").timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    http.delete(&victim, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(SLACK, stream.try_next())
+        .await
+        .expect("watch event in time")
+        .unwrap()
+        .expect("watch still open");
+    assert!(
+        matches!(&ev, WatchEvent::Modified(p) if p.metadata.name.as_deref() == Some(victim.as_str())),
+        "{ev:?}"
+    );
+
+    // Port-forward needs a connection to upgrade: refused, not hung.
+    let pf = tokio::time::timeout(SLACK, inproc.portforward("debug", &[80]))
+        .await
+        .expect("port-forward answered in time");
+    let err = api_error(pf.map(|_| ()));
+    assert_eq!(err.code, 400);
+    assert!(err.message.contains("in-process client"), "{}", err.message);
 }
 
 /// A TCP echo server on 127.0.0.1:0 that counts its connections.

@@ -13,14 +13,17 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
 
-mod common;
+mod kit;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::netns::Netns;
-use common::root_or_skip;
+use kit::netns::{host_has_shakeout_table, Netns};
+use kit::process::BIN;
+use kit::report::Report;
+use kit::wait::within;
+use kit::{root_or_skip, shakeout, state, wait_for, Owned};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rand::{Rng, SeedableRng};
@@ -36,11 +39,18 @@ const CUT_PORT: u16 = 18601;
 /// How long a run lasts; kill instants fall in [0, RUN_SPAN).
 const RUN_SPAN: Duration = Duration::from_millis(4400);
 
-fn instants() -> usize {
-    std::env::var("SHAKEOUT_CHAOS_INSTANTS")
+/// The seed of `case`, and the instants into a run at which to strike, drawn from it.
+fn instants(case: u64) -> (u64, Vec<Duration>) {
+    let n = std::env::var("SHAKEOUT_CHAOS_INSTANTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5)
+        .unwrap_or(5);
+    let seed = seed(case);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let at = (0..n)
+        .map(|_| Duration::from_micros(rng.random_range(0..RUN_SPAN.as_micros() as u64)))
+        .collect();
+    (seed, at)
 }
 
 /// `SHAKEOUT_CHAOS_KEEP_GOING=1` (the benchmark script): count an instant that left
@@ -57,30 +67,6 @@ fn seed(case: u64) -> u64 {
     base ^ case
 }
 
-/// Process state letter (`S`, `T`, `Z`...), `None` when gone.
-fn state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rfind(')').and_then(|i| stat[i + 2..].chars().next())
-}
-
-/// A test-owned process, killed on drop.
-struct Owned(Child);
-
-impl Owned {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        let pid = Pid::from_raw(self.0.id() as i32);
-        let _ = kill(pid, Signal::SIGCONT);
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// One namespace, its service and a process to pause, and a state root for the
 /// embedded agents of every run in it.
 struct Lab {
@@ -91,23 +77,30 @@ struct Lab {
     dir: tempfile::TempDir,
 }
 
+/// What every test here needs, as root.
+const NEEDS: &str = "network namespaces, nftables, iptables";
+
 impl Lab {
+    /// The lab of `test` (namespace `tag`) and its experiment; `None` when the test
+    /// skips (not root, outside CI).
+    fn for_test(test: &str, tag: &str) -> Option<(Lab, PathBuf)> {
+        if !root_or_skip(test, NEEDS) {
+            return None;
+        }
+        let lab = Lab::new(tag);
+        let file = lab.experiment(tag);
+        Some((lab, file))
+    }
+
     fn new(tag: &str) -> Lab {
         let ns = Netns::new(tag);
-        let service = Owned(
-            ns.command(env!("CARGO_BIN_EXE_shakeout"))
-                .args(["sample-service", "--listen", &format!("127.0.0.1:{PORT}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
+        let service = Owned::spawn(&mut ns.sample_service(PORT));
+        wait_for(
+            "the sample service to listen",
+            Duration::from_secs(10),
+            || ns.connects(PORT),
         );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ns.connects(PORT) {
-            assert!(Instant::now() < deadline, "sample service never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let sleeper = Owned(Command::new("sleep").arg("600").spawn().unwrap());
+        let sleeper = Owned::sleeper();
         Lab {
             ns,
             service,
@@ -152,23 +145,29 @@ spec:
         file
     }
 
-    /// `shakeout run FILE` inside the namespace, in a process group of its own (as a
-    /// shell starts a job), with this lab's state root.
-    fn start_run(&self, file: &Path) -> Child {
-        use std::os::unix::process::CommandExt;
-        self.ns
-            .command(env!("CARGO_BIN_EXE_shakeout"))
-            .args(["run", "-q"])
-            .arg(file)
-            .arg("--json")
-            .arg(self.dir.path().join("report.json"))
-            .env("SHAKEOUT_STATE_DIR", self.state.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap()
+    /// The seed of `case`, and one run of `file` per instant drawn from it, each started
+    /// as the iterator reaches it: (instant number, instant, run).
+    fn runs_at_instants<'a>(
+        &'a self,
+        file: &'a Path,
+        case: u64,
+    ) -> (u64, impl Iterator<Item = (usize, Duration, Owned)> + 'a) {
+        let (seed, at) = instants(case);
+        let runs = at
+            .into_iter()
+            .enumerate()
+            .map(move |(i, at)| (i, at, self.start_run(file)));
+        (seed, runs)
+    }
+
+    /// `shakeout run FILE` inside the namespace with this lab's state root, writing
+    /// `report.json` in the lab's directory.
+    fn start_run(&self, file: &Path) -> Owned {
+        start_run_in(&self.ns, file, self.state.path(), Some(&self.report_path()))
+    }
+
+    fn report_path(&self) -> PathBuf {
+        self.dir.path().join("report.json")
     }
 
     /// Ledger entries of every embedded agent under the state root.
@@ -203,16 +202,21 @@ spec:
     /// Waits until nothing is left: the time from `since` until then, or what was
     /// still left `limit` after `since`.
     fn wait_clean(&self, since: Instant, limit: Duration) -> Result<Duration, Vec<String>> {
-        loop {
-            let left = self.leftovers();
-            let now = since.elapsed();
-            if left.is_empty() {
-                return Ok(now);
-            }
-            if now > limit {
-                return Err(left);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut left = Vec::new();
+        within(since, limit, || {
+            left = self.leftovers();
+            left.is_empty()
+        })
+        .ok_or(left)
+    }
+
+    /// Waits until no guardian of this lab is alive; `after` says after what, if one is.
+    fn wait_no_guardian(&self, limit: Duration, after: &str) {
+        if within(Instant::now(), limit, || self.guardians().is_empty()).is_none() {
+            panic!(
+                "guardian {:?} still alive {limit:?} {after}",
+                self.guardians()
+            );
         }
     }
 
@@ -262,50 +266,72 @@ fn guardians_of(root: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// Reap a killed child, bounded.
-fn reap(child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "child {} did not end",
-            child.id()
-        );
-        std::thread::sleep(Duration::from_millis(10));
+/// `shakeout run FILE` inside `ns` with the state root `state` (and a JSON report if
+/// asked), in a process group of its own (as a shell starts a job), its output discarded.
+fn start_run_in(ns: &Netns, file: &Path, state: &Path, json: Option<&Path>) -> Owned {
+    use std::os::unix::process::CommandExt;
+    let mut run = ns.command(BIN);
+    run.args(["run", "-q"]).arg(file);
+    if let Some(json) = json {
+        run.arg("--json").arg(json);
     }
+    Owned::spawn(
+        run.env("SHAKEOUT_STATE_DIR", state)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0),
+    )
+}
+
+/// Prints the `chaos:` line of instant `i` of `case` (benches/chaos.py tabulates them):
+/// what was held at the instant, `extra` fields, whether everything was cleaned, and how
+/// long after `since` that took (or how long was waited).
+#[allow(clippy::too_many_arguments)]
+fn chaos_line(
+    case: &str,
+    seed: u64,
+    i: usize,
+    at: Duration,
+    held: &[String],
+    extra: &str,
+    cleaned: &Result<Duration, Vec<String>>,
+    since: Instant,
+) {
+    eprintln!(
+        "chaos: case={case} seed={seed} instant={i} at_ms={} held=[{}] {extra}clean={} revert_ms={}",
+        at.as_millis(),
+        held.join("; "),
+        cleaned.is_ok(),
+        cleaned.as_ref().map_or(since.elapsed(), |d| *d).as_millis()
+    );
+}
+
+/// Waits, bounded, for a signalled run to end (reaping it).
+fn reap(run: &mut Owned, limit: Duration, what: &str) {
+    wait_for(what, limit, || run.try_wait().is_some());
 }
 
 #[test]
 fn controller_sigkilled_at_random_instants_leaves_nothing() {
-    if !root_or_skip(
+    let Some((lab, file)) = Lab::for_test(
         "controller_sigkilled_at_random_instants_leaves_nothing",
-        "network namespaces, nftables, iptables",
-    ) {
+        "chaos-kill",
+    ) else {
         return;
-    }
-    let lab = Lab::new("chaos-kill");
-    let file = lab.experiment("chaos-kill");
-    let seed = seed(1);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    };
+    let (seed, runs) = lab.runs_at_instants(&file, 1);
     let mut worst = Duration::ZERO;
     let mut failures = 0;
-    for i in 0..instants() {
-        let at = Duration::from_micros(rng.random_range(0..RUN_SPAN.as_micros() as u64));
-        let mut run = lab.start_run(&file);
+    for (i, at, mut run) in runs {
         std::thread::sleep(at);
         let held = lab.leftovers();
-        kill(Pid::from_raw(run.id() as i32), Signal::SIGKILL).unwrap();
+        run.signal(Signal::SIGKILL);
         let killed = Instant::now();
-        reap(&mut run);
+        reap(&mut run, Duration::from_secs(10), "the killed run to end");
         let cleaned = lab.wait_clean(killed, LEASE + SLACK);
         let took = killed.elapsed();
-        eprintln!(
-            "chaos: case=sigkill seed={seed} instant={i} at_ms={} held=[{}] clean={} revert_ms={}",
-            at.as_millis(),
-            held.join("; "),
-            cleaned.is_ok(),
-            cleaned.as_ref().map_or(took, |d| *d).as_millis()
-        );
+        chaos_line("sigkill", seed, i, at, &held, "", &cleaned, killed);
         match cleaned {
             Ok(d) => worst = worst.max(d),
             Err(left) if keep_going() => {
@@ -318,41 +344,28 @@ fn controller_sigkilled_at_random_instants_leaves_nothing() {
             ),
         }
         // The guardian exits once it has reverted.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !lab.guardians().is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "guardian {:?} still alive 10 s after its controller was killed",
-                lab.guardians()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        lab.wait_no_guardian(Duration::from_secs(10), "after its controller was killed");
     }
     eprintln!(
         "chaos: case=sigkill seed={seed} worst_revert_ms={}",
         worst.as_millis()
     );
     assert_eq!(failures, 0, "instants that left something behind");
-    assert!(lab.service.0.id() > 0);
+    assert!(lab.service.pid() > 0);
 }
 
 #[test]
 fn controller_process_group_stopped_at_random_instants_is_reverted_at_lease() {
-    if !root_or_skip(
+    let Some((lab, file)) = Lab::for_test(
         "controller_process_group_stopped_at_random_instants_is_reverted_at_lease",
-        "network namespaces, nftables, iptables",
-    ) {
+        "chaos-stop",
+    ) else {
         return;
-    }
-    let lab = Lab::new("chaos-stop");
-    let file = lab.experiment("chaos-stop");
-    let seed = seed(2);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    };
+    let (seed, runs) = lab.runs_at_instants(&file, 2);
     let mut failures = 0;
-    for i in 0..instants() {
-        let at = Duration::from_micros(rng.random_range(0..RUN_SPAN.as_micros() as u64));
-        let mut run = lab.start_run(&file);
-        let group = Pid::from_raw(-(run.id() as i32));
+    for (i, at, mut run) in runs {
+        let group = Pid::from_raw(-(run.pid() as i32));
         std::thread::sleep(at);
         kill(group, Signal::SIGSTOP).unwrap();
         let stopped = Instant::now();
@@ -371,13 +384,8 @@ fn controller_process_group_stopped_at_random_instants_is_reverted_at_lease() {
             "-".into()
         };
         let cleaned = lab.wait_clean(stopped, LEASE + SLACK);
-        eprintln!(
-            "chaos: case=sigstop seed={seed} instant={i} at_ms={} held=[{}] request_under_latency={latency_ok} clean={} revert_ms={}",
-            at.as_millis(),
-            held.join("; "),
-            cleaned.is_ok(),
-            cleaned.as_ref().map_or(stopped.elapsed(), |d| *d).as_millis()
-        );
+        let extra = format!("request_under_latency={latency_ok} ");
+        chaos_line("sigstop", seed, i, at, &held, &extra, &cleaned, stopped);
         if let Err(left) = cleaned {
             if !keep_going() {
                 let _ = kill(group, Signal::SIGKILL);
@@ -391,24 +399,14 @@ fn controller_process_group_stopped_at_random_instants_is_reverted_at_lease() {
         }
         // The guardian is alive (its controller may come back) and holds nothing.
         kill(group, Signal::SIGCONT).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while run.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "resumed controller never finished"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        reap(
+            &mut run,
+            Duration::from_secs(30),
+            "the resumed controller to finish",
+        );
         let left = lab.wait_clean(Instant::now(), Duration::from_secs(5));
         assert!(left.is_ok(), "after the resumed run ended: {left:?}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !lab.guardians().is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "guardian outlived its finished controller"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        lab.wait_no_guardian(Duration::from_secs(10), "after its controller finished");
     }
     assert_eq!(failures, 0, "instants that left something behind");
 }
@@ -417,7 +415,6 @@ fn controller_process_group_stopped_at_random_instants_is_reverted_at_lease() {
 /// controller SIGKILLed (guardian first, so nobody reverts): the rule stays in `ns` and
 /// the record in the ledger under `state`.
 fn orphan_a_rule_in(ns: &Netns, state: &Path, dir: &Path) -> PathBuf {
-    use std::os::unix::process::CommandExt;
     let file = dir.join(format!("{}.yaml", ns.0));
     std::fs::write(
         &file,
@@ -438,30 +435,17 @@ spec:
         ),
     )
     .unwrap();
-    let mut run = ns
-        .command(env!("CARGO_BIN_EXE_shakeout"))
-        .args(["run", "-q"])
-        .arg(&file)
-        .env("SHAKEOUT_STATE_DIR", state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ns.has_shakeout_table() {
-        assert!(
-            Instant::now() < deadline,
-            "the blackhole never appeared in {}",
-            ns.0
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut run = start_run_in(ns, &file, state, None);
+    wait_for(
+        &format!("the blackhole in {}", ns.0),
+        Duration::from_secs(20),
+        || ns.has_shakeout_table(),
+    );
     for g in guardians_of(state) {
         kill(Pid::from_raw(g as i32), Signal::SIGKILL).unwrap();
     }
-    kill(Pid::from_raw(run.id() as i32), Signal::SIGKILL).unwrap();
-    reap(&mut run);
+    run.signal(Signal::SIGKILL);
+    reap(&mut run, Duration::from_secs(10), "the killed run to end");
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         ns.has_shakeout_table(),
@@ -474,7 +458,7 @@ spec:
 /// `shakeout preflight FILE` from the test's own (host) namespace on `state`: its
 /// guardian sweeps what dead guardians left. Returns stdout and stderr.
 fn sweep_from_host(file: &Path, state: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_shakeout"))
+    let out = shakeout()
         .arg("preflight")
         .arg(file)
         .env("SHAKEOUT_STATE_DIR", state)
@@ -487,20 +471,11 @@ fn sweep_from_host(file: &Path, state: &Path) -> String {
     )
 }
 
-fn host_has_shakeout_table() -> bool {
-    Command::new("nft")
-        .args(["list", "table", "inet", "shakeout"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn a_fault_left_in_another_namespace_is_swept_there_or_reported_gone() {
     if !root_or_skip(
         "a_fault_left_in_another_namespace_is_swept_there_or_reported_gone",
-        "network namespaces, nftables, iptables",
+        NEEDS,
     ) {
         return;
     }
@@ -560,21 +535,17 @@ fn a_fault_left_in_another_namespace_is_swept_there_or_reported_gone() {
 
 #[test]
 fn a_guardian_killed_mid_run_is_swept_at_once_by_its_living_controller() {
-    if !root_or_skip(
+    let Some((lab, file)) = Lab::for_test(
         "a_guardian_killed_mid_run_is_swept_at_once_by_its_living_controller",
-        "network namespaces, nftables, iptables",
-    ) {
+        "chaos-guard",
+    ) else {
         return;
-    }
-    let lab = Lab::new("chaos-guard");
-    let file = lab.experiment("chaos-guard");
+    };
     let mut run = lab.start_run(&file);
     // Kill the guardian while the latency fault and the pause are held.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !(lab.ns.has_shakeout_iptables_rule() && state(lab.sleeper.pid()) == Some('T')) {
-        assert!(Instant::now() < deadline, "the faults never appeared");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for("the faults", Duration::from_secs(20), || {
+        lab.ns.has_shakeout_iptables_rule() && state(lab.sleeper.pid()) == Some('T')
+    });
     let guardians = lab.guardians();
     assert_eq!(guardians.len(), 1, "{guardians:?}");
     kill(Pid::from_raw(guardians[0] as i32), Signal::SIGKILL).unwrap();
@@ -589,27 +560,22 @@ fn a_guardian_killed_mid_run_is_swept_at_once_by_its_living_controller() {
             .as_millis()
     );
     assert!(cleaned.is_ok(), "after the guardian died: {cleaned:?}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = run.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the controller never finished");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(lab.dir.path().join("report.json")).unwrap())
-            .unwrap();
-    let events = report["events"].to_string();
+    reap(
+        &mut run,
+        Duration::from_secs(30),
+        "the controller to finish",
+    );
+    let status = run.wait();
+    let report = Report::read(&lab.report_path()).unwrap();
     assert!(
-        events.contains("guardian") && events.contains("swept the dead guardian's ledger"),
-        "{events}"
+        report.has_event("guardian") && report.has_event("swept the dead guardian's ledger"),
+        "{:#}",
+        report.json()["events"]
     );
     // The faults it held were reverted (by the sweep), not left unconfirmed (exit 4).
-    assert_ne!(status.code(), Some(4), "{}", report["faults"]);
-    for f in report["faults"].as_array().unwrap() {
-        if f["name"] == "slow" || f["name"] == "freeze" {
-            assert_eq!(f["status"], "reverted", "{f}");
-        }
+    assert_ne!(status.code(), Some(4), "{}", report.json()["faults"]);
+    for name in ["slow", "freeze"] {
+        let f = report.fault(name);
+        assert_eq!(f.status, "reverted", "{f:#?}");
     }
 }

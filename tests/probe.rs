@@ -22,6 +22,7 @@ mod support {
     use shakeout::experiment::spec::ConnectionMode;
     use shakeout::probe::{
         self, HttpTarget, Pace, ProbeConfig, ProbeRecording, ProbeStats, Recorder, Target,
+        TcpTarget,
     };
     use shakeout_api::StatusRanges;
     use tokio::net::TcpListener;
@@ -150,6 +151,24 @@ mod support {
         }
     }
 
+    /// A TCP probe (connect only) of `address` at `rate`, with its bound and deadline.
+    pub fn tcp_probe(
+        address: SocketAddr,
+        rate: f64,
+        max_in_flight: usize,
+        timeout: Duration,
+    ) -> ProbeConfig {
+        ProbeConfig {
+            name: "tcp".into(),
+            pace: Pace::Rate(rate),
+            max_in_flight,
+            target: Target::Tcp(TcpTarget {
+                address: address.to_string(),
+                timeout,
+            }),
+        }
+    }
+
     /// A started probe with its clock.
     pub struct Run {
         pub origin: Instant,
@@ -197,8 +216,8 @@ mod support {
 use std::time::{Duration, Instant};
 
 use shakeout::experiment::spec::ConnectionMode;
-use shakeout::probe::{Outcome, Pace, ProbeConfig, ProbeRecording, Target, TcpTarget};
-use support::{http_probe, run_for, Run, Server};
+use shakeout::probe::{Outcome, Pace, ProbeConfig, ProbeRecording, Target};
+use support::{http_probe, run_for, tcp_probe, Run, Server};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -341,15 +360,7 @@ async fn nothing_listening_is_refused_for_http_and_tcp() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let url = format!("http://{addr}/");
-    let tcp = ProbeConfig {
-        name: "tcp".into(),
-        pace: Pace::Rate(100.0),
-        max_in_flight: 4,
-        target: Target::Tcp(TcpTarget {
-            address: addr.to_string(),
-            timeout: 500 * MS,
-        }),
-    };
+    let tcp = tcp_probe(addr, 100.0, 4, 500 * MS);
     let configs = [
         http_probe(&url, ConnectionMode::New, Pace::Rate(100.0), 4, 500 * MS),
         http_probe(
@@ -417,15 +428,7 @@ async fn a_full_accept_queue_is_a_connect_timeout() {
         }
     }
     assert!(full, "accept queue never filled");
-    let tcp = ProbeConfig {
-        name: "tcp".into(),
-        pace: Pace::Rate(50.0),
-        max_in_flight: 16,
-        target: Target::Tcp(TcpTarget {
-            address: addr.to_string(),
-            timeout: 200 * MS,
-        }),
-    };
+    let tcp = tcp_probe(addr, 50.0, 16, 200 * MS);
     let mut http = http_probe(
         &format!("http://{addr}/"),
         ConnectionMode::New,

@@ -7,21 +7,20 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
 
-mod common;
+mod kit;
 
-use common::{free_port, shakeout};
+use kit::exp::{fault, Experiment, Map};
+use kit::{free_port, Case, Ran};
 
 /// How the store misbehaves.
 #[derive(Clone, Default)]
@@ -183,44 +182,29 @@ async fn handle(
 /// Writes per second: margins are in write intervals (50 ms).
 const RATE: f64 = 20.0;
 
-fn run(dir: &Path, spec: &str) -> (Output, Value, Duration) {
-    let yaml = format!(
-        "apiVersion: shakeout/v1\nkind: Experiment\nmetadata: {{ name: rpo-http }}\nspec:\n{spec}"
-    );
-    let file = dir.join("exp.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let json = dir.join("report.json");
-    let started = Instant::now();
-    let out = shakeout()
-        .arg("run")
-        .arg(&file)
-        .arg("--json")
-        .arg(&json)
-        .arg("--quiet")
-        .output()
-        .unwrap();
-    let elapsed = started.elapsed();
-    let report = std::fs::read_to_string(&json)
-        .map(|t| serde_json::from_str(&t).unwrap())
-        .unwrap_or(Value::Null);
-    (out, report, elapsed)
+/// Runs `rpo-http` for 30 s (unless `duration` says otherwise) with `probe` and the rest
+/// `more` adds.
+fn run(case: &Case, duration: &str, more: impl FnOnce(Experiment) -> Experiment) -> Ran {
+    case.run(&case.write(more(Experiment::new("rpo-http", duration))))
 }
 
-fn explain(out: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+/// The write probe `name` at RATE through the HTTP backend: `write` holds the backend's
+/// requests (`http`) and any other write settings.
+fn write_probe(name: &str, write: Map) -> Map {
+    Map::named(name)
+        .with("rate", format!("{RATE}/s"))
+        .with("write", write)
 }
 
-fn verdict<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["verdicts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["id"] == id)
-        .unwrap_or_else(|| panic!("no verdict {id} in {:#}", report["verdicts"]))
+/// The requests of the store at `url` a write probe makes: a PUT of `{seq}` to
+/// `/kv/{key}` and, per `read`, how it reads back.
+fn http(url: &str, read: &str, read_url: String) -> Map {
+    Map::default()
+        .with(
+            "write",
+            format!(r#"{{ method: PUT, url: "{url}/kv/{{key}}", body: "{{seq}}" }}"#),
+        )
+        .with(read, format!(r#"{{ url: "{read_url}" }}"#))
 }
 
 #[test]
@@ -230,126 +214,101 @@ fn replayed_and_reordered_writes_are_counted_exactly() {
         reorder: true,
         ..Faults::default()
     });
-    let dir = tempfile::tempdir().unwrap();
     let url = svc.url();
-    let (out, report, _) = run(
-        dir.path(),
-        &format!(
-            r#"  duration: 30s
-  probes:
-    - name: log-write
-      rate: {RATE}/s
-      write:
-        http:
-          write: {{ method: PUT, url: "{url}/kv/{{key}}", body: "{{seq}}" }}
-          list: {{ url: "{url}/log?prefix={{run}}" }}
-          delete: {{ method: DELETE, url: "{url}/log?prefix={{run}}" }}
-  steadyState: {{ window: 2s }}
-  objectives:
-    rpo: {{ max: 0s, maxDuplicates: 0, maxOutOfOrder: 0 }}
-"#
-        ),
-    );
-    let write = &report["probes"][0]["write"];
-    let scheduled = write["scheduled"].as_u64().unwrap();
+    let log = format!("{url}/log?prefix={{run}}");
+    let http = http(&url, "list", log.clone())
+        .with("delete", format!(r#"{{ method: DELETE, url: "{log}" }}"#));
+    let ran = run(&Case::new(), "30s", |e| {
+        e.probe(write_probe("log-write", Map::default().with("http", http)))
+            .steady_state("{ window: 2s }")
+            .objective("rpo", "{ max: 0s, maxDuplicates: 0, maxOutOfOrder: 0 }")
+    });
+    let report = ran.report();
+    let write = report.probe("log-write").write();
+    let scheduled = write.scheduled;
     assert_eq!(
-        write["acknowledged"],
+        write.acknowledged,
         scheduled,
-        "{write:#}\n{}",
-        explain(&out)
+        "{write:#?}\n{}",
+        ran.explain()
     );
     let count = |rem: u64, below: u64| (0..below).filter(|s| s % 10 == rem).count() as u64;
-    assert_eq!(write["duplicated"], count(3, scheduled), "{write:#}");
+    assert_eq!(write.duplicated, Some(count(3, scheduled)), "{write:#?}");
     // A 6 is stored after its 7, so only when the 7 was written.
-    assert_eq!(write["outOfOrder"], count(6, scheduled - 1), "{write:#}");
+    assert_eq!(
+        write.out_of_order,
+        Some(count(6, scheduled - 1)),
+        "{write:#?}"
+    );
     // The last write, if a held 6, never got stored.
     let lost = u64::from(scheduled % 10 == 7);
-    assert_eq!(write["lost"], lost, "{write:#}");
-    assert_eq!(write["unacknowledgedPresent"], 0);
-    assert_eq!(
-        verdict(&report, "rpo/log-write/duplicates")["status"],
-        "fail"
-    );
-    assert_eq!(
-        verdict(&report, "rpo/log-write/outOfOrder")["status"],
-        "fail"
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", explain(&out));
+    assert_eq!(write.lost, Some(lost), "{write:#?}");
+    assert_eq!(write.unacknowledged_present, Some(0));
+    assert_eq!(report.verdict("rpo/log-write/duplicates").status, "fail");
+    assert_eq!(report.verdict("rpo/log-write/outOfOrder").status, "fail");
+    assert_eq!(ran.code(), Some(1), "{}", ran.explain());
     // The one delete removed the run's log.
     assert!(svc.store.lock().unwrap().log.is_empty());
 }
 
 #[test]
 fn writes_dropped_during_a_fault_are_lost_and_the_window_matches_the_fault() {
-    let dir = tempfile::tempdir().unwrap();
-    let marker = dir.path().join("drop");
+    let case = Case::new();
+    let marker = case.path("drop");
     let svc = Service::start(Faults {
         drop_while: Some(marker.clone()),
         ..Faults::default()
     });
     let url = svc.url();
+    let key = format!("{url}/kv/{{key}}");
+    let http = http(&url, "read", key.clone())
+        .with("delete", format!(r#"{{ method: DELETE, url: "{key}" }}"#));
     let m = marker.display();
-    let (out, report, _) = run(
-        dir.path(),
-        &format!(
-            r#"  duration: 30s
-  probes:
-    - name: kv-write
-      rate: {RATE}/s
-      write:
-        timeout: 500ms
-        http:
-          write: {{ method: PUT, url: "{url}/kv/{{key}}", body: "{{seq}}" }}
-          read: {{ url: "{url}/kv/{{key}}" }}
-          delete: {{ method: DELETE, url: "{url}/kv/{{key}}" }}
-  steadyState: {{ window: 1s, availability: {{ min: 90% }} }}
-  faults:
-    - name: lose-writes
-      at: 1500ms
-      duration: 1s
-      exec: {{ command: [touch, "{m}"], revert: [rm, "{m}"] }}
-  objectives:
-    rpo: {{ max: 0s }}
-"#
-        ),
-    );
-    let write = &report["probes"][0]["write"];
+    let ran = run(&case, "30s", |e| {
+        e.probe(write_probe(
+            "kv-write",
+            Map::default().with("timeout", "500ms").with("http", http),
+        ))
+        .steady_state("{ window: 1s, availability: { min: 90% } }")
+        .fault(fault("lose-writes", "1500ms").with("duration", "1s").with(
+            "exec",
+            format!(r#"{{ command: [touch, "{m}"], revert: [rm, "{m}"] }}"#),
+        ))
+        .objective("rpo", "{ max: 0s }")
+    });
+    let report = ran.report();
+    let write = report.probe("kv-write").write();
     let interval = 1000.0 / RATE;
-    let fault = &report["faults"][0];
-    let at = |action: &str, field: &str| fault[action][field].as_f64().unwrap();
-    let window = &write["lossWindow"];
-    let (start, end) = (
-        window["startMs"].as_f64().unwrap(),
-        window["endMs"].as_f64().unwrap(),
-    );
+    let fault = report.fault("lose-writes");
+    let (apply, revert) = (fault.apply(), fault.revert());
+    let window = write.loss_window.as_ref().unwrap();
+    let (start, end) = (window.start_ms, window.end_ms);
     assert!(
-        start >= at("apply", "startedMs") - 2.0 * interval
-            && start <= at("apply", "endedMs") + 2.0 * interval,
+        start >= apply.started_ms - 2.0 * interval && start <= apply.ended_ms + 2.0 * interval,
         "window starts at {start} ms; the marker appeared {}..{} ms\n{}",
-        at("apply", "startedMs"),
-        at("apply", "endedMs"),
-        explain(&out)
+        apply.started_ms,
+        apply.ended_ms,
+        ran.explain()
     );
     assert!(
-        end >= at("revert", "startedMs") - 2.0 * interval
-            && end <= at("revert", "endedMs") + 2.0 * interval,
+        end >= revert.started_ms - 2.0 * interval && end <= revert.ended_ms + 2.0 * interval,
         "window ends at {end} ms; the marker went {}..{} ms",
-        at("revert", "startedMs"),
-        at("revert", "endedMs")
+        revert.started_ms,
+        revert.ended_ms
     );
     // Every write in the window was dropped: lost = window / interval.
-    let duration = window["durationMs"].as_f64().unwrap();
-    assert_eq!(
-        write["lost"].as_f64().unwrap(),
-        (duration / interval).round()
-    );
-    assert_eq!(verdict(&report, "rpo/kv-write")["status"], "fail");
+    let duration = window.duration_ms;
+    assert_eq!(write.lost.unwrap() as f64, (duration / interval).round());
+    assert_eq!(report.verdict("rpo/kv-write").status, "fail");
     // Per-key reads see no order: those counts are absent, not zero.
-    assert!(write.get("duplicated").is_none(), "{write:#}");
+    assert!(write.duplicated.is_none(), "{write:#?}");
     // Cleanup deleted every key of the run.
     assert!(svc.store.lock().unwrap().kv.is_empty());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("faults: lose-writes at 1.50s"), "{stdout}");
+    assert!(
+        ran.stdout().contains("faults: lose-writes at 1.50s"),
+        "{}",
+        ran.stdout()
+    );
 }
 
 #[test]
@@ -358,82 +317,78 @@ fn a_stalled_read_back_is_not_measured_and_bounded_in_time() {
         stall_reads: true,
         ..Faults::default()
     });
-    let dir = tempfile::tempdir().unwrap();
     let url = svc.url();
-    let (out, report, elapsed) = run(
-        dir.path(),
-        &format!(
-            r#"  duration: 30s
-  probes:
-    - name: kv-write
-      rate: {RATE}/s
-      write:
-        readBack: {{ timeout: 2s }}
-        http:
-          write: {{ method: PUT, url: "{url}/kv/{{key}}", body: "{{seq}}" }}
-          read: {{ url: "{url}/kv/{{key}}" }}
-  steadyState: {{ window: 1s }}
-  objectives:
-    rpo: {{ max: 0s }}
-"#
-        ),
-    );
-    let v = verdict(&report, "rpo/kv-write");
-    assert_eq!(v["status"], "notMeasured", "{v:#}\n{}", explain(&out));
+    let http = http(&url, "read", format!("{url}/kv/{{key}}"));
+    let ran = run(&Case::new(), "30s", |e| {
+        e.probe(write_probe(
+            "kv-write",
+            Map::default()
+                .with("readBack", "{ timeout: 2s }")
+                .with("http", http),
+        ))
+        .steady_state("{ window: 1s }")
+        .objective("rpo", "{ max: 0s }")
+    });
+    let report = ran.report();
+    let v = report.verdict("rpo/kv-write");
+    assert_eq!(v.status, "notMeasured", "{v:#?}\n{}", ran.explain());
     assert!(
-        v["note"]
-            .as_str()
+        v.note
+            .as_ref()
             .unwrap()
             .contains("read-back timed out after 2s"),
-        "{v:#}"
+        "{v:#?}"
     );
-    let write = &report["probes"][0]["write"];
-    assert!(write.get("lost").is_none(), "{write:#}");
+    let write = report.probe("kv-write").write();
+    assert!(write.lost.is_none(), "{write:#?}");
     // No delete configured: the keys stay, and the report says so.
-    assert_eq!(write["keysKept"], true);
+    assert!(write.keys_kept);
     // The run took its own duration, the 2s read-back, and startup: not the stall.
-    let run_s = report["run"]["durationMs"].as_f64().unwrap() / 1000.0;
-    let over = elapsed.as_secs_f64() - run_s;
+    let run_s = report.run.duration_ms / 1000.0;
+    let over = ran.elapsed.as_secs_f64() - run_s;
     assert!(over < 2.0 + 5.0, "{over:.1}s past the run's end");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("read-back timed out"), "{stdout}");
+    assert!(
+        ran.stdout().contains("read-back timed out"),
+        "{}",
+        ran.stdout()
+    );
 }
 
 #[test]
 fn an_unreachable_backend_is_exit_3_before_anything_runs() {
-    let dir = tempfile::tempdir().unwrap();
+    let case = Case::new();
     let (up, down) = (free_port(), free_port());
-    let d = dir.path().display();
+    let d = case.dir().display();
     // A real service that must be stopped again: redis on `up`; the probe writes to `down`.
-    let (out, report, _) = run(
-        dir.path(),
-        &format!(
-            r#"  duration: 10s
-  services:
-    - name: redis
-      command: [redis-server, --port, "{up}", --bind, 127.0.0.1, --save, "", --dir, "{d}"]
-      ready: {{ tcp: "127.0.0.1:{up}", within: 10s }}
-  probes:
-    - name: kv-write
-      rate: 10/s
-      write:
-        redis: {{ url: "redis://127.0.0.1:{down}/0" }}
-  faults:
-    - name: marker
-      at: 1s
-      exec: {{ command: [touch, "{d}/fault-ran"] }}
-"#
-        ),
-    );
-    assert_eq!(out.status.code(), Some(3), "{}", explain(&out));
-    let reason = report["run"]["reason"].as_str().unwrap();
+    let ran = run(&case, "10s", |e| {
+        e.service(
+            Map::named("redis")
+                .with(
+                    "command",
+                    format!(r#"[redis-server, --port, "{up}", --bind, 127.0.0.1, --save, "", --dir, "{d}"]"#),
+                )
+                .with("ready", format!(r#"{{ tcp: "127.0.0.1:{up}", within: 10s }}"#)),
+        )
+        .probe(
+            Map::named("kv-write").with("rate", "10/s").with(
+                "write",
+                format!(r#"{{ redis: {{ url: "redis://127.0.0.1:{down}/0" }} }}"#),
+            ),
+        )
+        .fault(fault("marker", "1s").with(
+            "exec",
+            format!(r#"{{ command: [touch, "{d}/fault-ran"] }}"#),
+        ))
+    });
+    assert_eq!(ran.code(), Some(3), "{}", ran.explain());
+    let reason = ran.report().run.reason.clone().unwrap();
     assert!(
         reason.contains("probe `kv-write`: write backend unreachable before the run"),
         "{reason}"
     );
-    assert!(!dir.path().join("fault-ran").exists());
+    assert!(!case.path("fault-ran").exists());
     assert!(
-        std::net::TcpStream::connect(("127.0.0.1", up)).is_err(),
+        !kit::process::listening(up),
         "the redis service was left running on port {up}"
     );
 }

@@ -5,46 +5,33 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
 
-mod common;
+mod kit;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::free_port;
+use kit::process::{flush_origin, sample_service};
+use kit::{free_port, Owned};
+use nix::sys::signal::Signal;
 
-/// A running sample service, killed on drop so a failed assertion leaves nothing behind.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(port: u16, dir: &Path, durability: &str) -> Service {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shakeout"))
-        .args([
-            "sample-service",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--durability",
-            durability,
-            "--data-dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// The sample service on `port` keeping its data in `dir` with `durability`, once it
+/// listens.
+fn start(port: u16, dir: &Path, durability: &str) -> Owned {
+    let mut service = Owned::spawn(
+        sample_service(port)
+            .args(["--durability", durability, "--data-dir"])
+            .arg(dir)
+            .stdout(Stdio::piped()),
+    );
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(service.stdout())
         .read_line(&mut line)
         .unwrap();
     assert!(line.contains("listening"), "{line}");
-    Service(child)
+    service
 }
 
 /// One HTTP/1.1 request on its own connection; the status code.
@@ -71,7 +58,7 @@ fn unix_ms() -> u128 {
 /// per acknowledged write, how long before the kill it was acknowledged.
 fn write_then_kill(
     port: u16,
-    service: &mut Service,
+    service: &mut Owned,
     interval: Duration,
     kill_at: u128,
 ) -> Vec<Duration> {
@@ -90,9 +77,9 @@ fn write_then_kill(
             std::thread::sleep(wait);
         }
     }
-    service.0.kill().unwrap();
+    service.signal(Signal::SIGKILL);
     let killed = start.elapsed();
-    service.0.wait().unwrap();
+    service.wait();
     acked_at.iter().map(|t| killed.saturating_sub(*t)).collect()
 }
 
@@ -136,13 +123,7 @@ fn flush_loses_exactly_what_was_acknowledged_since_the_last_tick() {
     let interval = Duration::from_millis(5);
     let mut child = start(port, dir.path(), "flush:300ms");
     // The first line: the instance about to be killed (a restart appends its own).
-    let origin: u128 = std::fs::read_to_string(dir.path().join("flush.origin"))
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let origin = flush_origin(dir.path());
     // Kill half-way through a cycle, after at least a second of writes.
     let tick = (unix_ms() + 1000 - origin).div_ceil(flush);
     let kill_at = origin + tick * flush + flush / 2;

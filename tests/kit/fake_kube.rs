@@ -4,10 +4,15 @@
 //! Ready after a delay; graceful deletion; injected 403/404/409/429 Status errors).
 //! It runs on its own thread and runtime so sync tests can drive it; dropping the
 //! handle stops the server, every connection and every pending state change.
-
-#![allow(dead_code)] // each test file uses a subset
+//!
+//! Two ways in, one server: over HTTP (`url`, `write_kubeconfig`: the `shakeout` binary,
+//! or a `kube` client from a kubeconfig) and in process (`client`: a `kube::Client` with
+//! no socket, for library code under test). Either way the handle sets the cluster up,
+//! injects failures (`fail_next`, `set_ready`) and shows what happened (`pods`,
+//! `deleted`, `requests`).
 
 mod cluster;
+mod in_process;
 mod objects;
 mod portforward;
 pub mod selector;
@@ -23,6 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use cluster::labels_map;
 #[allow(unused_imports)]
 pub use cluster::MAX_TERMINATION;
 #[allow(unused_imports)]
@@ -97,6 +103,13 @@ impl FakeCluster {
         self.shared.port
     }
 
+    /// A client talking to this server in process: no socket, no kubeconfig (default
+    /// namespace `default`). Port-forward needs the HTTP server (`url`,
+    /// `write_kubeconfig`). Call it inside a Tokio runtime.
+    pub fn client(&self) -> kube::Client {
+        kube::Client::new(in_process::InProcess(self.shared.clone()), "default")
+    }
+
     /// Writes a kubeconfig (server = url(), user token TOKEN, namespace default) with one
     /// context named `context`, set as current-context.
     pub fn write_kubeconfig(&self, path: &Path, context: &str) {
@@ -133,9 +146,14 @@ impl FakeCluster {
         nodes: &[&str],
         ready_delay: Duration,
     ) {
-        self.shared
-            .lock()
-            .add_replicaset(ns, name, labels, replicas, nodes, ready_delay);
+        let nodes = nodes.iter().map(|n| n.to_string()).collect();
+        self.shared.lock().add_replicaset(
+            (ns.into(), name.into()),
+            labels_map(labels),
+            replicas,
+            nodes,
+            ready_delay,
+        );
     }
 
     /// A bare pod (no owner): not replaced when deleted. Returns its uid. A pod that is
@@ -148,7 +166,9 @@ impl FakeCluster {
         node: &str,
         ready: bool,
     ) -> String {
-        self.shared.lock().add_pod(ns, name, labels, node, ready)
+        self.shared
+            .lock()
+            .add_pod((ns.into(), name.into()), labels_map(labels), node, ready)
     }
 
     /// The agent DaemonSet: the DaemonSet `name` in `ns` selecting `labels`, and one
@@ -162,9 +182,19 @@ impl FakeCluster {
         nodes: &[&str],
         local_ports: &[u16],
     ) {
+        assert_eq!(
+            nodes.len(),
+            local_ports.len(),
+            "add_daemonset: one local port per node"
+        );
+        let placement = nodes
+            .iter()
+            .map(|n| n.to_string())
+            .zip(local_ports.iter().copied())
+            .collect();
         self.shared
             .lock()
-            .add_daemonset(ns, name, labels, nodes, local_ports);
+            .add_daemonset((ns.into(), name.into()), labels_map(labels), placement);
     }
 
     /// Current pods in `ns` (including terminating ones), by name.

@@ -4,6 +4,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::process::{as_sample_service, Owned, BIN};
+
 /// A named network namespace with its loopback up.
 pub struct Netns(pub String);
 
@@ -35,14 +37,29 @@ impl Netns {
         c
     }
 
+    /// A process living in the namespace: it names the namespace for an agent (`pid`).
+    pub fn holder(&self) -> Owned {
+        Owned::spawn(self.command("sleep").arg("600"))
+    }
+
+    /// The sample service on 127.0.0.1:`port` inside the namespace.
+    pub fn sample_service(&self, port: u16) -> Command {
+        as_sample_service(self.command(BIN), port)
+    }
+
     /// Whether our nft table exists in the namespace.
     pub fn has_shakeout_table(&self) -> bool {
-        self.command("nft")
-            .args(["list", "table", "inet", "shakeout"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        has_shakeout_table(self.command("nft"))
+    }
+
+    /// `nft list tables` in the namespace.
+    pub fn nft_tables(&self) -> String {
+        let out = self
+            .command("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Whether any iptables rule or chain of ours exists in the namespace (v4 and v6).
@@ -80,6 +97,20 @@ impl Netns {
         assert!(status.success(), "connect to {port} in {} failed", self.0);
         started.elapsed()
     }
+}
+
+/// Whether `nft` (here or inside a namespace) lists our table.
+fn has_shakeout_table(mut nft: Command) -> bool {
+    nft.args(["list", "table", "inet", "shakeout"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether our nft table exists in the test's own (host) namespace.
+pub fn host_has_shakeout_table() -> bool {
+    has_shakeout_table(Command::new("nft"))
 }
 
 impl Drop for Netns {

@@ -190,7 +190,7 @@ pub fn new_uid() -> String {
     )
 }
 
-fn labels_map(labels: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub fn labels_map(labels: &[(&str, &str)]) -> BTreeMap<String, String> {
     labels
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -338,60 +338,54 @@ impl Cluster {
         }
     }
 
+    /// The bare pod `key` (no owner), Running; Ready or failing its readiness probe.
+    /// Returns its uid.
     pub fn add_pod(
         &mut self,
-        ns: &str,
-        name: &str,
-        labels: &[(&str, &str)],
+        key: Key,
+        labels: BTreeMap<String, String>,
         node: &str,
         ready: bool,
     ) -> String {
-        let mut pod = self.new_pod(
-            labels_map(labels),
-            node,
-            ready,
-            None,
-            None,
-            "app",
-            "nginx:1.27",
-        );
+        let mut pod = self.new_pod(labels, node, ready, None, None, "app", "nginx:1.27");
         // A bare pod that is not ready is running but failing its readiness probe.
         pod.phase = Phase::Running;
         let uid = pod.uid.clone();
-        self.insert_pod((ns.into(), name.into()), pod);
+        self.insert_pod(key, pod);
         uid
     }
 
+    /// The ReplicaSet `key` with `replicas` Ready pods placed round-robin on `nodes`;
+    /// a replacement turns Ready `ready_delay` after it appears.
     pub fn add_replicaset(
         &mut self,
-        ns: &str,
-        name: &str,
-        labels: &[(&str, &str)],
+        key: Key,
+        labels: BTreeMap<String, String>,
         replicas: u32,
-        nodes: &[&str],
+        nodes: Vec<String>,
         ready_delay: Duration,
     ) {
-        for n in nodes {
+        for n in &nodes {
             self.add_node(n);
         }
+        let name = &key.1;
         let rs = Workload {
             uid: new_uid(),
             rv: self.bump(),
-            labels: labels_map(labels),
+            labels,
             creation_ts: Timestamp::now(),
-            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            nodes,
             replicas,
             ready_delay,
             container: name.to_string(),
             image: format!("registry.example/{name}:1.0"),
         };
-        let key: Key = (ns.into(), name.into());
         self.replicasets.insert(key.clone(), rs.clone());
         for i in 0..replicas as usize {
-            let node = nodes
-                .get(i % nodes.len().max(1))
-                .copied()
-                .unwrap_or("node-0");
+            let node = rs
+                .nodes
+                .get(i % rs.nodes.len().max(1))
+                .map_or("node-0", String::as_str);
             self.spawn_rs_pod(&key, &rs, node, true);
         }
     }
@@ -422,40 +416,36 @@ impl Cluster {
         pod_key
     }
 
+    /// The DaemonSet `key`: one Ready pod `{name}-{node}` per (node, local port) of
+    /// `placement`, port-forwarded to that port.
     pub fn add_daemonset(
         &mut self,
-        ns: &str,
-        name: &str,
-        labels: &[(&str, &str)],
-        nodes: &[&str],
-        local_ports: &[u16],
+        key: Key,
+        labels: BTreeMap<String, String>,
+        placement: Vec<(String, u16)>,
     ) {
-        assert_eq!(
-            nodes.len(),
-            local_ports.len(),
-            "add_daemonset: one local port per node"
-        );
         let ds = Workload {
             uid: new_uid(),
             rv: self.bump(),
-            labels: labels_map(labels),
+            labels,
             creation_ts: Timestamp::now(),
-            nodes: nodes.iter().map(|n| n.to_string()).collect(),
-            replicas: nodes.len() as u32,
+            nodes: placement.iter().map(|(n, _)| n.clone()).collect(),
+            replicas: placement.len() as u32,
             ready_delay: Duration::ZERO,
             container: "agent".into(),
             image: "registry.example/shakeout-agent:0.1.0".into(),
         };
-        self.daemonsets.insert((ns.into(), name.into()), ds.clone());
-        for (node, port) in nodes.iter().zip(local_ports) {
+        self.daemonsets.insert(key.clone(), ds.clone());
+        let (ns, name) = key;
+        for (node, port) in placement {
             let owner = OwnerRef {
                 kind: "DaemonSet",
-                name: name.into(),
+                name: name.clone(),
                 uid: ds.uid.clone(),
             };
             let mut pod = self.new_pod(
                 ds.labels.clone(),
-                node,
+                &node,
                 true,
                 Some(owner),
                 Some(format!("{name}-")),
@@ -463,8 +453,8 @@ impl Cluster {
                 &ds.image,
             );
             pod.pod_ip = "127.0.0.1".into();
-            pod.forward_to = Some(*port);
-            self.insert_pod((ns.into(), format!("{name}-{node}")), pod);
+            pod.forward_to = Some(port);
+            self.insert_pod((ns.clone(), format!("{name}-{node}")), pod);
         }
     }
 

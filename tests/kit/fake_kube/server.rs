@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -24,6 +23,18 @@ use super::status::{injected_error, method_not_allowed, not_found_path, target, 
 use super::{objects, portforward, watch, FakeCluster, VERSION};
 
 pub type Body = BoxBody<Bytes, Infallible>;
+
+/// A request body the server reads: hyper's from a connection, or the in-process
+/// client's.
+pub trait RequestBody:
+    hyper::body::Body<Data = Bytes, Error: std::fmt::Display> + Send + 'static
+{
+}
+
+impl<B: hyper::body::Body<Data = Bytes, Error: std::fmt::Display> + Send + 'static> RequestBody
+    for B
+{
+}
 
 /// State shared by the server's tasks and the test's `FakeCluster` handle.
 pub struct Shared {
@@ -141,7 +152,11 @@ pub fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// Answers one request, whichever way it came (a connection or the in-process client).
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<impl RequestBody>,
+) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let raw_query = req.uri().query().unwrap_or("").to_string();
@@ -172,7 +187,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
 
 async fn route(
     shared: Arc<Shared>,
-    req: Request<Incoming>,
+    req: Request<impl RequestBody>,
     method: &Method,
     path: &str,
     query: &[(String, String)],
@@ -559,7 +574,7 @@ fn delete_options(body: &[u8], query: &[(String, String)]) -> Result<DeleteOpts,
 
 async fn delete_pod(
     shared: &Arc<Shared>,
-    req: Request<Incoming>,
+    req: Request<impl RequestBody>,
     key: Key,
     query: &[(String, String)],
 ) -> Result<Response<Body>, ApiError> {

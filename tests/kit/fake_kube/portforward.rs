@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use hyper::body::Incoming;
 use hyper::header::{
     HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
     UPGRADE,
@@ -26,7 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::cluster::{Key, Phase};
-use super::server::{full, Body, Shared};
+use super::server::{full, Body, RequestBody, Shared};
 use super::status::ApiError;
 
 /// The one subprotocol the kubelet's WebSocket port-forward speaks in binary.
@@ -36,7 +35,7 @@ pub const PROTOCOL: &str = "v4.channel.k8s.io";
 /// the upgraded connection on the server's runtime.
 pub fn upgrade(
     shared: &Arc<Shared>,
-    mut req: Request<Incoming>,
+    mut req: Request<impl RequestBody>,
     key: Key,
     query: &[(String, String)],
 ) -> Result<Response<Body>, ApiError> {
@@ -111,6 +110,15 @@ pub fn upgrade(
         )));
     }
 
+    if req
+        .extensions()
+        .get::<hyper::upgrade::OnUpgrade>()
+        .is_none()
+    {
+        return Err(ApiError::bad_request(
+            "the in-process client has no connection to upgrade: port-forward through the HTTP server (url(), write_kubeconfig)",
+        ));
+    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let target = Target {
         pod: key.1.clone(),
