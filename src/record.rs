@@ -170,6 +170,20 @@ pub struct FaultRecord {
     pub error: Option<String>,
 }
 
+/// Whether a pod deletion's workloads replaced the deleted pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PodRecovery {
+    /// Every owner had its Ready count back.
+    Recovered,
+    /// Not within `recoveryTimeout` or before the run ended.
+    NotRecovered,
+    /// Bare pods: nothing replaces them.
+    NoOwner,
+    /// A dry run, or nothing was deleted.
+    NotMeasured,
+}
+
 /// A pod a fault chose, as the report shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -210,10 +224,9 @@ pub struct PodFaultRecord {
     /// When the first deletion was sent, ms from origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_ms: Option<f64>,
-    /// `recovered`, `notRecovered`, `noOwner` (bare pods: nothing replaces them),
-    /// `notMeasured` (dry run, or nothing deleted).
+    /// Whether the deleted pods' workloads replaced them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recovery: Option<String>,
+    pub recovery: Option<PodRecovery>,
     /// From the first deletion until every owner had its Ready count back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_ms: Option<f64>,

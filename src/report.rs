@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::probe::write::{LossWindowReport, ReadBackReport, WriteReport};
 pub use crate::record::{
     ActionRecord as ActionReport, AgentActionRecord as AgentActionReport, ChosenPod, Event,
-    FaultRecord as FaultReport, FaultStatus, PodFaultRecord as PodFaultReport,
+    FaultRecord as FaultReport, FaultStatus, PodFaultRecord as PodFaultReport, PodRecovery,
 };
 pub use crate::text::ms;
 pub use crate::verdict::{RtoReport, RunStatus, Verdict, VerdictStatus};

@@ -8,7 +8,7 @@ use crate::experiment::spec::{During, LatencyBounds};
 use crate::experiment::Experiment;
 use crate::probe::write::WriteReport;
 use crate::probe::{Phase, PhaseStats, ProbeRecording};
-use crate::record::{ActionRecord, FaultRecord, FaultStatus};
+use crate::record::{ActionRecord, FaultRecord, FaultStatus, PodRecovery};
 use crate::text::duration;
 
 pub mod judge;
@@ -305,8 +305,8 @@ fn pod_recovery_verdicts(
                 .and_then(|p| p.recovery_resolution_ms)
                 .map(|r| format!(" (resolution {r:.0}ms)"))
                 .unwrap_or_default();
-            let (status, measured, note) = match (p.and_then(|p| p.recovery.as_deref()), p) {
-                (Some("recovered"), Some(p)) => {
+            let (status, measured, note) = match (p.and_then(|p| p.recovery), p) {
+                (Some(PodRecovery::Recovered), Some(p)) => {
                     let d = Duration::from_secs_f64(p.recovery_ms.unwrap_or(0.0) / 1000.0);
                     let status = if d <= max {
                         VerdictStatus::Pass
@@ -315,12 +315,12 @@ fn pod_recovery_verdicts(
                     };
                     (status, Some(format!("{}{resolution}", duration(d))), None)
                 }
-                (Some("notRecovered"), Some(p)) => (
+                (Some(PodRecovery::NotRecovered), Some(p)) => (
                     VerdictStatus::Fail,
                     Some("not recovered".into()),
                     p.errors.last().cloned(),
                 ),
-                (Some("noOwner"), _) => (
+                (Some(PodRecovery::NoOwner), _) => (
                     VerdictStatus::NotMeasured,
                     None,
                     Some("the deleted pods had no owner: nothing replaces them".into()),

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    ActionReport, FaultReport, FaultStatus, ProbeReport, RtoReport, RunStatus, Verdict,
-    VerdictStatus, WriteReport,
+    ActionReport, FaultReport, FaultStatus, PodRecovery, ProbeReport, RtoReport, RunStatus,
+    Verdict, VerdictStatus, WriteReport,
 };
 
 pub(crate) use crate::text::{duration_ms as duration, NONE};
@@ -250,14 +250,14 @@ pub(crate) fn pods_summary(p: &crate::report::PodFaultReport) -> String {
     } else if p.deleted > 0 {
         parts.push(format!("{} deleted", p.deleted));
     }
-    match p.recovery.as_deref() {
-        Some("recovered") => parts.push(format!(
+    match p.recovery {
+        Some(PodRecovery::Recovered) => parts.push(format!(
             "replacements Ready after {} (resolution {})",
             opt_duration(p.recovery_ms),
             opt_duration(p.recovery_resolution_ms)
         )),
-        Some("noOwner") => parts.push("no owner: nothing replaces them".into()),
-        Some("notRecovered") => parts.push("replacements NOT Ready".into()),
+        Some(PodRecovery::NoOwner) => parts.push("no owner: nothing replaces them".into()),
+        Some(PodRecovery::NotRecovered) => parts.push("replacements NOT Ready".into()),
         _ => {}
     }
     for e in &p.errors {

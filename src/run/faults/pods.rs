@@ -13,6 +13,7 @@ use crate::fault::request;
 use crate::kube::pods::{self, PodRef, Recovery};
 use crate::record::{
     ChosenPod, FaultRecord as FaultReport, FaultStatus, PodFaultRecord as PodFaultReport,
+    PodRecovery,
 };
 use crate::text::{duration, ms};
 
@@ -205,7 +206,7 @@ impl FaultTask {
                     listing.join(", ")
                 ),
             );
-            pr.recovery = Some("notMeasured".into());
+            pr.recovery = Some(PodRecovery::NotMeasured);
             report.status = if failed {
                 FaultStatus::Failed
             } else {
@@ -224,7 +225,7 @@ impl FaultTask {
             FaultStatus::Applied
         };
         if gone.is_empty() {
-            pr.recovery = Some("notMeasured".into());
+            pr.recovery = Some(PodRecovery::NotMeasured);
             report.pods = Some(pr);
             return report;
         }
@@ -236,7 +237,7 @@ impl FaultTask {
             .filter_map(|p| p.owner.as_deref())
             .collect();
         if owners.is_empty() && gone.iter().any(|p| p.owner.is_some()) {
-            pr.recovery = Some("notMeasured".into());
+            pr.recovery = Some(PodRecovery::NotMeasured);
             pr.errors
                 .push("none of the deleted pods was Ready: no Ready count to recover".into());
             report.pods = Some(pr);
@@ -270,7 +271,7 @@ impl FaultTask {
                             .join(", ")
                     ),
                 );
-                pr.recovery = Some("recovered".into());
+                pr.recovery = Some(PodRecovery::Recovered);
                 pr.recovery_ms = Some(ms(d));
             }
             Recovery::NoOwner => {
@@ -278,12 +279,12 @@ impl FaultTask {
                     "fault",
                     format!("{name}: the deleted pods had no owner; nothing replaces them"),
                 );
-                pr.recovery = Some("noOwner".into());
+                pr.recovery = Some(PodRecovery::NoOwner);
             }
             Recovery::NotRecovered(why) => {
                 self.events
                     .push("fault", format!("{name}: replacements {why}"));
-                pr.recovery = Some("notRecovered".into());
+                pr.recovery = Some(PodRecovery::NotRecovered);
                 pr.errors.push(format!("replacements {why}"));
             }
         }
