@@ -28,6 +28,8 @@ pub struct Experiment {
     pub file: ExperimentFile,
     /// Where it was read from (for messages and relative paths).
     pub source: PathBuf,
+    /// The probes, each target parsed (in the file's order).
+    pub probes: Vec<model::Probe>,
     /// The fault timeline, each fault's action as an enum (in the file's order).
     pub faults: Vec<model::Fault>,
 }
@@ -186,9 +188,22 @@ pub fn parse(text: &str, source: &Path) -> Result<Experiment, LoadError> {
     }
     let file: ExperimentFile =
         serde_yaml::from_str(text).map_err(|e| yaml_error(&file_name, &e, "", None))?;
-    let diagnostics = check::check(&file, &positions, &file_name);
-    if !diagnostics.is_empty() {
-        return Err(LoadError { diagnostics });
+    let checked = check::check(&file, &positions, &file_name);
+    if !checked.problems.is_empty() {
+        return Err(LoadError {
+            diagnostics: checked.problems,
+        });
+    }
+    let mut probes = Vec::new();
+    for (i, p) in checked.probes.into_iter().enumerate() {
+        // The rules above refuse a probe they could not parse; this keeps that promise typed.
+        probes.push(p.ok_or_else(|| {
+            Diagnostic::at(
+                &file_name,
+                positions.nearest(&format!("spec.probes[{i}]")),
+                "this probe's target could not be read",
+            )
+        })?);
     }
     let mut faults = Vec::new();
     for (i, f) in file.spec.faults.iter().enumerate() {
@@ -205,6 +220,7 @@ pub fn parse(text: &str, source: &Path) -> Result<Experiment, LoadError> {
     Ok(Experiment {
         file,
         source: source.to_path_buf(),
+        probes,
         faults,
     })
 }

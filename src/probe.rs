@@ -15,20 +15,14 @@ mod tcp;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use hyper::header::{HeaderName, HeaderValue};
-use hyper::{HeaderMap, Method, Uri};
-use shakeout_api::StatusRanges;
 use tokio_util::sync::CancellationToken;
 
 pub use pace::{Pace, ProbeStats, RunningProbe};
 pub use record::{Bucket, Counts, Outcome, Phase, PhaseStats, ProbeRecording, Recorder};
 pub use write::WriteTarget;
 
-use crate::experiment::spec::{ConnectionMode, ProbeSpec};
-
-/// Default deadline of a probe, from its intended send time.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+pub use crate::experiment::model::{HttpTarget, TcpTarget, DEFAULT_TIMEOUT};
+use crate::experiment::model::{Probe, ProbeTarget};
 /// Ceiling for the default in-flight bound.
 pub const DEFAULT_MAX_IN_FLIGHT_CAP: usize = 1024;
 
@@ -50,30 +44,6 @@ pub enum Target {
     Http(HttpTarget),
     Tcp(TcpTarget),
     Write(WriteTarget),
-}
-
-/// An HTTP/1.1 probe target.
-#[derive(Debug, Clone)]
-pub struct HttpTarget {
-    pub method: Method,
-    pub uri: Uri,
-    /// `host:port` to connect to.
-    pub authority: String,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub expect_status: StatusRanges,
-    pub body_contains: Option<String>,
-    pub connection: ConnectionMode,
-}
-
-/// A TCP connect probe target.
-#[derive(Debug, Clone)]
-pub struct TcpTarget {
-    /// `host:port`.
-    pub address: String,
-    pub timeout: Duration,
 }
 
 impl Target {
@@ -104,81 +74,28 @@ impl Target {
 }
 
 impl ProbeConfig {
-    /// Build from a validated spec. Errors name the probe and the field. `run` is the
-    /// run id write probes prefix their keys with.
-    pub fn from_spec(spec: &ProbeSpec, run: &str) -> Result<Self, String> {
-        let ctx = |msg: String| format!("probe `{}`: {msg}", spec.name);
-        let target = match (&spec.http, &spec.tcp, &spec.write) {
-            (None, None, Some(w)) => Target::Write(WriteTarget::from_spec(w, run).map_err(ctx)?),
-            (Some(h), None, None) => {
-                let uri: Uri = h
-                    .url
-                    .parse()
-                    .map_err(|e| ctx(format!("http.url `{}`: {e}", h.url)))?;
-                if uri.scheme_str() != Some("http") {
-                    return Err(ctx(format!(
-                        "http.url `{}`: only http:// URLs are supported",
-                        h.url
-                    )));
-                }
-                let host = uri
-                    .host()
-                    .ok_or_else(|| ctx(format!("http.url `{}` has no host", h.url)))?;
-                let authority = format!("{}:{}", host, uri.port_u16().unwrap_or(80));
-                let method = match &h.method {
-                    Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-                        .map_err(|_| ctx(format!("http.method `{m}` is not an HTTP method")))?,
-                    None => Method::GET,
-                };
-                let mut headers = HeaderMap::new();
-                for (k, v) in &h.headers {
-                    let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
-                        ctx(format!("http.headers: `{k}` is not a valid header name"))
-                    })?;
-                    let value = HeaderValue::from_str(v).map_err(|_| {
-                        ctx(format!(
-                            "http.headers.{k}: value is not a valid header value"
-                        ))
-                    })?;
-                    headers.insert(name, value);
-                }
-                let timeout = h.timeout.map(|d| d.0).unwrap_or(DEFAULT_TIMEOUT);
-                let expect = h.expect.as_ref();
-                Target::Http(HttpTarget {
-                    method,
-                    authority,
-                    headers,
-                    body: Bytes::from(h.body.clone().unwrap_or_default()),
-                    timeout,
-                    connect_timeout: h
-                        .connect_timeout
-                        .map(|d| d.0)
-                        .unwrap_or(timeout)
-                        .min(timeout),
-                    expect_status: expect.and_then(|e| e.status.clone()).unwrap_or_default(),
-                    body_contains: expect.and_then(|e| e.body_contains.clone()),
-                    connection: h.connection.unwrap_or_default(),
-                    uri,
-                })
-            }
-            (None, Some(t), None) => Target::Tcp(TcpTarget {
-                address: t.address.clone(),
-                timeout: t.timeout.map(|d| d.0).unwrap_or(DEFAULT_TIMEOUT),
-            }),
-            _ => return Err(ctx("needs exactly one of `http`, `tcp` or `write`".into())),
+    /// Ready to run from a parsed probe. `run` is the run id write probes prefix their
+    /// keys with; a write backend is the only part made here, so the only error.
+    pub fn from_model(probe: &Probe, run: &str) -> Result<Self, String> {
+        let target = match &probe.target {
+            ProbeTarget::Http(h) => Target::Http(h.clone()),
+            ProbeTarget::Tcp(t) => Target::Tcp(t.clone()),
+            ProbeTarget::Write(w) => Target::Write(
+                WriteTarget::from_spec(w, run)
+                    .map_err(|e| format!("probe `{}`: {e}", probe.name))?,
+            ),
         };
-        let per_second = spec.rate.per_second;
-        let max_in_flight = match spec.max_in_flight {
+        let max_in_flight = match probe.max_in_flight {
             Some(n) => n.max(1) as usize,
             None => {
                 // Enough for every send of one timeout window to be in flight at once.
-                let needed = (per_second * target.timeout().as_secs_f64()).ceil() as usize + 1;
+                let needed = (probe.rate * target.timeout().as_secs_f64()).ceil() as usize + 1;
                 needed.clamp(4, DEFAULT_MAX_IN_FLIGHT_CAP)
             }
         };
         Ok(ProbeConfig {
-            name: spec.name.clone(),
-            pace: Pace::Rate(per_second),
+            name: probe.name.clone(),
+            pace: Pace::Rate(probe.rate),
             max_in_flight,
             target,
         })

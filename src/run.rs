@@ -49,10 +49,10 @@ pub async fn execute(
         .map(|d| d.0)
         .unwrap_or(DEFAULT_BUCKET);
     let run_id = probe::write::run_id();
-    let configs: Result<Vec<ProbeConfig>, String> = spec
+    let configs: Result<Vec<ProbeConfig>, String> = exp
         .probes
         .iter()
-        .map(|p| ProbeConfig::from_spec(p, &run_id))
+        .map(|p| ProbeConfig::from_model(p, &run_id))
         .collect();
     let configs = match configs {
         Ok(c) => c,

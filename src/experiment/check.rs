@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use shakeout_api::Dur;
 
+use super::model::Probe;
 use super::position::{Pos, Positions};
 use super::spec::ExperimentFile;
 use super::Diagnostic;
@@ -23,8 +24,15 @@ pub const API_VERSION: &str = "shakeout/v1";
 /// The only `kind` this build reads.
 pub const KIND: &str = "Experiment";
 
-/// Check every rule; the problems come back sorted by position.
-pub fn check(exp: &ExperimentFile, positions: &Positions, file: &str) -> Vec<Diagnostic> {
+/// What checking a file found: every problem, sorted by position, and the probes as
+/// parsed on the way (`None` for a probe with a problem).
+pub struct Checked {
+    pub problems: Vec<Diagnostic>,
+    pub probes: Vec<Option<Probe>>,
+}
+
+/// Check every rule.
+pub fn check(exp: &ExperimentFile, positions: &Positions, file: &str) -> Checked {
     let mut c = Checker {
         positions,
         file,
@@ -56,7 +64,7 @@ pub fn check(exp: &ExperimentFile, positions: &Positions, file: &str) -> Vec<Dia
             );
         }
     }
-    probes::check(&mut c, spec);
+    let probes = probes::check(&mut c, spec);
     services::check(&mut c, spec);
     agents::check(&mut c, spec);
     kube::check(&mut c, spec);
@@ -64,7 +72,10 @@ pub fn check(exp: &ExperimentFile, positions: &Positions, file: &str) -> Vec<Dia
     objectives::check(&mut c, spec);
     let mut found = c.found;
     found.sort_by_key(|d| (d.line, d.column));
-    found
+    Checked {
+        problems: found,
+        probes,
+    }
 }
 
 /// `metadata.name` ends up in file names and JUnit ids, hence the narrow alphabet.
@@ -195,7 +206,7 @@ spec:
             Err(e) => panic!("test input does not parse: {e}\n{text}"),
         };
         let positions = Positions::scan(text).unwrap_or_else(|r| panic!("refused: {r:?}"));
-        check(&exp, &positions, "t.yaml")
+        check(&exp, &positions, "t.yaml").problems
     }
 
     /// The single problem in `text`, as `LINE:COL: message`.

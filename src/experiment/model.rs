@@ -3,11 +3,65 @@
 //! (the spec types mirror the YAML, one optional field per action, because that is what
 //! users write and what the schema and the error positions describe).
 
-use shakeout_api::Dur;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::{HeaderMap, Method, Uri};
+use shakeout_api::{Dur, StatusRanges};
 
 use super::spec::{
-    ExecFaultSpec, FaultSpec, NetworkFaultSpec, PodDeleteSpec, PodSelector, ProcessFaultSpec,
+    ConnectionMode, ExecFaultSpec, FaultSpec, NetworkFaultSpec, PodDeleteSpec, PodSelector,
+    ProcessFaultSpec, WriteProbeSpec,
 };
+
+/// Default deadline of a probe, from its intended send time.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One probe of the experiment, its target parsed.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub name: String,
+    /// Sends per second.
+    pub rate: f64,
+    /// `maxInFlight` when the file sets it.
+    pub max_in_flight: Option<u32>,
+    pub target: ProbeTarget,
+}
+
+/// What a probe talks to: exactly one kind.
+// Parsed once per probe; boxing the HTTP variant would only add an indirection.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum ProbeTarget {
+    Http(HttpTarget),
+    Tcp(TcpTarget),
+    /// Sequenced writes; the backend is set up per run (its keys carry the run's id).
+    Write(WriteProbeSpec),
+}
+
+/// An HTTP/1.1 probe target, defaults applied.
+#[derive(Debug, Clone)]
+pub struct HttpTarget {
+    pub method: Method,
+    pub uri: Uri,
+    /// `host:port` to connect to.
+    pub authority: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub expect_status: StatusRanges,
+    pub body_contains: Option<String>,
+    pub connection: ConnectionMode,
+}
+
+/// A TCP connect probe target.
+#[derive(Debug, Clone)]
+pub struct TcpTarget {
+    /// `host:port`.
+    pub address: String,
+    pub timeout: Duration,
+}
 
 /// One fault of the timeline.
 #[derive(Debug, Clone)]

@@ -20,13 +20,13 @@ pub fn plan(exp: &Experiment) -> String {
     for s in &spec.services {
         out.push_str(&format!("  service {}: {}\n", s.name, s.command.join(" ")));
     }
-    for p in &spec.probes {
-        match ProbeConfig::from_spec(p, "{run}") {
+    for p in &exp.probes {
+        match ProbeConfig::from_model(p, "{run}") {
             Ok(c) => out.push_str(&format!(
                 "  probe {}: {} at {}/s\n",
                 p.name,
                 c.target.describe(),
-                p.rate.per_second
+                p.rate
             )),
             Err(e) => out.push_str(&format!("  probe {}: {e}\n", p.name)),
         }

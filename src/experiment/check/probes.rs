@@ -2,16 +2,19 @@
 //! (http:// URLs, `host:port` addresses), sane limits. The URL and address checks are
 //! shared with service readiness checks.
 
+use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::Uri;
+use hyper::{HeaderMap, Method, Uri};
 
 use super::Checker;
-use crate::experiment::spec::{HttpProbeSpec, Spec};
+use crate::experiment::model::{HttpTarget, Probe, ProbeTarget, TcpTarget, DEFAULT_TIMEOUT};
+use crate::experiment::spec::{HttpProbeSpec, ProbeSpec, Spec};
 
 /// Methods the HTTP probe sends (`method:` is case-insensitive).
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
-pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
+/// Check every probe; returns each probe parsed, or `None` where it has a problem.
+pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) -> Vec<Option<Probe>> {
     if spec.probes.is_empty() {
         c.report(
             "spec.probes",
@@ -25,85 +28,134 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
             .enumerate()
             .map(|(i, p)| (format!("spec.probes[{i}]"), p.name.as_str())),
     );
+    let mut parsed = Vec::new();
     for (i, probe) in spec.probes.iter().enumerate() {
-        let path = format!("spec.probes[{i}]");
-        let name = &probe.name;
-        let targets: Vec<&str> = [
-            ("http", probe.http.is_some()),
-            ("tcp", probe.tcp.is_some()),
-            ("write", probe.write.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(k, set)| set.then_some(k))
-        .collect();
-        match targets.as_slice() {
-            [] => c.report(
-                &path,
-                format!(
-                    "probe `{name}` has neither `http` nor `tcp` nor `write`: add exactly one, \
-                     like `http: {{ url: http://127.0.0.1:8080/health }}` or \
-                     `tcp: {{ address: 127.0.0.1:5432 }}`"
-                ),
+        let before = c.found.len();
+        let target = check_probe(c, i, probe);
+        parsed.push(
+            target
+                .filter(|_| c.found.len() == before)
+                .map(|target| Probe {
+                    name: probe.name.clone(),
+                    rate: probe.rate.per_second,
+                    max_in_flight: probe.max_in_flight,
+                    target,
+                }),
+        );
+    }
+    parsed
+}
+
+/// One probe's rules; its target, parsed, when it has exactly one.
+fn check_probe(c: &mut Checker<'_>, i: usize, probe: &ProbeSpec) -> Option<ProbeTarget> {
+    let path = format!("spec.probes[{i}]");
+    let name = &probe.name;
+    let targets: Vec<&str> = [
+        ("http", probe.http.is_some()),
+        ("tcp", probe.tcp.is_some()),
+        ("write", probe.write.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect();
+    match targets.as_slice() {
+        [] => c.report(
+            &path,
+            format!(
+                "probe `{name}` has neither `http` nor `tcp` nor `write`: add exactly one, \
+                 like `http: {{ url: http://127.0.0.1:8080/health }}` or \
+                 `tcp: {{ address: 127.0.0.1:5432 }}`"
             ),
-            [_] => {}
-            [first, rest @ ..] => {
-                // Point at the second target: the first one is the probe's.
-                let second = rest[0];
-                c.report_key(
-                    &format!("{path}.{second}"),
-                    format!(
-                        "probe `{name}` has both `{first}` and `{second}`: a probe has exactly \
-                         one; split it into two probes"
-                    ),
-                );
-            }
-        }
-        if let Some(w) = &probe.write {
-            super::write::check(c, &format!("{path}.write"), name, w);
-        }
-        if probe.max_in_flight == Some(0) {
-            c.report(
-                &format!("{path}.maxInFlight"),
-                "must be at least 1 (leave it out for rate x timeout, at most 1024)",
+        ),
+        [_] => {}
+        [first, rest @ ..] => {
+            // Point at the second target: the first one is the probe's.
+            let second = rest[0];
+            c.report_key(
+                &format!("{path}.{second}"),
+                format!(
+                    "probe `{name}` has both `{first}` and `{second}`: a probe has exactly \
+                     one; split it into two probes"
+                ),
             );
         }
-        if let Some(http) = &probe.http {
-            check_http(c, &format!("{path}.http"), http);
+    }
+    if let Some(w) = &probe.write {
+        super::write::check(c, &format!("{path}.write"), name, w);
+    }
+    if probe.max_in_flight == Some(0) {
+        c.report(
+            &format!("{path}.maxInFlight"),
+            "must be at least 1 (leave it out for rate x timeout, at most 1024)",
+        );
+    }
+    let http = probe
+        .http
+        .as_ref()
+        .and_then(|http| check_http(c, &format!("{path}.http"), http));
+    let tcp = probe.tcp.as_ref().map(|tcp| {
+        let path = format!("{path}.tcp");
+        if let Err(e) = host_port(&tcp.address) {
+            c.report(&format!("{path}.address"), e);
         }
-        if let Some(tcp) = &probe.tcp {
-            let path = format!("{path}.tcp");
-            if let Err(e) = host_port(&tcp.address) {
-                c.report(&format!("{path}.address"), e);
-            }
-            c.positive(&format!("{path}.timeout"), tcp.timeout, "like 500ms");
+        c.positive(&format!("{path}.timeout"), tcp.timeout, "like 500ms");
+        TcpTarget {
+            address: tcp.address.clone(),
+            timeout: tcp.timeout.map(|d| d.0).unwrap_or(DEFAULT_TIMEOUT),
         }
+    });
+    match (http, tcp, &probe.write) {
+        (Some(h), None, None) => Some(ProbeTarget::Http(h)),
+        (None, Some(t), None) => Some(ProbeTarget::Tcp(t)),
+        (None, None, Some(w)) => Some(ProbeTarget::Write(w.clone())),
+        _ => None,
     }
 }
 
-fn check_http(c: &mut Checker<'_>, path: &str, http: &HttpProbeSpec) {
-    if let Err(e) = http_url(&http.url) {
-        c.report(&format!("{path}.url"), e);
-    }
-    if let Some(method) = &http.method {
-        if !METHODS.contains(&method.to_ascii_uppercase().as_str()) {
+/// An HTTP probe's rules; the target, parsed with its defaults, when they all hold.
+fn check_http(c: &mut Checker<'_>, path: &str, http: &HttpProbeSpec) -> Option<HttpTarget> {
+    let uri = http_url(&http.url)
+        .map_err(|e| c.report(&format!("{path}.url"), e))
+        .ok();
+    let method = match &http.method {
+        None => Some(Method::GET),
+        Some(m) if METHODS.contains(&m.to_ascii_uppercase().as_str()) => {
+            Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok()
+        }
+        Some(m) => {
             c.report(
                 &format!("{path}.method"),
-                format!("`{method}` is not a method the probe sends: use one of {METHODS:?}"),
+                format!("`{m}` is not a method the probe sends: use one of {METHODS:?}"),
             );
+            None
         }
-    }
+    };
+    let mut headers = Some(HeaderMap::new());
     for (name, value) in &http.headers {
         let at = format!("{path}.headers.{name}");
-        if HeaderName::from_bytes(name.as_bytes()).is_err() {
-            c.report_key(
-                &at,
-                format!("`{name}` is not a valid header name: use letters, digits and `-`, like X-Request-Id"),
-            );
-        } else if HeaderValue::from_str(value).is_err() {
-            c.report(
-                &at,
-                "not a valid header value: use visible ASCII characters, spaces and tabs, no line breaks",
-            );
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Err(_), _) => {
+                c.report_key(
+                    &at,
+                    format!("`{name}` is not a valid header name: use letters, digits and `-`, like X-Request-Id"),
+                );
+                headers = None;
+            }
+            (Ok(_), Err(_)) => {
+                c.report(
+                    &at,
+                    "not a valid header value: use visible ASCII characters, spaces and tabs, no line breaks",
+                );
+                headers = None;
+            }
+            (Ok(n), Ok(v)) => {
+                if let Some(h) = headers.as_mut() {
+                    h.insert(n, v);
+                }
+            }
         }
     }
     c.positive(&format!("{path}.timeout"), http.timeout, "like 500ms");
@@ -112,10 +164,30 @@ fn check_http(c: &mut Checker<'_>, path: &str, http: &HttpProbeSpec) {
         http.connect_timeout,
         "like 200ms",
     );
+    let (uri, method, headers) = (uri?, method?, headers?);
+    let authority = format!("{}:{}", uri.host()?, uri.port_u16().unwrap_or(80));
+    let timeout = http.timeout.map(|d| d.0).unwrap_or(DEFAULT_TIMEOUT);
+    let expect = http.expect.as_ref();
+    Some(HttpTarget {
+        method,
+        authority,
+        headers,
+        body: Bytes::from(http.body.clone().unwrap_or_default()),
+        timeout,
+        connect_timeout: http
+            .connect_timeout
+            .map(|d| d.0)
+            .unwrap_or(timeout)
+            .min(timeout),
+        expect_status: expect.and_then(|e| e.status.clone()).unwrap_or_default(),
+        body_contains: expect.and_then(|e| e.body_contains.clone()),
+        connection: http.connection.unwrap_or_default(),
+        uri,
+    })
 }
 
 /// Checks an `http://host[:port]/path` URL; the error says what would be valid.
-pub(super) fn http_url(url: &str) -> Result<(), String> {
+pub(super) fn http_url(url: &str) -> Result<Uri, String> {
     const SHAPE: &str = "expected http://host[:port]/path, like http://127.0.0.1:8080/health";
     if !url.contains("://") {
         return Err(format!("`{url}` has no scheme: {SHAPE}"));
@@ -154,7 +226,7 @@ pub(super) fn http_url(url: &str) -> Result<(), String> {
     } else if authority.ends_with(':') || (authority.contains(':') && !authority.ends_with(']')) {
         return Err(format!("`{url}`: port must be 1-65535"));
     }
-    Ok(())
+    Ok(uri)
 }
 
 /// Checks a `host:port` address; the error says what would be valid.
@@ -261,7 +333,7 @@ mod tests {
             "http://[::1]:80/x?q=1",
             "http://h",
         ] {
-            assert_eq!(http_url(good), Ok(()), "{good}");
+            assert!(http_url(good).is_ok(), "{good}");
         }
         for (bad, why) in [
             ("https://h/", "https is not supported yet"),
