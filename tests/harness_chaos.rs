@@ -28,7 +28,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rand::{Rng, SeedableRng};
 
-/// The embedded agent's lease (`src/run/embedded.rs`).
+/// The embedded agent's lease (`src/fault/embedded.rs`).
 const LEASE: Duration = Duration::from_secs(5);
 /// What the issue allows past the lease for everything to be gone.
 const SLACK: Duration = Duration::from_secs(2);
