@@ -40,14 +40,7 @@ pub(super) fn verdicts(probe: &str, o: &RpoObjective, w: &WriteReport) -> Vec<Ve
             ("outOfOrder", o.max_out_of_order),
         ] {
             if let Some(n) = bound {
-                let mut b = verdict(
-                    format!("rpo/{probe}/{id}"),
-                    "rpo",
-                    probe,
-                    "run",
-                    format!("<= {n}"),
-                );
-                b.during = None;
+                let mut b = bound_verdict(probe, id, n);
                 b.note = v_note(&out);
                 out.push(b);
             }
@@ -74,14 +67,7 @@ pub(super) fn verdicts(probe: &str, o: &RpoObjective, w: &WriteReport) -> Vec<Ve
         ("outOfOrder", o.max_out_of_order, w.out_of_order),
     ] {
         let Some(n) = bound else { continue };
-        let mut b = verdict(
-            format!("rpo/{probe}/{id}"),
-            "rpo",
-            probe,
-            "run",
-            format!("<= {n}"),
-        );
-        b.during = None;
+        let mut b = bound_verdict(probe, id, n);
         match value {
             Some(m) => {
                 b.measured = Some(m.to_string());
@@ -101,6 +87,20 @@ pub(super) fn verdicts(probe: &str, o: &RpoObjective, w: &WriteReport) -> Vec<Ve
 
 fn v_note(out: &[Verdict]) -> Option<String> {
     out.first().and_then(|v| v.note.clone())
+}
+
+/// The verdict on one count bound of a write probe (`duplicates`, `outOfOrder`), not yet
+/// judged.
+fn bound_verdict(probe: &str, id: &str, n: u64) -> Verdict {
+    let mut b = verdict(
+        format!("rpo/{probe}/{id}"),
+        "rpo",
+        probe,
+        "run",
+        format!("<= {n}"),
+    );
+    b.during = None;
+    b
 }
 
 #[cfg(test)]

@@ -229,14 +229,9 @@ impl Ctx<'_> {
             .iter()
             .map(|p| format!("pid {} (started at tick {})", p.pid, p.start_time))
             .collect();
-        let mut state = inner.state.lock().await;
-        self.admit()?;
-        conflicts(&state, &locks)?;
-        if self.req.dry_run {
+        let Some((mut state, id)) = self.claim(&locks, id_out).await? else {
             return Ok(response);
-        }
-        let id = new_id();
-        *id_out = Some(id.clone());
+        };
         response.id = id.clone();
         let pids: Vec<PausedPid> = chosen.iter().map(PausedPid::from).collect();
         let record = self.record(&id, Done::Paused { pids: pids.clone() }, &lease);
@@ -293,14 +288,9 @@ impl Ctx<'_> {
             dry_run: self.req.dry_run,
         };
         let locks = vec![lock];
-        let mut state = inner.state.lock().await;
-        self.admit()?;
-        conflicts(&state, &locks)?;
-        if self.req.dry_run {
+        let Some((mut state, id)) = self.claim(&locks, id_out).await? else {
             return Ok(response);
-        }
-        let id = new_id();
-        *id_out = Some(id.clone());
+        };
         response.id = id.clone();
         // Everything short of touching the namespace first, so the one ledger write
         // below already holds the complete record (rules, queue, devices): a crash at
@@ -393,6 +383,25 @@ impl Ctx<'_> {
             )));
         }
         Ok(format!("netns {}", inode.unwrap_or(label)))
+    }
+
+    /// Take the state lock for a new fault on `locks`: refused while the agent stops or
+    /// when another fault holds one of them; `None` for a dry run (nothing more to do).
+    /// Otherwise the guard, held until the fault is recorded, and the fault's new id.
+    async fn claim(
+        &self,
+        locks: &[String],
+        id_out: &mut Option<String>,
+    ) -> Result<Option<(tokio::sync::MutexGuard<'_, State>, String)>> {
+        let state = self.inner.state.lock().await;
+        self.admit()?;
+        conflicts(&state, locks)?;
+        if self.req.dry_run {
+            return Ok(None);
+        }
+        let id = new_id();
+        *id_out = Some(id.clone());
+        Ok(Some((state, id)))
     }
 
     /// Re-checked under the state lock: `shutdown()` sets the flag before it takes the
