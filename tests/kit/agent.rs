@@ -2,6 +2,10 @@
 //! 127.0.0.1, an agent served in-process from the test's own runtime, and the TLS
 //! material an agent serves with.
 
+#[path = "../../agent/tests/common/private_file.rs"]
+mod private_file;
+
+use private_file::write_private;
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,24 +53,6 @@ pub fn start_agent(
         .parse()
         .unwrap();
     (agent, addr)
-}
-
-/// Writes `text` to `path` with mode 0600: the agent refuses a tokens file that group or
-/// others may read.
-fn write_private(path: &Path, text: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    // `mode` applies only when the file is created; one already there is narrowed too.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// A node agent served in-process from the test's own runtime; it accepts `ci:SECRET`.

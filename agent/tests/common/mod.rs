@@ -3,6 +3,9 @@
 //! processes that are killed when the test ends, whatever the outcome.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+mod private_file;
+pub use private_file::write_private;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -246,23 +249,6 @@ pub fn tokens_file(dir: &Path) -> PathBuf {
     let path = dir.join("tokens");
     write_private(&path, TOKENS);
     path
-}
-
-/// Write `text` to `path` with mode 0600.
-pub fn write_private(path: &Path, text: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    // `mode` applies only when the file is created; a file already there is narrowed too.
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
 }
 
 impl BinAgent {

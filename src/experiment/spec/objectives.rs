@@ -140,6 +140,10 @@ pub struct AvailabilityObjective {
 }
 
 /// Latency percentiles over a part of the run must stay under their bounds.
+///
+/// The percentile fields repeat [`LatencyBounds`]'s on purpose: serde cannot flatten a
+/// struct into one that refuses unknown fields, and refusing them is what turns a typo
+/// (`p98`) into an error at its line. [`LatencyObjective::bounds`] gives them as one.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LatencyObjective {
