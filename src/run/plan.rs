@@ -2,8 +2,7 @@
 //! with a cluster, the pods the run would choose (same seed) and the API server's own
 //! check of each deletion (`dryRun=All`). Data only: `cmd` prints it.
 
-use crate::experiment::model::{FaultAction, Route};
-use crate::experiment::spec::PodSelector;
+use crate::experiment::model::FaultAction;
 use crate::experiment::Experiment;
 use crate::kube::pods;
 use crate::probe::ProbeConfig;
@@ -38,53 +37,7 @@ pub fn plan(exp: &Experiment) -> String {
         ));
     }
     for f in &exp.faults {
-        let dur = f.duration.map(|d| format!(" for {d}")).unwrap_or_default();
-        let head = format!("  at {} fault {}", f.at, f.name);
-        let on = match f.route() {
-            Some(Route::Pods(sel)) => format!(
-                "on pods in namespace {} ({}, mode {}) through the agent on each pod's node",
-                sel.namespace,
-                pods::describe_selector(sel),
-                mode(sel)
-            ),
-            Some(Route::Named(a)) => format!("through agent {a}"),
-            Some(Route::Embedded) | None => "through the embedded agent".into(),
-        };
-        match &f.action {
-            FaultAction::Exec(e) => {
-                out.push_str(&format!("{head}{dur}: exec {}\n", e.command.join(" ")));
-                if let Some(r) = &e.revert {
-                    out.push_str(&format!("      revert: {}\n", r.join(" ")));
-                }
-            }
-            FaultAction::Network(n) => {
-                let what = [
-                    n.latency.as_ref().map(|l| format!("latency {}", l.delay)),
-                    n.loss.map(|l| format!("loss {l}")),
-                    n.blackhole.filter(|b| *b).map(|_| "blackhole".to_owned()),
-                ]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(", ");
-                out.push_str(&format!("{head}{dur}: network {what} {on}\n"));
-            }
-            FaultAction::Process(p) => {
-                let what = if p.pause.is_some() { "pause" } else { "kill" };
-                out.push_str(&format!("{head}{dur}: process {what} {on}\n"));
-            }
-            FaultAction::PodDelete(d) => out.push_str(&format!(
-                "{head}: delete pods in namespace {} ({}, mode {}){}\n",
-                d.pods.namespace,
-                pods::describe_selector(&d.pods),
-                mode(&d.pods),
-                if d.dry_run {
-                    ", server-side dry run"
-                } else {
-                    ""
-                }
-            )),
-        }
+        out.push_str(&super::faults::plan(f));
     }
     out
 }
@@ -204,11 +157,4 @@ pub async fn cluster(
         });
     }
     Ok(Some(plan))
-}
-
-/// A selector's mode as the plan says it (`one` unless set).
-fn mode(sel: &PodSelector) -> String {
-    sel.mode
-        .map(|m| format!("{m:?}").to_lowercase())
-        .unwrap_or_else(|| "one".into())
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::FaultTask;
-use crate::experiment::model::{Fault, Route};
+use crate::experiment::model::{Fault, FaultAction, Route};
 use crate::fault::{request, AgentClient};
 use crate::record::{
     AgentActionRecord as AgentActionReport, FaultRecord as FaultReport, FaultStatus,
@@ -286,4 +286,36 @@ pub(super) fn agent_report(agent: &str, url: &str, error: Option<String>) -> Age
         renew_failures: 0,
         error,
     }
+}
+
+/// The dry-run plan of a network or process fault: what it does, and through which agent.
+pub(super) fn plan(head: &str, dur: &str, f: &Fault) -> String {
+    let on = match f.route() {
+        Some(Route::Pods(sel)) => format!(
+            "on pods in namespace {} ({}, mode {}) through the agent on each pod's node",
+            sel.namespace,
+            crate::kube::pods::describe_selector(sel),
+            super::pods::mode_word(sel)
+        ),
+        Some(Route::Named(a)) => format!("through agent {a}"),
+        Some(Route::Embedded) | None => "through the embedded agent".into(),
+    };
+    let what = match &f.action {
+        FaultAction::Network(n) => {
+            let effects = [
+                n.latency.as_ref().map(|l| format!("latency {}", l.delay)),
+                n.loss.map(|l| format!("loss {l}")),
+                n.blackhole.filter(|b| *b).map(|_| "blackhole".to_owned()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
+            format!("network {effects}")
+        }
+        FaultAction::Process(p) if p.pause.is_some() => "process pause".into(),
+        FaultAction::Process(_) => "process kill".into(),
+        FaultAction::Exec(_) | FaultAction::PodDelete(_) => "not an agent fault".into(),
+    };
+    format!("{head}{dur}: {what} {on}\n")
 }

@@ -133,3 +133,12 @@ pub fn expand_pids(arg: &str, pids: &Pids) -> Result<String, String> {
     out.push_str(rest);
     Ok(out)
 }
+
+/// The dry-run plan of an exec fault: its command, and its revert.
+pub(super) fn plan(head: &str, dur: &str, e: &ExecFaultSpec) -> String {
+    let mut out = format!("{head}{dur}: exec {}\n", e.command.join(" "));
+    if let Some(r) = &e.revert {
+        out.push_str(&format!("      revert: {}\n", r.join(" ")));
+    }
+    out
+}

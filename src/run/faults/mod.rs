@@ -173,6 +173,17 @@ impl FaultSet {
     }
 }
 
+/// The dry-run plan's line(s) for fault `f`: each kind says what it would do.
+pub fn plan(f: &Fault) -> String {
+    let head = format!("  at {} fault {}", f.at, f.name);
+    let dur = f.duration.map(|d| format!(" for {d}")).unwrap_or_default();
+    match &f.action {
+        FaultAction::Exec(e) => exec::plan(&head, &dur, e),
+        FaultAction::Network(_) | FaultAction::Process(_) => agent::plan(&head, &dur, f),
+        FaultAction::PodDelete(d) => pods::plan(&head, d),
+    }
+}
+
 /// What a task that did not finish normally said: its panic message, or why it stopped.
 fn panic_message(e: tokio::task::JoinError) -> String {
     if !e.is_panic() {

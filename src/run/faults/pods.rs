@@ -349,3 +349,25 @@ fn chosen_pod(p: &PodRef) -> ChosenPod {
         owner: p.owner.clone(),
     }
 }
+
+/// A selector's mode as the plan says it (`one` unless set).
+pub(super) fn mode_word(sel: &PodSelector) -> String {
+    sel.mode
+        .map(|m| format!("{m:?}").to_lowercase())
+        .unwrap_or_else(|| "one".into())
+}
+
+/// The dry-run plan of a pod deletion.
+pub(super) fn plan(head: &str, d: &PodDeleteSpec) -> String {
+    format!(
+        "{head}: delete pods in namespace {} ({}, mode {}){}\n",
+        d.pods.namespace,
+        pods::describe_selector(&d.pods),
+        mode_word(&d.pods),
+        if d.dry_run {
+            ", server-side dry run"
+        } else {
+            ""
+        }
+    )
+}
