@@ -7,15 +7,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use bytes::Bytes;
+use anyhow::Context;
 use clap::Parser;
 use hdrhistogram::Histogram;
-use hyper::{HeaderMap, Method, Uri};
+use hyper::Uri;
 use nix::sys::resource::{getrusage, UsageWho};
 use shakeout::experiment::spec::ConnectionMode;
 use shakeout::probe::{self, HttpTarget, Outcome, Pace, ProbeConfig, Recorder, Target};
-use shakeout_api::StatusRanges;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -51,31 +49,20 @@ fn main() -> anyhow::Result<()> {
         n => Pace::Rate(n.parse().with_context(|| format!("--rate `{n}`"))?),
     };
     let uri: Uri = args.url.parse().context("--url")?;
-    let Some(host) = uri.host() else {
-        bail!("--url `{}` has no host", args.url)
-    };
-    let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
     let timeout = Duration::from_millis(args.timeout_ms);
+    let connection = if args.new_connections {
+        ConnectionMode::New
+    } else {
+        ConnectionMode::KeepAlive
+    };
     let config = ProbeConfig {
         name: "bench".into(),
         pace,
         max_in_flight: args.connections.max(1),
-        target: Target::Http(HttpTarget {
-            method: Method::GET,
-            uri,
-            authority,
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
-            timeout,
-            connect_timeout: timeout,
-            expect_status: StatusRanges::default(),
-            body_contains: None,
-            connection: if args.new_connections {
-                ConnectionMode::New
-            } else {
-                ConnectionMode::KeepAlive
-            },
-        }),
+        target: Target::Http(
+            HttpTarget::get(uri, timeout, connection)
+                .ok_or_else(|| anyhow::anyhow!("--url `{}` has no host", args.url))?,
+        ),
     };
     // One thread by default, at every rate: measured here, two worker threads wake each
     // other per request and cost 1.38x wrk's CPU per request at max rate, one costs 1.04x.

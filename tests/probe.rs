@@ -17,14 +17,13 @@ mod support {
     use http_body_util::Full;
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
-    use hyper::{HeaderMap, Method, Response, StatusCode};
+    use hyper::{Response, StatusCode};
     use hyper_util::rt::TokioIo;
     use shakeout::experiment::spec::ConnectionMode;
     use shakeout::probe::{
         self, HttpTarget, Pace, ProbeConfig, ProbeRecording, ProbeStats, Recorder, Target,
         TcpTarget,
     };
-    use shakeout_api::StatusRanges;
     use tokio::net::TcpListener;
     use tokio::sync::watch;
     use tokio::task::{JoinHandle, JoinSet};
@@ -130,24 +129,13 @@ mod support {
         max_in_flight: usize,
         timeout: Duration,
     ) -> ProbeConfig {
-        let uri: hyper::Uri = url.parse().unwrap();
-        let authority = format!("{}:{}", uri.host().unwrap(), uri.port_u16().unwrap());
         ProbeConfig {
             name: "test".into(),
             pace,
             max_in_flight,
-            target: Target::Http(HttpTarget {
-                method: Method::GET,
-                uri,
-                authority,
-                headers: HeaderMap::new(),
-                body: Bytes::new(),
-                timeout,
-                connect_timeout: timeout,
-                expect_status: StatusRanges::default(),
-                body_contains: None,
-                connection,
-            }),
+            target: Target::Http(
+                HttpTarget::get(url.parse().unwrap(), timeout, connection).unwrap(),
+            ),
         }
     }
 

@@ -55,6 +55,26 @@ pub struct HttpTarget {
     pub connection: ConnectionMode,
 }
 
+impl HttpTarget {
+    /// A plain GET of `uri`: no headers or body, one deadline for the connection and the
+    /// answer, any status of the default ranges counts. `None` when `uri` has no host.
+    pub fn get(uri: Uri, timeout: Duration, connection: ConnectionMode) -> Option<HttpTarget> {
+        let authority = format!("{}:{}", uri.host()?, uri.port_u16().unwrap_or(80));
+        Some(HttpTarget {
+            method: Method::GET,
+            uri,
+            authority,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            timeout,
+            connect_timeout: timeout,
+            expect_status: StatusRanges::default(),
+            body_contains: None,
+            connection,
+        })
+    }
+}
+
 /// A TCP connect probe target.
 #[derive(Debug, Clone)]
 pub struct TcpTarget {
