@@ -73,17 +73,27 @@ impl Target {
     }
 }
 
+/// A probe that could not be made ready to run.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("probe `{probe}`: {source}")]
+pub struct ProbeError {
+    pub probe: String,
+    pub source: write::WriteError,
+}
+
 impl ProbeConfig {
     /// Ready to run from a parsed probe. `run` is the run id write probes prefix their
     /// keys with; a write backend is the only part made here, so the only error.
-    pub fn from_model(probe: &Probe, run: &str) -> Result<Self, String> {
+    pub fn from_model(probe: &Probe, run: &str) -> Result<Self, ProbeError> {
         let target = match &probe.target {
             ProbeTarget::Http(h) => Target::Http(h.clone()),
             ProbeTarget::Tcp(t) => Target::Tcp(t.clone()),
-            ProbeTarget::Write(w) => Target::Write(
-                WriteTarget::from_spec(w, run)
-                    .map_err(|e| format!("probe `{}`: {e}", probe.name))?,
-            ),
+            ProbeTarget::Write(w) => {
+                Target::Write(WriteTarget::from_spec(w, run).map_err(|source| ProbeError {
+                    probe: probe.name.clone(),
+                    source,
+                })?)
+            }
         };
         let max_in_flight = match probe.max_in_flight {
             Some(n) => n.max(1) as usize,

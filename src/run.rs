@@ -49,14 +49,14 @@ pub async fn execute(
         .map(|d| d.0)
         .unwrap_or(DEFAULT_BUCKET);
     let run_id = probe::write::run_id();
-    let configs: Result<Vec<ProbeConfig>, String> = exp
+    let configs: Result<Vec<ProbeConfig>, probe::ProbeError> = exp
         .probes
         .iter()
         .map(|p| ProbeConfig::from_model(p, &run_id))
         .collect();
     let configs = match configs {
         Ok(c) => c,
-        Err(e) => return report::error_report(exp, seed, e),
+        Err(e) => return report::error_report(exp, seed, e.to_string()),
     };
     let (agents, local_agent, cluster) = match setup::prepare_agents(exp, &events).await {
         Ok(a) => a,
@@ -69,7 +69,7 @@ pub async fn execute(
             if let Some(a) = local_agent {
                 a.stop().await;
             }
-            return report::error_report(exp, seed, e);
+            return report::error_report(exp, seed, e.to_string());
         }
     };
     if let Err(e) = rpo::preflight(&configs).await {
@@ -77,7 +77,7 @@ pub async fn execute(
         if let Some(a) = local_agent {
             a.stop().await;
         }
-        return report::error_report(exp, seed, e);
+        return report::error_report(exp, seed, e.to_string());
     }
 
     let origin = Instant::now();

@@ -13,6 +13,17 @@ use crate::experiment::spec::{NetworkFaultSpec, ProcessFaultSpec};
 /// Default lease the controller asks for; it renews at a third of it.
 pub const LEASE: Duration = Duration::from_secs(10);
 
+/// Why an agent request cannot be built now.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RequestError {
+    /// The fault is not one an agent applies (an exec fault, a pod deletion).
+    #[error("fault `{0}` is not an agent fault")]
+    NotAgentFault(String),
+    /// A `service:` target or namespace names a service that is not running now.
+    #[error("service `{0}` is not running")]
+    ServiceNotRunning(String),
+}
+
 /// The agent request for an agent-backed fault, or why it cannot be built now.
 pub fn apply_request(
     experiment: &str,
@@ -21,8 +32,9 @@ pub fn apply_request(
     lease: Duration,
     pid_of: &dyn Fn(&str) -> Option<u32>,
     dry_run: bool,
-) -> Result<ApplyRequest, String> {
-    let service_pid = |s: &str| pid_of(s).ok_or_else(|| format!("service `{s}` is not running"));
+) -> Result<ApplyRequest, RequestError> {
+    let service_pid =
+        |s: &str| pid_of(s).ok_or_else(|| RequestError::ServiceNotRunning(s.to_owned()));
     let spec = match &fault.action {
         FaultAction::Network(n) => {
             shakeout_api::FaultSpec::Network(network(n, seed, &service_pid)?)
@@ -31,7 +43,7 @@ pub fn apply_request(
             shakeout_api::FaultSpec::Process(process(p, seed, &service_pid)?)
         }
         FaultAction::Exec(_) | FaultAction::PodDelete(_) => {
-            return Err(format!("fault `{}` is not an agent fault", fault.name))
+            return Err(RequestError::NotAgentFault(fault.name.clone()))
         }
     };
     Ok(ApplyRequest {
@@ -47,8 +59,8 @@ pub fn apply_request(
 fn network(
     n: &NetworkFaultSpec,
     seed: u64,
-    service_pid: &dyn Fn(&str) -> Result<u32, String>,
-) -> Result<NetworkFault, String> {
+    service_pid: &dyn Fn(&str) -> Result<u32, RequestError>,
+) -> Result<NetworkFault, RequestError> {
     let namespace = match &n.namespace {
         None => NetNamespace::Host,
         Some(ns) => match (ns.pid, &ns.service, &ns.pod_uid) {
@@ -77,8 +89,8 @@ fn network(
 fn process(
     p: &ProcessFaultSpec,
     seed: u64,
-    service_pid: &dyn Fn(&str) -> Result<u32, String>,
-) -> Result<ProcessFault, String> {
+    service_pid: &dyn Fn(&str) -> Result<u32, RequestError>,
+) -> Result<ProcessFault, RequestError> {
     let t = &p.target;
     let target = ProcessTarget {
         pid: match (&t.pid, &t.service) {
@@ -90,12 +102,12 @@ fn process(
         pattern: t.pattern.clone(),
         pod_uid: t.pod_uid.clone(),
     };
-    let action = match (&p.kill, &p.pause) {
-        (Some(k), _) => ProcessAction::Kill {
+    // The rules let exactly one of `kill` and `pause` through.
+    let action = match &p.kill {
+        Some(k) => ProcessAction::Kill {
             signal: k.signal.clone().unwrap_or_else(|| "KILL".into()),
         },
-        (None, Some(_)) => ProcessAction::Pause,
-        (None, None) => return Err("set `kill` or `pause`".into()),
+        None => ProcessAction::Pause,
     };
     Ok(ProcessFault {
         target,
@@ -167,7 +179,7 @@ mod tests {
         assert_eq!(pf.action, ProcessAction::Pause);
         assert_eq!(req.duration, Dur::from_secs(5));
         let err = apply_request("e", &f, 7, LEASE, &|_| None, false).unwrap_err();
-        assert!(err.contains("service `db` is not running"));
+        assert!(err.to_string().contains("service `db` is not running"));
     }
 
     #[test]

@@ -63,13 +63,30 @@ pub struct WriteTarget {
     pub read_timeout: Duration,
 }
 
+/// Why a write probe could not be set up or its backend could not be reached.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The spec could not be turned into requests; the message names the field.
+    #[error("{0}")]
+    Spec(String),
+    /// The backend did not answer; the message says where and how.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
 impl WriteTarget {
     /// Build from a validated spec; errors name the field.
-    pub fn from_spec(spec: &WriteProbeSpec, run: &str) -> Result<Self, String> {
+    pub fn from_spec(spec: &WriteProbeSpec, run: &str) -> Result<Self, WriteError> {
         let backend = match (&spec.http, &spec.redis) {
-            (Some(h), None) => Backend::Http(HttpBackend::from_spec(h)?),
-            (None, Some(r)) => Backend::Redis(RedisBackend::from_spec(r)?),
-            _ => return Err("write needs exactly one of `http` or `redis`".into()),
+            (Some(h), None) => Backend::Http(HttpBackend::from_spec(h).map_err(WriteError::Spec)?),
+            (None, Some(r)) => {
+                Backend::Redis(RedisBackend::from_spec(r).map_err(WriteError::Spec)?)
+            }
+            _ => {
+                return Err(WriteError::Spec(
+                    "write needs exactly one of `http` or `redis`".into(),
+                ))
+            }
         };
         let read_back = spec.read_back.clone().unwrap_or_default();
         Ok(WriteTarget {
@@ -126,7 +143,11 @@ impl WriteTarget {
 
     /// Is the backend there? HTTP: a TCP connect to the write URL's host (a request
     /// would be a write); Redis: PING.
-    pub async fn preflight(&self) -> Result<(), String> {
+    pub async fn preflight(&self) -> Result<(), WriteError> {
+        self.reachable().await.map_err(WriteError::Unreachable)
+    }
+
+    async fn reachable(&self) -> Result<(), String> {
         let deadline = Instant::now() + PREFLIGHT_TIMEOUT;
         match &*self.backend {
             Backend::Http(h) => {

@@ -7,15 +7,21 @@ use crate::probe::{ProbeConfig, ProbeRecording, Target};
 
 use crate::record::Stop;
 
+/// A write probe whose backend does not answer before the run.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("probe `{probe}`: write backend unreachable before the run: {message}")]
+pub struct BackendError {
+    pub probe: String,
+    pub message: String,
+}
+
 /// Every write probe's backend answers; `Err` names the first one that does not.
-pub async fn preflight(configs: &[ProbeConfig]) -> Result<(), String> {
+pub async fn preflight(configs: &[ProbeConfig]) -> Result<(), BackendError> {
     for c in configs {
         if let Target::Write(w) = &c.target {
-            w.preflight().await.map_err(|e| {
-                format!(
-                    "probe `{}`: write backend unreachable before the run: {e}",
-                    c.name
-                )
+            w.preflight().await.map_err(|e| BackendError {
+                probe: c.name.clone(),
+                message: e.to_string(),
             })?;
         }
     }

@@ -31,6 +31,15 @@ pub struct Services {
     supervisors: Vec<(String, JoinHandle<()>)>,
 }
 
+/// A service that could not be started or did not get ready (nothing else was started
+/// after it; the ones before it were stopped).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("service `{service}`: {message}")]
+pub struct ServiceError {
+    pub service: String,
+    pub message: String,
+}
+
 impl Services {
     /// Start every service in order and wait until each is ready. On failure, stop the
     /// ones already started and say which service failed and why.
@@ -38,7 +47,7 @@ impl Services {
         specs: &[ServiceSpec],
         base_dir: &Path,
         events: &Events,
-    ) -> Result<Services, String> {
+    ) -> Result<Services, ServiceError> {
         let mut services = Services {
             pids: Arc::new(Mutex::new(BTreeMap::new())),
             stop: CancellationToken::new(),
@@ -62,7 +71,10 @@ impl Services {
                 }
                 Err(e) => {
                     services.stop_all().await;
-                    return Err(format!("service `{}`: {e}", spec.name));
+                    return Err(ServiceError {
+                        service: spec.name.clone(),
+                        message: e,
+                    });
                 }
             }
         }

@@ -77,7 +77,7 @@ impl FaultTask {
             Err(e) => {
                 self.events
                     .push("fault", format!("{name} apply FAILED: {e}"));
-                ar.error = Some(e);
+                ar.error = Some(e.to_string());
                 return (FaultStatus::Failed, ar);
             }
         };
