@@ -34,17 +34,29 @@ pub struct Experiment {
     pub faults: Vec<model::Fault>,
 }
 
+/// The largest seed: 2^53 - 1. A JSON number above it loses digits in JavaScript and
+/// `jq` (IEEE doubles), and a replay from the JSON report would then use another seed.
+pub const MAX_SEED: u64 = (1 << 53) - 1;
+
+/// A fresh seed for a run that names none (within [`MAX_SEED`]).
+pub fn random_seed() -> u64 {
+    rand::random::<u64>() & MAX_SEED
+}
+
 impl Experiment {
-    /// Drop the faults `drop` picks, from the timeline and from the file alike.
-    pub fn drop_faults(&mut self, drop: impl Fn(&model::Fault) -> bool) {
-        let gone: Vec<String> = self
-            .faults
-            .iter()
-            .filter(|f| drop(f))
-            .map(|f| f.name.clone())
-            .collect();
-        self.faults.retain(|f| !gone.contains(&f.name));
-        self.file.spec.faults.retain(|f| !gone.contains(&f.name));
+    /// Skip the faults `pick` picks: they stay on the timeline and in every report, as
+    /// skipped with `reason`, and need no agent. Returns their names.
+    pub fn skip_faults(
+        &mut self,
+        pick: impl Fn(&model::Fault) -> bool,
+        reason: &str,
+    ) -> Vec<String> {
+        let mut skipped = Vec::new();
+        for f in self.faults.iter_mut().filter(|f| pick(f)) {
+            f.skip = Some(reason.to_owned());
+            skipped.push(f.name.clone());
+        }
+        skipped
     }
 
     /// The directory relative paths in the file (services, token files, CAs, kubeconfig)

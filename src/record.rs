@@ -94,6 +94,9 @@ pub enum FaultStatus {
     RevertFailed,
     /// A server-side dry run: checked, nothing changed.
     DryRun,
+    /// Not run on purpose; `reason` says why (e.g. the demo without root skips its
+    /// network fault).
+    Skipped,
 }
 
 impl FaultStatus {
@@ -106,6 +109,7 @@ impl FaultStatus {
             FaultStatus::Failed => "failed",
             FaultStatus::RevertFailed => "revertFailed",
             FaultStatus::DryRun => "dryRun",
+            FaultStatus::Skipped => "skipped",
         }
     }
 
@@ -117,7 +121,7 @@ impl FaultStatus {
             FaultStatus::Pending => 3,
             FaultStatus::Applied => 2,
             FaultStatus::Reverted => 1,
-            FaultStatus::DryRun => 0,
+            FaultStatus::DryRun | FaultStatus::Skipped => 0,
         };
         if rank(other) > rank(self) {
             other
@@ -168,6 +172,9 @@ pub struct FaultRecord {
     /// Why the fault failed when none of the above says it (its task panicked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the fault was not run (status `skipped`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Whether a pod deletion's workloads replaced the deleted pods.

@@ -40,7 +40,9 @@ pub async fn execute(
     interrupt: CancellationToken,
 ) -> Report {
     let spec = &exp.file.spec;
-    let seed = seed.or(spec.seed).unwrap_or_else(rand::random);
+    let seed = seed
+        .or(spec.seed)
+        .unwrap_or_else(crate::experiment::random_seed);
     let events = Events::new(progress.clone());
     let bucket = spec
         .recording

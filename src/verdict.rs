@@ -119,8 +119,16 @@ fn latency_verdicts(
                 during_str(d),
                 format!("{label} <= {}", duration(max.0)),
             );
+            let count = stats.latency.len();
+            let needed = min_samples(q);
             if stats.latency.is_empty() {
                 v.note = Some(format!("no successful responses during {}", during_str(d)));
+            } else if count < needed {
+                // With fewer, the percentile is just one of the few responses there were.
+                v.note = Some(format!(
+                    "only {count} successful responses during {}: a {label} needs at least {needed}",
+                    during_str(d)
+                ));
             } else {
                 let value = Duration::from_micros(stats.latency.value_at_quantile(q));
                 v.measured = Some(format!("{label} {}", duration(value)));
@@ -166,6 +174,15 @@ pub(crate) fn steady_state_verdicts(
         ));
     }
     vs
+}
+
+/// The fewest samples for which quantile `q` is more than the largest one: 1 / (1 - q)
+/// (p50: 2, p90: 10, p99: 100, p99.9: 1000).
+pub fn min_samples(q: f64) -> u64 {
+    if q >= 1.0 {
+        return u64::MAX;
+    }
+    (1.0 / (1.0 - q)).round().max(1.0) as u64
 }
 
 fn applies(filter: &Option<String>, probe: &str) -> bool {
@@ -247,6 +264,21 @@ pub fn evaluate(
         out.extend(pod_recovery_verdicts(o, faults));
     }
     for f in faults {
+        if f.status == FaultStatus::Skipped {
+            out.push(Verdict {
+                id: format!("fault/{}", f.name),
+                kind: "fault".into(),
+                probe: None,
+                during: None,
+                status: VerdictStatus::NotMeasured,
+                measured: None,
+                required: "the fault runs".into(),
+                note: Some(format!(
+                    "skipped: {}",
+                    f.reason.as_deref().unwrap_or("no reason given")
+                )),
+            });
+        }
         if matches!(f.status, FaultStatus::Failed | FaultStatus::RevertFailed) {
             let action = if f.status == FaultStatus::Failed {
                 f.apply.as_ref()

@@ -66,8 +66,9 @@ pub struct RunArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub output: OutputArgs,
-    /// Seed for every random choice (default: the file's `spec.seed`, else random).
-    #[arg(long)]
+    /// Seed for every random choice (default: the file's `spec.seed`, else random); at most
+    /// 9007199254740991 (2^53 - 1), so every JSON reader of the report keeps every digit.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(..=crate::experiment::MAX_SEED))]
     pub seed: Option<u64>,
     /// Validate and print the plan; apply nothing, probe nothing.
     #[arg(long)]

@@ -46,14 +46,10 @@ pub(super) fn run_demo(args: &DemoArgs) -> i32 {
     };
     if !nix::unistd::geteuid().is_root() {
         // Network faults need CAP_NET_ADMIN; the rest of the demo does not.
-        let network = |f: &Fault| matches!(f.action, FaultAction::Network(_));
-        let skipped: Vec<String> = exp
-            .faults
-            .iter()
-            .filter(|f| network(f))
-            .map(|f| f.name.clone())
-            .collect();
-        exp.drop_faults(network);
+        let skipped = exp.skip_faults(
+            |f: &Fault| matches!(f.action, FaultAction::Network(_)),
+            "not root: adding latency needs CAP_NET_ADMIN for an iptables NFQUEUE rule; run the demo as root to see it",
+        );
         if !skipped.is_empty() && !args.output.quiet {
             eprintln!(
                 "note: not root, so the demo skips its network fault ({}): adding latency needs CAP_NET_ADMIN for an iptables NFQUEUE rule; run it as root to see it",
@@ -153,7 +149,9 @@ fn check_outputs(output: &OutputArgs) -> Result<(), String> {
 
 /// The cluster side of `--dry-run`: exit 0 when the server accepts everything, 3 otherwise.
 fn dry_run_cluster(exp: &Experiment, seed: Option<u64>) -> i32 {
-    let seed = seed.or(exp.file.spec.seed).unwrap_or_else(rand::random);
+    let seed = seed
+        .or(exp.file.spec.seed)
+        .unwrap_or_else(crate::experiment::random_seed);
     block_on(async {
         let found = match plan::cluster(exp, seed).await {
             Ok(Some(p)) => p,

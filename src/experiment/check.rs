@@ -56,6 +56,16 @@ pub fn check(exp: &ExperimentFile, positions: &Positions, file: &str) -> Checked
     check_name(&mut c, &exp.metadata.name);
     let spec = &exp.spec;
     c.positive("spec.duration", Some(spec.duration), "like 2m");
+    if let Some(seed) = spec.seed.filter(|s| *s > super::MAX_SEED) {
+        c.report(
+            "spec.seed",
+            format!(
+                "{seed} is above the largest seed, {}: a JSON reader (jq, JavaScript) would \
+                 change its last digits and replay another run; use a smaller one",
+                super::MAX_SEED
+            ),
+        );
+    }
     if let Some(bucket) = spec.recording.as_ref().and_then(|r| r.bucket) {
         if bucket < Dur::from_millis(1) || bucket > Dur::from_secs(10) {
             c.report(

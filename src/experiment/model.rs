@@ -92,6 +92,8 @@ pub struct Fault {
     /// How long it lasts (none for one-shot faults).
     pub duration: Option<Dur>,
     pub action: FaultAction,
+    /// Not to be run, and why: it is reported as skipped with this reason.
+    pub skip: Option<String>,
 }
 
 /// What a fault does: exactly one action.
@@ -136,6 +138,7 @@ impl Fault {
             at: spec.at,
             duration: spec.duration,
             action,
+            skip: None,
         })
     }
 
@@ -149,8 +152,11 @@ impl Fault {
         }
     }
 
-    /// Where an agent fault goes; `None` for exec faults and pod deletions.
+    /// Where an agent fault goes; `None` for exec faults, pod deletions and skipped faults.
     pub fn route(&self) -> Option<Route<'_>> {
+        if self.skip.is_some() {
+            return None;
+        }
         let (agent, pods) = match &self.action {
             FaultAction::Network(n) => (n.agent.as_deref(), n.pods.as_ref()),
             FaultAction::Process(p) => (p.agent.as_deref(), p.target.pods.as_ref()),
@@ -165,6 +171,9 @@ impl Fault {
 
     /// The pods the fault chooses: those it deletes, or those it acts on through agents.
     pub fn pods(&self) -> Option<&PodSelector> {
+        if self.skip.is_some() {
+            return None;
+        }
         match (&self.action, self.route()) {
             (FaultAction::PodDelete(d), _) => Some(&d.pods),
             (_, Some(Route::Pods(sel))) => Some(sel),

@@ -53,8 +53,10 @@ pub struct Metadata {
 pub struct Spec {
     /// Hard upper bound for the whole run, recovery included.
     pub duration: Dur,
-    /// Seed for every random choice; printed in the report so a run can be replayed.
+    /// Seed for every random choice; printed in the report so a run can be replayed. At
+    /// most 9007199254740991 (2^53 - 1), so every JSON reader keeps every digit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 9007199254740991u64))]
     pub seed: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<RecordingSpec>,

@@ -154,6 +154,7 @@ mod tests {
             at: Dur::from_secs(1),
             duration,
             action: FaultAction::Process(process),
+            skip: None,
         }
     }
 

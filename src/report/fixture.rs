@@ -279,5 +279,6 @@ fn kill_primary() -> FaultReport {
         apply: Some(action("stop", 20_000.0, "")),
         revert: Some(action("start", 50_000.0, "started postgresql@16-main\n")),
         error: None,
+        reason: None,
     }
 }

@@ -37,15 +37,18 @@ fn headline(out: &mut String, r: &Report) {
         RunStatus::Error => ("💥", "could not run"),
         RunStatus::RevertUnconfirmed => ("🚨", "faults not confirmed reverted: a person must look"),
     };
+    let ran = match r.run.status {
+        RunStatus::Error => "did not start".to_owned(),
+        _ => format!("ran {}", duration(r.run.duration_ms)),
+    };
     let _ = writeln!(
         out,
-        "## {emoji} {}: {what}\n\n**{}** (exit {}) · seed `{}` · started {} · ran {} · {}\n",
+        "## {emoji} {}: {what}\n\n**{}** (exit {}) · seed `{}` · started {} · {ran} · {}\n",
         text(&r.experiment.name),
         status_words(r.run.status),
         r.run.exit_code,
         r.run.seed,
         text(&r.run.started_at),
-        duration(r.run.duration_ms),
         text(&r.experiment.file),
     );
     if let Some(reason) = &r.run.reason {
@@ -150,7 +153,10 @@ fn faults(out: &mut String, r: &Report) {
             cell(&f.name),
             cell(&f.kind),
             duration(f.at_ms),
-            cell(f.status.as_str()),
+            match &f.reason {
+                Some(why) => cell(&format!("{}: {why}", f.status)),
+                None => cell(f.status.as_str()),
+            },
             match (&f.agent, &f.pods) {
                 (Some(a), _) => cell(&format::agent_summary(a)),
                 (None, Some(p)) => cell(

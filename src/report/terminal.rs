@@ -7,7 +7,7 @@ use super::format::{
     action_outcome, agent_summary, command, duration, errors, opt_duration, opt_percent,
     prober_limited_warning, rto_summary, status_words, verdict_outcome, verdict_tag, write_summary,
 };
-use super::{FaultReport, ProbeReport, Report};
+use super::{FaultReport, ProbeReport, Report, RunStatus};
 
 /// Renders the run summary for a terminal; ends with a newline.
 pub fn render_terminal(r: &Report) -> String {
@@ -29,6 +29,15 @@ pub fn render_terminal(r: &Report) -> String {
 
 fn header(out: &mut String, r: &Report) {
     let _ = writeln!(out, "{}  ({})", r.experiment.name, r.experiment.file);
+    if r.run.status == RunStatus::Error {
+        // Nothing was probed: there is no run length or bucket width to speak of.
+        let _ = writeln!(
+            out,
+            "did not start ({}), shakeout {}",
+            r.run.started_at, r.run.shakeout_version
+        );
+        return;
+    }
     let _ = writeln!(
         out,
         "started {}, ran {}, timeline buckets {}, shakeout {}",
@@ -101,6 +110,9 @@ fn fault(out: &mut String, f: &FaultReport) {
         duration(f.at_ms),
         f.status
     );
+    if let Some(why) = &f.reason {
+        let _ = writeln!(out, "    {why}");
+    }
     if let Some(p) = &f.pods {
         let _ = writeln!(out, "    {}", super::format::pods_summary(p));
     }

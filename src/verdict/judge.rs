@@ -109,6 +109,7 @@ pub fn judge(exp: &Experiment, r: &RunRecord) -> Judgment {
             v.note = None;
         }
     }
+    rto_cut_short(r, &mut verdicts);
     let any_fail = verdicts.iter().any(|v| v.status == VerdictStatus::Fail);
     let unconfirmed: Vec<&str> = r
         .faults
@@ -149,6 +150,52 @@ pub fn judge(exp: &Experiment, r: &RunRecord) -> Judgment {
         verdicts,
         status,
         reason,
+    }
+}
+
+/// An RTO says how long the service took to recover from the fault plan. When the run
+/// stopped before every fault started, or was cut short before any failure showed, there
+/// is no such time to judge: the verdict is not measured, and says why (a pass here would
+/// claim a recovery nobody saw).
+fn rto_cut_short(r: &RunRecord, verdicts: &mut [Verdict]) {
+    let never: Vec<&str> = r
+        .faults
+        .iter()
+        .filter(|f| f.status == FaultStatus::Pending)
+        .map(|f| f.name.as_str())
+        .collect();
+    let cut = matches!(r.stop, Stop::Interrupted | Stop::Aborted(_));
+    let stopped = match &r.stop {
+        Stop::Interrupted => "the run was interrupted",
+        Stop::Aborted(_) => "a stop condition ended the run",
+        _ => "the run ended",
+    };
+    // Only a pass is in doubt: a recovery slower than allowed already failed.
+    for v in verdicts
+        .iter_mut()
+        .filter(|v| v.kind == "rto" && v.status == VerdictStatus::Pass)
+    {
+        let quiet = v.note.as_deref() == Some("no failure observed");
+        let why = if !never.is_empty() && r.timeline.faults_start.is_some() {
+            Some(format!(
+                "{stopped} before {} started, so the recovery from the whole fault plan was not observed",
+                never
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        } else if cut && quiet {
+            Some(format!(
+                "{stopped} before a failure or a recovery could be observed"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            v.status = VerdictStatus::NotMeasured;
+            v.note = Some(why);
+        }
     }
 }
 

@@ -177,6 +177,9 @@ impl FaultSet {
 pub fn plan(f: &Fault) -> String {
     let head = format!("  at {} fault {}", f.at, f.name);
     let dur = f.duration.map(|d| format!(" for {d}")).unwrap_or_default();
+    if let Some(why) = &f.skip {
+        return format!("{head}{dur}: skipped ({why})\n");
+    }
     match &f.action {
         FaultAction::Exec(e) => exec::plan(&head, &dur, e),
         FaultAction::Network(_) | FaultAction::Process(_) => agent::plan(&head, &dur, f),
@@ -222,6 +225,7 @@ impl FaultTask {
             agents: Vec::new(),
             pods: None,
             error: None,
+            reason: None,
         }
     }
 
@@ -236,6 +240,9 @@ impl FaultTask {
 
     /// Run the fault by its kind, to its record.
     async fn run(self) -> FaultReport {
+        if let Some(why) = self.spec.skip.clone() {
+            return self.skipped(why).await;
+        }
         match (self.spec.action.clone(), self.spec.route()) {
             (FaultAction::Exec(exec), _) => self.run_exec(exec).await,
             (FaultAction::PodDelete(del), _) => self.run_pod_delete(del).await,
@@ -245,6 +252,19 @@ impl FaultTask {
             }
             (FaultAction::Network(_) | FaultAction::Process(_), _) => self.run_agent().await,
         }
+    }
+
+    /// A skipped fault: said at its planned time, recorded with the reason.
+    async fn skipped(self, why: String) -> FaultReport {
+        let mut report = Self::blank(&self.spec);
+        if !self.wait_for_start().await {
+            return report;
+        }
+        self.events
+            .push("fault", format!("{} skipped: {why}", self.spec.name));
+        report.status = FaultStatus::Skipped;
+        report.reason = Some(why);
+        report
     }
 
     /// `f`, unless the run is cancelled first (then nothing more may start).
