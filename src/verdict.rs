@@ -534,4 +534,66 @@ mod tests {
             500.0
         );
     }
+
+    #[test]
+    fn min_samples_is_one_over_the_tail() {
+        assert_eq!(min_samples(0.5), 2);
+        assert_eq!(min_samples(0.9), 10);
+        assert_eq!(min_samples(0.99), 100);
+        assert_eq!(min_samples(0.999), 1000);
+        assert_eq!(min_samples(1.0), u64::MAX);
+    }
+
+    /// Phase stats with `n` successful responses of 1 ms each.
+    fn ok_responses(n: u64) -> PhaseStats {
+        let mut counts = Counts::default();
+        counts.add(Outcome::Ok, n);
+        let mut latency = hdrhistogram::Histogram::new(3).unwrap();
+        latency.record_n(1000, n).unwrap();
+        PhaseStats { counts, latency }
+    }
+
+    #[test]
+    fn a_percentile_over_too_few_samples_is_not_measured_and_says_how_many() {
+        use crate::experiment::spec::MaxDuration;
+        use shakeout_api::Dur;
+        let bounds = LatencyBounds {
+            p50: Some(MaxDuration {
+                max: Dur(Duration::from_millis(5)),
+            }),
+            p99: Some(MaxDuration {
+                max: Dur(Duration::from_millis(5)),
+            }),
+            ..LatencyBounds::default()
+        };
+        let few = latency_verdicts(
+            "latency",
+            "latency",
+            "web",
+            During::Faults,
+            &ok_responses(99),
+            &bounds,
+        );
+        assert_eq!(
+            few[0].status,
+            VerdictStatus::Pass,
+            "p50 needs only 2: {:?}",
+            few[0]
+        );
+        assert_eq!(few[1].status, VerdictStatus::NotMeasured, "{:?}", few[1]);
+        assert_eq!(
+            few[1].note.as_deref(),
+            Some("only 99 successful responses during faults: a p99 needs at least 100")
+        );
+        let enough = latency_verdicts(
+            "latency",
+            "latency",
+            "web",
+            During::Faults,
+            &ok_responses(100),
+            &bounds,
+        );
+        assert_eq!(enough[1].status, VerdictStatus::Pass, "{:?}", enough[1]);
+        assert_eq!(enough[1].measured.as_deref(), Some("p99 1.00ms"));
+    }
 }

@@ -133,6 +133,7 @@ bad_input! {
     syntax_error => 12:6 "invalid YAML: did not find expected '-' indicator";
     unknown_field => 14:7 "spec.probes[0]: unknown field `timeout`, expected one of `name`, `rate`, `maxInFlight`, `http`, `tcp`";
     wrong_type => 7:9 "spec.seed: invalid type: string \"lucky\", expected u64";
+    seed_too_big => 7:9 "spec.seed: 9007199254740992 is above the largest seed, 9007199254740991";
     missing_field => 11:7 "spec.probes[0]: missing field `rate`";
     bad_duration_unit => 16:11 "spec.faults[0].at: invalid duration `10 sec`: expected a duration with a unit, like 250ms";
     bad_percent => 20:26 "spec.objectives.availability.min: invalid percentage `95`: expected a number from 0 to 100 followed by %";

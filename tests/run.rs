@@ -198,6 +198,10 @@ fn exit_code_3_when_a_service_never_gets_ready_and_nothing_is_left_running() {
         .as_ref()
         .unwrap()
         .contains("service `sleeper`: not ready within 500ms"));
+    // The summary says the run never started rather than timing a run of nothing.
+    let text = ran.stdout();
+    assert!(text.contains("did not start"), "{text}");
+    assert!(!text.contains("ran 0"), "{text}");
     let pid: u32 = std::fs::read_to_string(pid_file)
         .unwrap()
         .trim()
@@ -213,16 +217,21 @@ fn exit_code_3_when_a_service_never_gets_ready_and_nothing_is_left_running() {
 fn sigint_interrupts_reverts_and_exits_2() {
     let case = Case::new();
     let (applied, reverted) = (case.path("applied"), case.path("reverted"));
-    let file = case.write(experiment(&case, "60s").fault(
-        fault("long", "500ms").with("duration", "50s").with(
-            "exec",
-            format!(
-                r#"{{ command: [touch, "{}"], revert: [touch, "{}"] }}"#,
-                applied.display(),
-                reverted.display()
-            ),
-        ),
-    ));
+    // A second fault scheduled after the interrupt: the run never reaches it, so a
+    // recovery from the whole fault plan was never seen and the RTO cannot pass.
+    let file = case.write(
+        experiment(&case, "60s")
+            .fault(fault("long", "500ms").with("duration", "50s").with(
+                "exec",
+                format!(
+                    r#"{{ command: [touch, "{}"], revert: [touch, "{}"] }}"#,
+                    applied.display(),
+                    reverted.display()
+                ),
+            ))
+            .fault(kill_sample("later", "55s"))
+            .objective("rto", "{ max: 10s }"),
+    );
     let mut run = case.spawn(&file);
     wait_for("the fault to be applied", Duration::from_secs(20), || {
         applied.exists()
@@ -240,6 +249,14 @@ fn sigint_interrupts_reverts_and_exits_2() {
     let report = case.report();
     assert_eq!(report.run.status, "interrupted");
     assert_eq!(report.fault("long").status, "reverted");
+    assert_eq!(report.fault("later").status, "pending");
+    let rto = report.verdict("rto/health");
+    assert_eq!(rto.status, "notMeasured", "{rto:?}");
+    let note = rto.note.as_deref().unwrap_or_default();
+    assert!(
+        note.contains("interrupted") && note.contains("`later`"),
+        "{note}"
+    );
 }
 
 #[test]
@@ -287,6 +304,71 @@ fn the_demo_runs_and_meets_its_objectives() {
     let rto = report.probes[0].rto().time_to_recover_ms.unwrap();
     // The supervisor restarts the sample 2 s after the kill.
     assert!((1800.0..=3000.0).contains(&rto), "demo RTO {rto} ms");
+}
+
+/// Without CAP_NET_ADMIN the demo cannot slow the network: the fault is skipped, not
+/// dropped — it stays in the JSON, JUnit and Markdown reports with its reason, and the
+/// kill and its RTO still run. (Needs root to run the copy as uid 65534.)
+#[test]
+fn the_demo_without_root_skips_the_network_fault_in_every_report() {
+    if !kit::root_or_skip(
+        "the_demo_without_root_skips_the_network_fault_in_every_report",
+        "root, to run the demo as an unprivileged user",
+    ) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bin = open.path().join("shakeout");
+    std::fs::copy(kit::process::BIN, &bin).unwrap();
+    let (json, junit, markdown) = (
+        open.path().join("demo.json"),
+        open.path().join("demo.xml"),
+        open.path().join("demo.md"),
+    );
+    let out = std::process::Command::new(&bin)
+        .current_dir(open.path())
+        .env("SHAKEOUT_STATE_DIR", open.path().join("state"))
+        .env("HOME", open.path())
+        .args(["demo", "--quiet", "--port"])
+        .arg(free_port().to_string())
+        .arg("--json")
+        .arg(&json)
+        .arg("--junit")
+        .arg(&junit)
+        .arg("--markdown")
+        .arg(&markdown)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", kit::explain(&out));
+    let report = Report::read(&json).unwrap();
+    let slow = report.fault("slow-sample");
+    assert_eq!(slow.status, "skipped");
+    let reason = slow.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("CAP_NET_ADMIN"), "{reason}");
+    let verdict = report.verdict("fault/slow-sample");
+    assert_eq!(verdict.status, "notMeasured", "{verdict:?}");
+    assert_eq!(report.fault("kill-sample").status, "applied");
+    assert!(report.probes[0].rto().time_to_recover_ms.is_some());
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        junit.contains("fault/slow-sample") && junit.contains("<skipped"),
+        "{junit}"
+    );
+    let markdown = std::fs::read_to_string(&markdown).unwrap();
+    assert!(
+        markdown.contains("slow-sample") && markdown.contains("skipped"),
+        "{markdown}"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("slow-sample") && text.contains("skipped"),
+        "{text}"
+    );
 }
 
 #[test]

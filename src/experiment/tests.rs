@@ -269,3 +269,12 @@ fn limits_are_reported_at_the_token_that_goes_past_them() {
          repeat forever: an alias may only refer to a value that is complete before it"
     );
 }
+
+#[test]
+fn random_seeds_fit_in_a_json_number() {
+    // The top bits are masked off; a thousand draws would all but surely set one of them.
+    for _ in 0..1000 {
+        assert!(super::random_seed() <= super::MAX_SEED);
+    }
+    assert_eq!(super::MAX_SEED, 9_007_199_254_740_991);
+}

@@ -129,8 +129,11 @@ pub struct LossWindow {
 #[serde(rename_all = "camelCase")]
 pub struct Fault {
     pub name: String,
-    /// `pending`, `applied`, `reverted`, `failed`, `revertFailed`, `dryRun`
+    /// `pending`, `applied`, `reverted`, `failed`, `revertFailed`, `dryRun`, `skipped`
     pub status: String,
+    /// Why a skipped fault was skipped.
+    #[serde(default, deserialize_with = "present")]
+    pub reason: Option<String>,
     /// The exec command that applied it, and the one that reverted it.
     #[serde(default, deserialize_with = "present")]
     pub apply: Option<Action>,
