@@ -18,6 +18,7 @@ fn main() {
             std::process::exit(code);
         }
     };
+    cli.color.write_global();
     // The guardian sets up its own logging (to its log file, at info).
     if !matches!(cli.command, shakeout::cmd::Command::Guardian { .. }) {
         shakeout::cmd::init_tracing(cli.verbose);

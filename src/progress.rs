@@ -8,26 +8,41 @@ use std::time::Duration;
 pub struct LiveStatus {
     pub phase: String,
     pub elapsed: Duration,
+    /// The earliest the run can end from where it is (planned faults, recovery's stable
+    /// stretch, the final window), at most `total`.
+    pub expected_end: Duration,
+    /// The hard limit, `spec.duration`.
     pub total: Duration,
-    /// (probe name, availability so far, p99 so far in microseconds)
-    pub probes: Vec<(String, Option<f64>, u64)>,
+    /// Each probe over the current phase so far.
+    pub probes: Vec<LiveProbe>,
     pub active_faults: Vec<String>,
 }
 
+/// One probe over the current phase so far.
+#[derive(Debug, Clone, Default)]
+pub struct LiveProbe {
+    pub name: String,
+    /// Ok / completed sends, none before the first completes.
+    pub availability: Option<f64>,
+    /// p99 of the ok responses in microseconds, none before the first.
+    pub p99_us: Option<u64>,
+}
+
 impl LiveStatus {
-    /// One line: phase, each probe's availability and p99 so far, the active faults.
+    /// One line: phase, each probe's availability and p99 in this phase, the active faults.
     pub fn line(&self) -> String {
         let probes: Vec<String> = self
             .probes
             .iter()
-            .map(|(name, avail, p99)| {
-                let a = avail
-                    .map(|a| format!("{:.2}%", a * 100.0))
-                    .unwrap_or_else(|| "-".into());
-                format!(
-                    "{name} {a} p99 {}",
-                    crate::text::duration(Duration::from_micros(*p99))
-                )
+            .map(|p| match (p.availability, p.p99_us) {
+                (None, _) => format!("{} no responses yet", p.name),
+                (Some(a), None) => format!("{} {:.2}%", p.name, a * 100.0),
+                (Some(a), Some(p99)) => format!(
+                    "{} {:.2}% p99 {}",
+                    p.name,
+                    a * 100.0,
+                    crate::text::duration(Duration::from_micros(p99))
+                ),
             })
             .collect();
         let faults = if self.active_faults.is_empty() {
@@ -56,4 +71,38 @@ impl Progress for Quiet {
     fn update(&self, _: &LiveStatus) {}
     fn event(&self, _: f64, _: &str) {}
     fn finish(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_without_responses_says_so_instead_of_zero() {
+        let status = LiveStatus {
+            phase: "baseline".into(),
+            probes: vec![
+                LiveProbe {
+                    name: "web".into(),
+                    ..LiveProbe::default()
+                },
+                LiveProbe {
+                    name: "db".into(),
+                    availability: Some(0.5),
+                    p99_us: None,
+                },
+                LiveProbe {
+                    name: "api".into(),
+                    availability: Some(0.9987),
+                    p99_us: Some(1500),
+                },
+            ],
+            active_faults: vec!["slow".into()],
+            ..LiveStatus::default()
+        };
+        assert_eq!(
+            status.line(),
+            "baseline | web no responses yet | db 50.00% | api 99.87% p99 1.50ms | faults: slow"
+        );
+    }
 }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::experiment::Experiment;
 use crate::probe::{self, Phase, ProbeConfig, Recorder};
-use crate::progress::{LiveStatus, Progress};
+use crate::progress::{LiveProbe, LiveStatus, Progress};
 use crate::record::{RunRecord, Stop, Timeline};
 use crate::report::{self, Report};
 use crate::verdict;
@@ -43,6 +43,7 @@ pub async fn execute(
     let seed = seed
         .or(spec.seed)
         .unwrap_or_else(crate::experiment::random_seed);
+    tracing::info!(experiment = %exp.file.metadata.name, seed, "run starting");
     let events = Events::new(progress.clone());
     let bucket = spec
         .recording
@@ -192,21 +193,70 @@ impl LiveRun<'_> {
         )
     }
 
-    fn live_status(&self, phase: &str, now: Duration, faults: &FaultSet) -> LiveStatus {
+    fn live_status(
+        &self,
+        phase: &str,
+        now: Duration,
+        steady_start: Option<Duration>,
+        faults: &FaultSet,
+    ) -> LiveStatus {
+        let current = match phase {
+            "baseline" => Phase::Baseline,
+            "faults" => Phase::Faults,
+            "recovery" => Phase::Recovery,
+            _ => Phase::Steady,
+        };
         LiveStatus {
             phase: phase.into(),
             elapsed: now,
+            expected_end: self.expected_end(phase, now, steady_start),
             total: self.exp.file.spec.duration.0,
             probes: self
                 .recorders
                 .iter()
                 .map(|r| {
-                    let (counts, p99) = r.live_totals();
-                    (r.name().to_owned(), counts.availability(), p99)
+                    let (availability, p99_us) = r.live_phase(current);
+                    LiveProbe {
+                        name: r.name().to_owned(),
+                        availability,
+                        p99_us,
+                    }
                 })
                 .collect(),
             active_faults: faults.active_names(),
         }
+    }
+
+    /// The earliest the run can end from where it is: the planned faults' end, then the
+    /// recovery's stable stretch and the final steady-state window; never past the hard
+    /// `duration`. Recovery can take longer, so the display marks it as an estimate.
+    fn expected_end(&self, phase: &str, now: Duration, steady_start: Option<Duration>) -> Duration {
+        let spec = &self.exp.file.spec;
+        let window = spec
+            .steady_state
+            .as_ref()
+            .map(|s| s.window.0)
+            .unwrap_or_default();
+        let stable = verdict::stable_for(self.exp);
+        let end = match phase {
+            // Nothing to inject: a steady-state window ends the run, else its duration.
+            "baseline" | "faults" if spec.faults.is_empty() => match spec.steady_state {
+                Some(_) => window.max(TICK),
+                None => spec.duration.0,
+            },
+            "baseline" | "faults" => {
+                let faults_end = spec
+                    .faults
+                    .iter()
+                    .map(|f| f.at.0 + f.duration.map(|d| d.0).unwrap_or_default())
+                    .max()
+                    .unwrap_or_default();
+                faults_end.max(now) + stable + window
+            }
+            "recovery" => now + stable + window,
+            _ => steady_start.unwrap_or(now) + window,
+        };
+        end.min(spec.duration.0)
     }
 
     async fn main_loop(
@@ -242,7 +292,8 @@ impl LiveRun<'_> {
                 break Stop::Interrupted;
             }
             let horizon = self.close_buckets(now);
-            self.progress.update(&self.live_status(phase, now, faults));
+            self.progress
+                .update(&self.live_status(phase, now, tl.steady_start, faults));
             if now >= hard_end {
                 events.push(
                     "run",

@@ -57,3 +57,125 @@ fn a_seed_past_2_pow_53_is_refused_on_the_command_line() {
         "{text}"
     );
 }
+
+/// Whether `text` holds an SGR (colour) escape; cursor moves of a progress bar don't count.
+fn coloured(text: &str) -> bool {
+    let mut rest = text;
+    while let Some(at) = rest.find("\u{1b}[") {
+        let tail = &rest[at + 2..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+            .unwrap_or(tail.len());
+        if tail[end..].starts_with('m') {
+            return true;
+        }
+        rest = tail;
+    }
+    false
+}
+
+/// `command` run on a pseudo-terminal (util-linux `script`), with `env`; what the terminal
+/// showed.
+fn on_a_terminal(command: &str, env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .envs(env.iter().copied())
+        .env("TERM", "xterm-256color")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("script (util-linux) to get a terminal: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A 2 s run of the sample service with one objective, so the summary has a PASS.
+fn short_run(case: &kit::Case) -> std::path::PathBuf {
+    use kit::exp::{health_probe, sample_service, Experiment};
+    case.write(
+        Experiment::new("colour", "2s")
+            .service(sample_service(case.port))
+            .probe(health_probe(case.port, "50/s"))
+            .objective("availability", "{ min: 90%, during: run }"),
+    )
+}
+
+#[test]
+fn colour_only_on_a_terminal_unless_asked_and_never_with_no_color() {
+    let case = kit::Case::new();
+    let file = short_run(&case);
+    let run = |extra: &[&str]| {
+        let out = kit::shakeout()
+            .args(["-v", "run"])
+            .arg(&file)
+            .args(extra)
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", kit::explain(&out));
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Into pipes (a file, CI): no colour in the summary or in the `-v` log lines.
+    let (stdout, stderr) = run(&[]);
+    assert!(
+        stdout.contains("PASS") && stderr.contains("run starting"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        !coloured(&stdout) && !coloured(&stderr),
+        "{stdout:?}{stderr:?}"
+    );
+    // `--color always` colours both.
+    let (stdout, stderr) = run(&["--color", "always"]);
+    assert!(
+        coloured(&stdout) && coloured(&stderr),
+        "{stdout:?}{stderr:?}"
+    );
+    // On a terminal: colour by default, none with NO_COLOR or `--color never`.
+    let command = format!("{} -v run {}", kit::process::BIN, file.display());
+    assert!(coloured(&on_a_terminal(&command, &[])));
+    assert!(!coloured(&on_a_terminal(&command, &[("NO_COLOR", "1")])));
+    assert!(!coloured(&on_a_terminal(
+        &format!("{command} --color never"),
+        &[]
+    )));
+}
+
+#[test]
+fn the_agent_s_text_logs_have_no_colour_in_a_file_or_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "ci:test-secret-0123456789abcdef\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let command = |extra: &str| {
+        format!(
+            "timeout -s INT 2 {} --listen 127.0.0.1:0 --tokens {} --state-dir {} {extra}",
+            kit::process::agent_binary().display(),
+            tokens.display(),
+            dir.path().join("state").display()
+        )
+    };
+    // stderr into a file, as the systemd unit's journal gets it.
+    let log = dir.path().join("agent.log");
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("{} 2> {}", command(""), log.display())])
+        .env_remove("NO_COLOR")
+        .status()
+        .unwrap();
+    assert!(status.success() || status.code() == Some(124), "{status}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("INFO"), "{text}");
+    assert!(!coloured(&text), "{text:?}");
+    // On a terminal it is coloured, unless NO_COLOR or `--color never` says not.
+    assert!(coloured(&on_a_terminal(&command(""), &[])));
+    assert!(!coloured(&on_a_terminal(
+        &command(""),
+        &[("NO_COLOR", "1")]
+    )));
+    assert!(!coloured(&on_a_terminal(&command("--color never"), &[])));
+}

@@ -58,6 +58,10 @@ pub struct Args {
     #[arg(long, env = "SHAKEOUT_AGENT_MAX_CONNECTIONS", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
+    /// Colour in text logs: `auto` (only when stderr is a terminal, and not with NO_COLOR
+    /// set; never in the journal or a file), `always`, `never`.
+    #[command(flatten)]
+    pub color: colorchoice_clap::Color,
     /// Log format on stderr.
     #[arg(long, env = "SHAKEOUT_AGENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

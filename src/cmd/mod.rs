@@ -22,6 +22,10 @@ pub struct Cli {
     /// More log output on stderr (repeat for more); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Colour on stdout and stderr: `auto` (only on a terminal, and not with NO_COLOR set),
+    /// `always`, `never`.
+    #[command(flatten)]
+    pub color: colorchoice_clap::Color,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -147,8 +151,15 @@ pub fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
+        .with_writer(progress::LogWriter)
         .try_init();
+}
+
+/// Whether stderr gets colour: `--color`, then NO_COLOR / CLICOLOR_FORCE, then whether it
+/// is a terminal (the choice `--color` wrote globally is read here).
+pub fn colour_on_stderr() -> bool {
+    anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
 }
 
 /// Run a parsed command line and return the process exit code.

@@ -88,7 +88,8 @@ fn run_loaded(exp: &Experiment, output: &OutputArgs, seed: Option<u64>, dry_run:
         interrupt_on_signals(),
     ));
     progress.finish();
-    print!("{}", report::render_terminal(&report));
+    // Through anstream: colour on a terminal, plain text in a pipe or file.
+    anstream::print!("{}", report::render_terminal(&report));
     let mut code = report.run.exit_code;
     let mut write = |what: &str,
                      path: &Option<std::path::PathBuf>,

@@ -357,21 +357,13 @@ impl Recorder {
         self.lock().closed.len()
     }
 
-    /// Counts and p99 over everything recorded so far (for live progress).
-    pub fn live_totals(&self) -> (Counts, u64) {
+    /// Availability and p99 (µs) of `phase` so far, for live progress: none before the
+    /// first send completes, no p99 before the first ok response.
+    pub fn live_phase(&self, phase: Phase) -> (Option<f64>, Option<u64>) {
         let inner = self.lock();
-        let mut counts = Counts::default();
-        let mut hist = new_histogram(2);
-        for p in &inner.phases {
-            counts.merge(&p.counts);
-            let _ = hist.add(&p.latency);
-        }
-        let p99 = if hist.is_empty() {
-            0
-        } else {
-            hist.value_at_quantile(0.99)
-        };
-        (counts, p99)
+        let stats = &inner.phases[phase as usize];
+        let p99 = (!stats.latency.is_empty()).then(|| stats.latency.value_at_quantile(0.99));
+        (stats.counts.availability(), p99)
     }
 
     /// Stats of one phase so far (for the steady-state gate before the first fault).

@@ -1,7 +1,11 @@
-//! The result a person reads on stdout when a run ends: aligned plain text (no colour, so
-//! it survives pipes and CI logs), ending in one `RESULT:` line that matches the exit code.
+//! The result a person reads on stdout when a run ends: aligned text, ending in one
+//! `RESULT:` line that matches the exit code. Verdict tags, warnings and the result carry
+//! ANSI colour; print it through `anstream`, which strips the colour where it does not
+//! belong (a pipe, a file, NO_COLOR, `--color never`), so CI logs get plain text.
 
 use std::fmt::Write as _;
+
+use anstyle::{AnsiColor, Style};
 
 use super::format::{
     action_outcome, agent_summary, command, duration, errors, opt_duration, opt_percent,
@@ -94,7 +98,12 @@ fn probe(out: &mut String, p: &ProbeReport, faults: &[FaultReport]) {
         }
     }
     if p.prober_limited {
-        let _ = writeln!(out, "  WARNING: {}", prober_limited_warning(p));
+        let _ = writeln!(
+            out,
+            "  {}: {}",
+            paint(WARN, "WARNING"),
+            prober_limited_warning(p)
+        );
     }
 }
 
@@ -159,7 +168,7 @@ fn verdicts(out: &mut String, r: &Report) {
             let _ = write!(outcome, " ({note})");
         }
         t.row(vec![
-            verdict_tag(v.status).to_string(),
+            paint(verdict_style(v.status), verdict_tag(v.status)),
             v.id.clone(),
             outcome,
         ]);
@@ -181,9 +190,42 @@ fn footer(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
         "RESULT: {} (exit {})",
-        status_words(r.run.status),
+        paint(run_style(r.run.status), status_words(r.run.status)),
         r.run.exit_code
     );
+}
+
+const GOOD: Style = AnsiColor::Green.on_default().bold();
+const BAD: Style = AnsiColor::Red.on_default().bold();
+const WARN: Style = AnsiColor::Yellow.on_default().bold();
+
+/// `text` in `style`, reset after.
+fn paint(style: Style, text: &str) -> String {
+    format!("{}{text}{}", style.render(), style.render_reset())
+}
+
+fn verdict_style(s: super::VerdictStatus) -> Style {
+    match s {
+        super::VerdictStatus::Pass => GOOD,
+        super::VerdictStatus::Fail => BAD,
+        super::VerdictStatus::NotMeasured => WARN,
+    }
+}
+
+fn run_style(s: RunStatus) -> Style {
+    match s {
+        RunStatus::Met => GOOD,
+        RunStatus::Aborted | RunStatus::Interrupted => WARN,
+        _ => BAD,
+    }
+}
+
+/// Display width of a cell: chars (`µs` is two bytes but one column), not counting colour.
+fn width(cell: &str) -> usize {
+    anstream::adapter::strip_str(cell)
+        .to_string()
+        .chars()
+        .count()
 }
 
 /// Column-aligned rows; text left-aligned, numbers and times right-aligned so their
@@ -218,7 +260,7 @@ impl Table {
                 self.rows
                     .iter()
                     .filter_map(|r| r.get(c))
-                    .map(|s| s.chars().count())
+                    .map(|s| width(s))
                     .max()
                     .unwrap_or(0)
             })
@@ -226,7 +268,7 @@ impl Table {
         for row in &self.rows {
             let mut line = String::from(indent);
             for (c, cell) in row.iter().enumerate() {
-                let pad = widths[c].saturating_sub(cell.chars().count());
+                let pad = widths[c].saturating_sub(width(cell));
                 if self.right.contains(&c) {
                     line.push_str(&" ".repeat(pad));
                     line.push_str(cell);

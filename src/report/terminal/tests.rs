@@ -3,6 +3,39 @@
 use super::*;
 use crate::report::RunStatus;
 
+/// What a pipe or a file gets: the summary without its colour.
+fn render_terminal(r: &Report) -> String {
+    anstream::adapter::strip_str(&super::render_terminal(r)).to_string()
+}
+
+#[test]
+fn verdicts_and_the_result_are_coloured_and_columns_still_line_up() {
+    let styled = super::render_terminal(&Report::test());
+    assert!(
+        styled.contains("\u{1b}[1m\u{1b}[32mPASS\u{1b}[0m"),
+        "{styled:?}"
+    );
+    assert!(
+        styled.contains("\u{1b}[1m\u{1b}[31mFAIL\u{1b}[0m"),
+        "{styled:?}"
+    );
+    assert!(
+        styled.contains("RESULT: \u{1b}[1m\u{1b}[31mfailed\u{1b}[0m (exit 1)"),
+        "{styled:?}"
+    );
+    // Colour takes no columns: the ids start in the same column on every verdict line.
+    let plain = render_terminal(&Report::test());
+    let columns: Vec<usize> = plain
+        .lines()
+        .filter(|l| l.starts_with("  PASS") || l.starts_with("  FAIL") || l.starts_with("  SKIP"))
+        .map(|l| l[6..].len() - l[6..].trim_start().len())
+        .collect();
+    assert!(
+        columns.len() >= 2 && columns.iter().all(|&c| c == columns[0]),
+        "{plain}"
+    );
+}
+
 fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
     text.lines()
         .find(|l| l.contains(needle))
