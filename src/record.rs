@@ -1,8 +1,8 @@
 //! The run record: what a run did and saw, as the runner hands it over — probe
-//! recordings, fault outcomes, write read-backs, events, the phases' timeline and why the
-//! run stopped. `verdict` judges it and `report` presents it; neither is written by the
-//! runner. The outcome types serialize as the report's `faults` and `events` (their
-//! JSON names are the report's contract).
+//! recordings, fault outcomes, write read-backs, supervised services, events, the phases'
+//! timeline and why the run stopped. `verdict` judges it and `report` presents it; neither
+//! is written by the runner. The outcome types serialize as the report's `faults`,
+//! `services` and `events` (their JSON names are the report's contract).
 
 use std::time::{Duration, SystemTime};
 
@@ -28,6 +28,8 @@ pub struct RunRecord {
     pub timeline: Timeline,
     pub stop: Stop,
     pub faults: Vec<FaultRecord>,
+    /// What each supervised service did, in the order of the experiment file.
+    pub services: Vec<ServiceRecord>,
     pub events: Vec<Event>,
 }
 
@@ -42,6 +44,9 @@ pub enum Stop {
     SteadyStateBefore(String),
     /// A stop condition fired.
     Aborted(String),
+    /// A supervised service failed for good after the faults started (crash loop, or it
+    /// could not be restarted): the steady state cannot come back.
+    ServiceFailed(String),
     /// SIGINT or SIGTERM.
     Interrupted,
 }
@@ -318,4 +323,101 @@ pub struct Event {
     pub source: String,
     /// What happened, human readable.
     pub message: String,
+}
+
+/// What a supervised service did during the run: every start and exit, its restarts,
+/// whether the supervisor gave up on it, and the last lines it printed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "ServiceReport")]
+pub struct ServiceRecord {
+    /// Service name from the experiment file.
+    pub name: String,
+    /// Program and arguments, as started.
+    pub command: Vec<String>,
+    /// Each start, the first one and every restart (at most 1,000 kept).
+    pub starts: Vec<ServiceStart>,
+    /// Each exit, the final stop included (at most 1,000 kept).
+    pub exits: Vec<ServiceExit>,
+    /// How many times the supervisor restarted it.
+    pub restarts: u64,
+    /// Why the supervisor gave up on it (a crash loop, or it could not be restarted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<ServiceFailure>,
+    /// Its last lines on standard output (at most 50 lines and 8 KiB; longer lines cut).
+    pub stdout: Vec<String>,
+    /// Its last lines on standard error (at most 50 lines and 8 KiB; longer lines cut).
+    pub stderr: Vec<String>,
+    /// The file everything it printed was appended to (`log` in the experiment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+/// One start of a supervised service.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStart {
+    /// When it was started, milliseconds from the run origin (negative: before probing).
+    pub at_ms: f64,
+    pub pid: u32,
+    /// When its readiness check first passed (absent: it has none, or it never passed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_ms: Option<f64>,
+}
+
+/// One exit of a supervised service.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceExit {
+    /// When it was seen to exit, milliseconds from the run origin.
+    pub at_ms: f64,
+    pub pid: u32,
+    /// Exit status, when the process exited normally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Signal that ended the process, when it was killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// True when shakeout stopped it (at the end of the run, or after a failed start).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
+}
+
+/// Why the supervisor gave up on a service.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceFailure {
+    /// When it gave up, milliseconds from the run origin.
+    pub at_ms: f64,
+    /// What happened, with the service's last output (also the run's reason).
+    pub reason: String,
+}
+
+impl ServiceExit {
+    /// Whether this exit looks like the service's own failure rather than a stop: a
+    /// non-zero exit code, or a signal a crash raises (SEGV, ABRT, BUS, FPE, ILL). A kill
+    /// or TERM, which faults and people send, is not.
+    pub fn crashed(&self) -> bool {
+        use nix::sys::signal::Signal;
+        let crash = |s: i32| {
+            Signal::try_from(s).is_ok_and(|s| {
+                matches!(
+                    s,
+                    Signal::SIGSEGV
+                        | Signal::SIGABRT
+                        | Signal::SIGBUS
+                        | Signal::SIGFPE
+                        | Signal::SIGILL
+                )
+            })
+        };
+        !self.stopped && (self.exit_code.is_some_and(|c| c != 0) || self.signal.is_some_and(crash))
+    }
+}
+
+impl ServiceRecord {
+    /// Whether a person should look at it: the supervisor gave up, or it crashed.
+    pub fn misbehaved(&self) -> bool {
+        self.failed.is_some() || self.exits.iter().any(ServiceExit::crashed)
+    }
 }

@@ -21,6 +21,7 @@ pub use crate::probe::write::{LossWindowReport, ReadBackReport, WriteReport};
 pub use crate::record::{
     ActionRecord as ActionReport, AgentActionRecord as AgentActionReport, ChosenPod, Event,
     FaultRecord as FaultReport, FaultStatus, PodFaultRecord as PodFaultReport, PodRecovery,
+    ServiceExit, ServiceFailure, ServiceRecord as ServiceReport, ServiceStart,
 };
 pub use crate::text::ms;
 pub use crate::verdict::{RtoReport, RunStatus, Verdict, VerdictStatus};
@@ -49,6 +50,10 @@ pub struct Report {
     pub probes: Vec<ProbeReport>,
     /// One entry per fault, in the order of the experiment file.
     pub faults: Vec<FaultReport>,
+    /// One entry per supervised service shakeout set out to start, in the order of the
+    /// experiment file: starts, exits, restarts, a crash loop, the last output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceReport>,
     /// Ground-truth events (service starts/exits, stop conditions), on the run's timeline.
     pub events: Vec<Event>,
     /// Every objective and steady-state check, in the order of the experiment file.

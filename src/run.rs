@@ -66,21 +66,20 @@ pub async fn execute(
         Err(e) => return report::error_report(exp, seed, e.to_string()),
     };
     let base_dir = exp.dir();
-    let services = match Services::start(&spec.services, &base_dir, &events).await {
-        Ok(s) => s,
-        Err(e) => {
-            if let Some(a) = local_agent {
-                a.stop().await;
-            }
-            return report::error_report(exp, seed, e.to_string());
-        }
+    let mut services = Services::new(&events);
+    let ready = match services.start(&spec.services, &base_dir).await {
+        Ok(()) => rpo::preflight(&configs).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     };
-    if let Err(e) = rpo::preflight(&configs).await {
-        services.stop_all().await;
+    if let Err(reason) = ready {
+        // Times in a report of a run that never started are from now (negative).
+        let records = services.stop_all(Instant::now()).await;
         if let Some(a) = local_agent {
             a.stop().await;
         }
-        return report::error_report(exp, seed, e.to_string());
+        let mut report = report::error_report(exp, seed, reason);
+        report.services = records;
+        return report;
     }
 
     let origin = Instant::now();
@@ -113,6 +112,7 @@ pub async fn execute(
         exp,
         configs: &configs,
         recorders: &recorders,
+        services: &services,
         origin,
         bucket,
         progress: progress.as_ref(),
@@ -129,7 +129,7 @@ pub async fn execute(
     let recordings: Vec<_> = recorders.iter().map(|r| r.finish(end)).collect();
     // Before the services stop: the backend under test is often one of them.
     let writes = rpo::verify(&configs, &recordings, &stop).await;
-    services.stop_all().await;
+    let service_records = services.stop_all(origin).await;
     if let Some(a) = local_agent {
         for failed in a.stop().await {
             events.push(
@@ -149,6 +149,7 @@ pub async fn execute(
         timeline,
         stop,
         faults: fault_reports,
+        services: service_records,
         events: events.drain(origin),
     };
     let judgment = verdict::judge::judge(exp, &record);
@@ -159,6 +160,7 @@ struct LiveRun<'a> {
     exp: &'a Experiment,
     configs: &'a [ProbeConfig],
     recorders: &'a [Arc<Recorder>],
+    services: &'a Services,
     origin: Instant,
     bucket: Duration,
     progress: &'a dyn Progress,
@@ -304,6 +306,22 @@ impl LiveRun<'_> {
             if let Some(why) = verdict::live::abort_fired(self.exp, self.recorders, self.bucket) {
                 events.push("abort", format!("stop condition: {why}"));
                 break Stop::Aborted(why);
+            }
+            // A service given up on (crash loop) cannot come back: the steady state has
+            // failed whatever the probes see (they may be answered by something else).
+            if let Some(why) = self.services.failure() {
+                if phase == "baseline" {
+                    if boundary_declared {
+                        self.set_phase(first_fault.unwrap_or_default(), Phase::Baseline);
+                    }
+                    events.push("run", format!("steady state did not hold before the first fault ({why}); no fault was injected"));
+                    break Stop::SteadyStateBefore(why);
+                }
+                events.push(
+                    "run",
+                    format!("steady state cannot return ({why}); stopping"),
+                );
+                break Stop::ServiceFailed(why);
             }
             match phase {
                 "baseline" => match first_fault {

@@ -16,6 +16,7 @@ pub mod live;
 mod model;
 mod rpo;
 mod rto;
+mod services;
 
 pub use model::{RtoReport, RunStatus, Verdict, VerdictStatus};
 pub use rto::{measure_rto, recovered, recovery_level, stable_for, RtoWindow, DEFAULT_STABLE_FOR};

@@ -39,6 +39,7 @@ pub fn error_report(exp: &Experiment, seed: u64, reason: String) -> Report {
         phases: Vec::new(),
         probes: Vec::new(),
         faults: Vec::new(),
+        services: Vec::new(),
         events: Vec::new(),
         verdicts: Vec::new(),
     }
@@ -121,6 +122,7 @@ pub fn build(exp: &Experiment, r: RunRecord, j: Judgment) -> Report {
             .collect(),
         probes,
         faults: r.faults,
+        services: r.services,
         events: r.events,
         verdicts: j.verdicts,
     }

@@ -39,6 +39,7 @@ impl Report {
             .to_vec(),
             probes: vec![checkout_probe(), db_probe()],
             faults: vec![kill_primary()],
+            services: Vec::new(),
             events: vec![
                 event(20_010.0, "fault", "kill-primary applied"),
                 event(20_050.0, "service", "postgres primary exited (signal 15)"),
@@ -81,6 +82,62 @@ impl Report {
 
     pub(crate) fn with_verdict(mut self, v: Verdict) -> Report {
         self.verdicts.push(v);
+        self
+    }
+
+    /// Adds the supervised service `web`: killed by a fault once and restarted (healthy),
+    /// or, `crash_looping`, restarted five times and then given up on.
+    pub(crate) fn with_service(mut self, crash_looping: bool) -> Report {
+        let start = |at_ms: f64, pid: u32| ServiceStart {
+            at_ms,
+            pid,
+            ready_ms: Some(at_ms + 50.0),
+        };
+        let exit =
+            |at_ms: f64, pid: u32, exit_code: Option<i32>, signal: Option<i32>| ServiceExit {
+                at_ms,
+                pid,
+                exit_code,
+                signal,
+                stopped: false,
+            };
+        let mut web = ServiceReport {
+            name: "web".to_string(),
+            command: vec![
+                "./web".to_string(),
+                "--port".to_string(),
+                "8080".to_string(),
+            ],
+            starts: vec![start(-300.0, 100), start(22_000.0, 101)],
+            exits: vec![exit(20_050.0, 100, None, Some(9))],
+            restarts: 1,
+            failed: None,
+            stdout: vec!["web: listening on 127.0.0.1:8080".to_string()],
+            stderr: Vec::new(),
+            log: None,
+        };
+        if crash_looping {
+            // The kill's restart, then four more: each exits at once.
+            for (i, at) in [22_100.0, 22_400.0, 22_900.0, 23_800.0, 25_500.0]
+                .into_iter()
+                .enumerate()
+            {
+                let pid = 101 + i as u32;
+                web.exits.push(exit(at, pid, Some(1), None));
+                if i < 4 {
+                    web.starts.push(start(at + 100.0, pid + 1));
+                }
+            }
+            web.restarts = 5;
+            web.stderr = vec!["web: config /etc/web.toml: permission denied".to_string()];
+            web.failed = Some(ServiceFailure {
+                at_ms: 25_500.0,
+                reason: "service `web` is crash-looping: 5 restarts in 5.45s, none up for 10.0s; \
+                         not restarted again; last output: web: config /etc/web.toml: permission denied"
+                    .to_string(),
+            });
+        }
+        self.services.push(web);
         self
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{
     ActionReport, FaultReport, FaultStatus, PodRecovery, ProbeReport, RtoReport, RunStatus,
-    Verdict, VerdictStatus, WriteReport,
+    ServiceExit, ServiceReport, Verdict, VerdictStatus, WriteReport,
 };
 
 pub(crate) use crate::text::{duration_ms as duration, NONE};
@@ -115,6 +115,56 @@ pub(crate) fn action_outcome(a: &ActionReport) -> String {
         (None, None, Some(sig)) => format!("killed by signal {sig} after {took}"),
         (None, None, None) => format!("no exit status after {took}"),
     }
+}
+
+/// How a service exit ended: `exit 1`, `signal 9`, `stopped (signal 15)`.
+pub(crate) fn exit_outcome(e: &ServiceExit) -> String {
+    let how = match (e.exit_code, e.signal) {
+        (Some(code), _) => format!("exit {code}"),
+        (None, Some(sig)) => format!("signal {sig}"),
+        (None, None) => "no exit status".to_string(),
+    };
+    if e.stopped {
+        format!("stopped ({how})")
+    } else {
+        how
+    }
+}
+
+/// A service in one line: `6 starts (5 restarts), last exit 1 at 2.450s`.
+pub(crate) fn service_summary(s: &ServiceReport) -> String {
+    let plural = |n: u64, what: &str| match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
+    };
+    let mut line = format!(
+        "{} ({})",
+        plural(s.starts.len() as u64, "start"),
+        plural(s.restarts, "restart")
+    );
+    if let Some(e) = s.exits.iter().rev().find(|e| !e.stopped).or(s.exits.last()) {
+        line.push_str(&format!(
+            ", last {} at {}",
+            exit_outcome(e),
+            offset(e.at_ms)
+        ));
+    }
+    line
+}
+
+/// A service's last `n` lines of output, standard error's first (where a failing
+/// program says why).
+pub(crate) fn service_output(s: &ServiceReport, n: usize) -> Vec<&str> {
+    fn tail(lines: &[String], n: usize) -> Vec<&str> {
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(String::as_str)
+            .collect()
+    }
+    let mut lines = tail(&s.stderr, n);
+    let left = n - lines.len();
+    lines.extend(tail(&s.stdout, left));
+    lines
 }
 
 /// One line of measured recovery; states the resolution because every time is a bucket edge.

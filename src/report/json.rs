@@ -77,6 +77,7 @@ mod tests {
         for report in [
             Report::test(),
             Report::test().with_status(RunStatus::Interrupted, Some("SIGINT")),
+            Report::test().with_service(true),
         ] {
             write_json(&report, &path).unwrap();
             let value: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())

@@ -17,6 +17,7 @@ pub fn render_markdown(r: &Report) -> String {
     verdicts(&mut out, r);
     probes(&mut out, r);
     faults(&mut out, r);
+    services(&mut out, r);
     events(&mut out, r);
     let replay = format!("shakeout run {} --seed {}", r.experiment.file, r.run.seed);
     let _ = writeln!(
@@ -185,6 +186,53 @@ fn faults(out: &mut String, r: &Report) {
         }
     }
     out.push_str(&failed_output);
+    out.push('\n');
+}
+
+fn services(out: &mut String, r: &Report) {
+    if r.services.is_empty() {
+        return;
+    }
+    out.push_str("### Services\n\n| Service | Starts | Restarts | Last exit | Status |\n");
+    out.push_str("| --- | ---: | ---: | --- | --- |\n");
+    let mut output = String::new();
+    for s in &r.services {
+        let last = s
+            .exits
+            .iter()
+            .rev()
+            .find(|e| !e.stopped)
+            .or(s.exits.last())
+            .map_or_else(
+                || format::NONE.to_string(),
+                |e| format!("{} at {}", format::exit_outcome(e), offset(e.at_ms)),
+            );
+        let status = match &s.failed {
+            Some(f) => format!("❌ {}", f.reason),
+            None if s.misbehaved() => "⚠️ crashed".to_string(),
+            None => "✅ ok".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            cell(&s.name),
+            s.starts.len(),
+            s.restarts,
+            cell(&last),
+            cell(&status),
+        );
+        let lines = format::service_output(s, 20);
+        if s.misbehaved() && !lines.is_empty() {
+            let lines = lines.join("\n");
+            let fence = fence(&lines);
+            let _ = write!(
+                output,
+                "\n<details><summary>{} last output</summary>\n\n{fence}text\n{lines}\n{fence}\n\n</details>\n",
+                text(&s.name),
+            );
+        }
+    }
+    out.push_str(&output);
     out.push('\n');
 }
 

@@ -9,9 +9,13 @@ use anstyle::{AnsiColor, Style};
 
 use super::format::{
     action_outcome, agent_summary, command, duration, errors, opt_duration, opt_percent,
-    prober_limited_warning, rto_summary, status_words, verdict_outcome, verdict_tag, write_summary,
+    prober_limited_warning, rto_summary, service_output, service_summary, status_words,
+    verdict_outcome, verdict_tag, write_summary,
 };
 use super::{FaultReport, ProbeReport, Report, RunStatus};
+
+/// Lines of a misbehaving service's output shown in the terminal.
+const SERVICE_LINES: usize = 5;
 
 /// Renders the run summary for a terminal; ends with a newline.
 pub fn render_terminal(r: &Report) -> String {
@@ -26,6 +30,7 @@ pub fn render_terminal(r: &Report) -> String {
             fault(&mut out, f);
         }
     }
+    services(&mut out, r);
     verdicts(&mut out, r);
     footer(&mut out, r);
     out
@@ -150,6 +155,28 @@ fn fault(out: &mut String, f: &FaultReport) {
             {
                 let _ = writeln!(out, "            | {line}");
             }
+        }
+    }
+}
+
+/// Only services that misbehaved (crashed, or were given up on): a healthy service, or one
+/// a fault killed, is in the JSON report. A run that could not start already says why.
+fn services(out: &mut String, r: &Report) {
+    if r.run.status == RunStatus::Error {
+        return;
+    }
+    let bad: Vec<_> = r.services.iter().filter(|s| s.misbehaved()).collect();
+    if bad.is_empty() {
+        return;
+    }
+    out.push_str("\nservices\n");
+    for s in bad {
+        let _ = writeln!(out, "  {}: {}", s.name, service_summary(s));
+        if let Some(f) = &s.failed {
+            let _ = writeln!(out, "    gave up: {}", f.reason);
+        }
+        for line in service_output(s, SERVICE_LINES) {
+            let _ = writeln!(out, "    | {line}");
         }
     }
 }

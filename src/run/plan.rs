@@ -6,6 +6,7 @@ use crate::experiment::model::FaultAction;
 use crate::experiment::Experiment;
 use crate::kube::pods;
 use crate::probe::ProbeConfig;
+use crate::text::duration;
 
 /// The plan `--dry-run` prints: what would run, when.
 pub fn plan(exp: &Experiment) -> String {
@@ -18,6 +19,23 @@ pub fn plan(exp: &Experiment) -> String {
     );
     for s in &spec.services {
         out.push_str(&format!("  service {}: {}\n", s.name, s.command.join(" ")));
+        let restart = s
+            .restart
+            .as_ref()
+            .filter(|r| r.policy == crate::experiment::spec::RestartPolicy::OnExit);
+        if let Some(r) = restart {
+            out.push_str(&format!(
+                "    restarted when it exits, after {} doubling to {}; crash-looping after \
+                 {} restarts in a row none up for {}\n",
+                duration(r.delay()),
+                duration(r.max_delay()),
+                r.max_restarts(),
+                duration(r.reset_after())
+            ));
+        }
+        if let Some(log) = &s.log {
+            out.push_str(&format!("    output appended to {log}\n"));
+        }
     }
     for p in &exp.probes {
         match ProbeConfig::from_model(p, "{run}") {

@@ -109,6 +109,7 @@ pub fn judge(exp: &Experiment, r: &RunRecord) -> Judgment {
             v.note = None;
         }
     }
+    super::services::apply(&mut verdicts, &r.services, r.timeline.faults_start);
     rto_cut_short(r, &mut verdicts);
     let any_fail = verdicts.iter().any(|v| v.status == VerdictStatus::Fail);
     let unconfirmed: Vec<&str> = r
@@ -132,11 +133,19 @@ pub fn judge(exp: &Experiment, r: &RunRecord) -> Judgment {
         (Stop::SteadyStateBefore(why), _) => Some(format!(
             "steady state did not hold before the first fault ({why}); no fault was injected"
         )),
+        (Stop::ServiceFailed(why), _) => Some(format!(
+            "{why}; the steady state cannot return, so the run stopped and every applied \
+             fault was reverted"
+        )),
         (Stop::Duration, _) => Some(format!(
             "reached the experiment's duration of {}",
             spec.duration
         )),
-        (Stop::Done, _) => None,
+        // A service that failed as the run ended: its verdicts failed, say why.
+        (Stop::Done, _) => r
+            .services
+            .iter()
+            .find_map(|s| s.failed.as_ref().map(|f| f.reason.clone())),
     };
     let prober_limited = r
         .configs
@@ -164,10 +173,14 @@ fn rto_cut_short(r: &RunRecord, verdicts: &mut [Verdict]) {
         .filter(|f| f.status == FaultStatus::Pending)
         .map(|f| f.name.as_str())
         .collect();
-    let cut = matches!(r.stop, Stop::Interrupted | Stop::Aborted(_));
+    let cut = matches!(
+        r.stop,
+        Stop::Interrupted | Stop::Aborted(_) | Stop::ServiceFailed(_)
+    );
     let stopped = match &r.stop {
         Stop::Interrupted => "the run was interrupted",
         Stop::Aborted(_) => "a stop condition ended the run",
+        Stop::ServiceFailed(_) => "a failed service ended the run",
         _ => "the run ended",
     };
     // Only a pass is in doubt: a recovery slower than allowed already failed.
@@ -207,7 +220,7 @@ fn status_of(stop: &Stop, revert_failed: bool, any_fail: bool) -> RunStatus {
     match stop {
         Stop::Interrupted => RunStatus::Interrupted,
         Stop::Aborted(_) => RunStatus::Aborted,
-        Stop::SteadyStateBefore(_) => RunStatus::Failed,
+        Stop::SteadyStateBefore(_) | Stop::ServiceFailed(_) => RunStatus::Failed,
         Stop::Done | Stop::Duration if any_fail => RunStatus::Failed,
         Stop::Done | Stop::Duration => RunStatus::Met,
     }

@@ -22,6 +22,9 @@ pub struct Report {
     pub run: Run,
     pub probes: Vec<Probe>,
     pub faults: Vec<Fault>,
+    /// Omitted when no service was started.
+    #[serde(default)]
+    pub services: Vec<Service>,
     pub verdicts: Vec<Verdict>,
     pub events: Vec<Event>,
     #[serde(skip)]
@@ -198,6 +201,51 @@ pub struct Pods {
     pub errors: Vec<String>,
 }
 
+/// A supervised service: its starts and exits, why it was given up on, its last output.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    pub name: String,
+    pub starts: Vec<ServiceStart>,
+    pub exits: Vec<ServiceExit>,
+    pub restarts: u64,
+    #[serde(default, deserialize_with = "present")]
+    pub failed: Option<ServiceFailure>,
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStart {
+    pub at_ms: f64,
+    pub pid: u32,
+    #[serde(default, deserialize_with = "present")]
+    pub ready_ms: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceExit {
+    pub at_ms: f64,
+    pub pid: u32,
+    #[serde(default, deserialize_with = "present")]
+    pub exit_code: Option<i32>,
+    #[serde(default, deserialize_with = "present")]
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub stopped: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceFailure {
+    pub at_ms: f64,
+    pub reason: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Verdict {
@@ -256,6 +304,14 @@ impl Report {
             .iter()
             .find(|f| f.name == name)
             .unwrap_or_else(|| panic!("no fault {name} in {:#}", self.json["faults"]))
+    }
+
+    #[track_caller]
+    pub fn service(&self, name: &str) -> &Service {
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no service {name} in {:#}", self.json["services"]))
     }
 
     #[track_caller]

@@ -3,7 +3,7 @@
 
 use super::probes::{host_port, http_url};
 use super::Checker;
-use crate::experiment::spec::Spec;
+use crate::experiment::spec::{RestartPolicy, ServiceSpec, Spec};
 
 pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
     c.unique_names(
@@ -25,6 +25,13 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
                 ),
             );
         }
+        if service.log.as_deref().is_some_and(|l| l.trim().is_empty()) {
+            c.report(
+                &format!("{path}.log"),
+                format!("service `{name}` needs a file name for its log, like `{name}.log`"),
+            );
+        }
+        check_restart(c, &path, service);
         let Some(ready) = &service.ready else {
             continue;
         };
@@ -72,6 +79,59 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
             }
         }
         c.positive(&format!("{ready_path}.within"), ready.within, "like 10s");
+    }
+}
+
+/// Backoff and crash-loop limits: only with `policy: onExit`, each one meaningful.
+fn check_restart(c: &mut Checker<'_>, path: &str, service: &ServiceSpec) {
+    let Some(restart) = &service.restart else {
+        return;
+    };
+    let name = &service.name;
+    let path = format!("{path}.restart");
+    if restart.policy == RestartPolicy::Never {
+        for (key, given) in [
+            ("delay", restart.delay.is_some()),
+            ("maxDelay", restart.max_delay.is_some()),
+            ("maxRestarts", restart.max_restarts.is_some()),
+            ("resetAfter", restart.reset_after.is_some()),
+        ] {
+            if given {
+                c.report_key(
+                    &format!("{path}.{key}"),
+                    format!(
+                        "service `{name}` is never restarted, so `{key}` has no effect: \
+                         remove it or use `policy: onExit`"
+                    ),
+                );
+            }
+        }
+        return;
+    }
+    if restart.max_restarts == Some(0) {
+        c.report(
+            &format!("{path}.maxRestarts"),
+            format!(
+                "service `{name}`: must be at least 1, like 5; use `policy: never` for no restarts"
+            ),
+        );
+    }
+    c.positive(&format!("{path}.maxDelay"), restart.max_delay, "like 30s");
+    c.positive(
+        &format!("{path}.resetAfter"),
+        restart.reset_after,
+        "like 10s",
+    );
+    if let (Some(delay), Some(max)) = (restart.delay, restart.max_delay) {
+        if max < delay {
+            c.report(
+                &format!("{path}.maxDelay"),
+                format!(
+                    "service `{name}`: the longest wait ({max}) is shorter than the first \
+                     ({delay}): make it at least {delay}"
+                ),
+            );
+        }
     }
 }
 
@@ -130,5 +190,25 @@ mod tests {
         let text =
             with_services("    - name: app\n      command: [app]\n      ready: { tcp: h }\n");
         assert!(one(&text).contains("ready.tcp: `h` has no port"));
+    }
+
+    #[test]
+    fn restart_limits_and_log() {
+        let service =
+            |extra: &str| with_services(&format!("    - name: app\n      command: [app]\n{extra}"));
+        let text = service(
+            "      restart: { policy: onExit, delay: 1s, maxDelay: 8s, maxRestarts: 3, resetAfter: 20s }\n      log: app.log\n",
+        );
+        assert_eq!(problems(&text), vec![]);
+        let text = service("      restart: { policy: onExit, maxRestarts: 0 }\n");
+        assert!(one(&text).contains("restart.maxRestarts: service `app`: must be at least 1"));
+        let text = service("      restart: { policy: onExit, delay: 2s, maxDelay: 1s }\n");
+        assert!(one(&text).contains("the longest wait (1s) is shorter than the first (2s)"));
+        let text = service("      restart: { policy: onExit, resetAfter: 0s }\n");
+        assert!(one(&text).contains("restart.resetAfter: must be greater than 0s"));
+        let text = service("      restart: { policy: never, maxRestarts: 3 }\n");
+        assert!(one(&text).contains("is never restarted, so `maxRestarts` has no effect"));
+        let text = service("      log: \"\"\n");
+        assert!(one(&text).contains("spec.services[0].log: service `app` needs a file name"));
     }
 }

@@ -159,3 +159,23 @@ fn events_keep_millisecond_offsets() {
         "{md}"
     );
 }
+
+#[test]
+fn services_table_and_the_output_of_one_that_misbehaved() {
+    let md = render_markdown(&Report::test().with_service(false));
+    let row = cells(line_with(&md, "| web |"));
+    assert_eq!(row[1..], ["2", "1", "signal 9 at 20.050s", "✅ ok"]);
+    assert!(!md.contains("web last output"), "{md}");
+    let md = render_markdown(&Report::test().with_service(true));
+    let row = cells(line_with(&md, "| web |"));
+    assert_eq!(row[1..4], ["6", "5", "exit 1 at 25.500s"]);
+    assert!(
+        row[4].starts_with("❌ service `web` is crash-looping: 5 restarts"),
+        "{}",
+        row[4]
+    );
+    assert!(
+        md.contains("web last output</summary>\n\n```text\nweb: config /etc/web.toml: permission denied\nweb: listening on 127.0.0.1:8080\n```"),
+        "{md}"
+    );
+}

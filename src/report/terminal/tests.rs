@@ -173,3 +173,29 @@ fn faults_show_commands_and_failed_output() {
         "{text}"
     );
 }
+
+#[test]
+fn services_are_shown_only_when_they_misbehaved() {
+    // A service a fault killed and the supervisor restarted: nothing to say.
+    let text = render_terminal(&Report::test().with_service(false));
+    assert!(!text.contains("\nservices\n"), "{text}");
+    let text = render_terminal(&Report::test().with_service(true));
+    assert!(text.contains("\nservices\n"), "{text}");
+    assert!(
+        text.contains("  web: 6 starts (5 restarts), last exit 1 at 25.500s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    gave up: service `web` is crash-looping: 5 restarts in 5.45s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("    | web: config /etc/web.toml: permission denied\n    | web: listening"),
+        "{text}"
+    );
+    // Before the verdicts, which say the same in their terms.
+    assert!(
+        text.find("\nservices\n") < text.find("\nverdicts\n"),
+        "{text}"
+    );
+}
