@@ -3,6 +3,7 @@
 //! verifies recovery objectives (availability, latency, RTO) in reports for people, CI
 //! and machines. `main.rs` is a thin shell over this library.
 
+pub mod catalog;
 pub mod cmd;
 pub mod experiment;
 pub mod fault;

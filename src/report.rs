@@ -3,6 +3,7 @@
 //! field names are a public contract (`schemaVersion` changes when one does).
 
 mod atomic;
+pub use atomic::write_atomic;
 mod build;
 #[cfg(test)]
 mod fixture;

@@ -179,3 +179,104 @@ fn the_agent_s_text_logs_have_no_colour_in_a_file_or_the_journal() {
     )));
     assert!(!coloured(&on_a_terminal(&command("--color never"), &[])));
 }
+
+#[test]
+fn help_answers_for_itself_and_for_every_command() {
+    let out = shakeout(&["help", "--help"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = shakeout(&["help", "run"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--dry-run"));
+    let out = shakeout(&["help", "nope"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        stderr(&out).contains("no command `nope`"),
+        "{}",
+        stderr(&out)
+    );
+    // A default is said once, by clap.
+    let text = String::from_utf8_lossy(&shakeout(&["demo", "--help"]).stdout).into_owned();
+    assert_eq!(text.matches("18080").count(), 1, "{text}");
+}
+
+#[test]
+fn completions_are_a_script_the_shell_accepts() {
+    let out = shakeout(&["completions", "bash"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let script = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(script.contains("complete -F _shakeout"), "{script}");
+    for command in ["run", "validate", "init", "faults", "completions"] {
+        assert!(script.contains(command), "no {command} in the completions");
+    }
+    // bash -n: parses without running.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shakeout.bash");
+    std::fs::write(&file, &script).unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert_eq!(shakeout(&["completions", "tcsh"]).status.code(), Some(3));
+}
+
+#[test]
+fn faults_and_probes_list_every_kind() {
+    for (command, kinds) in [
+        ("faults", shakeout::catalog::FAULTS),
+        ("probes", shakeout::catalog::PROBES),
+    ] {
+        let out = shakeout(&[command]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        for kind in kinds {
+            assert!(
+                text.contains(kind.name) && text.contains(kind.example),
+                "`shakeout {command}` lacks {}:\n{text}",
+                kind.name
+            );
+        }
+    }
+}
+
+#[test]
+fn init_writes_a_starter_that_runs_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_in = |args: &[&str]| {
+        kit::shakeout()
+            .current_dir(dir.path())
+            .env("SHAKEOUT_STATE_DIR", dir.path().join("state"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run_in(&["init"]);
+    assert_eq!(out.status.code(), Some(0), "{}", kit::explain(&out));
+    let file = dir.path().join("experiment.yaml");
+    let starter = std::fs::read_to_string(&file).unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("shakeout run experiment.yaml"));
+    // Never over someone's file.
+    std::fs::write(&file, "mine\n").unwrap();
+    let out = run_in(&["init"]);
+    assert_eq!(out.status.code(), Some(3), "{}", kit::explain(&out));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine\n");
+    let out = run_in(&["init", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", kit::explain(&out));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), starter);
+    let out = run_in(&["init", "-"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), starter);
+    // It runs as written (on a free port instead of its 18090) and meets its objectives.
+    let port = kit::free_port().to_string();
+    std::fs::write(&file, starter.replace("18090", &port)).unwrap();
+    let json = dir.path().join("report.json");
+    let out = run_in(&["run", "experiment.yaml", "--quiet", "--json", "report.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", kit::explain(&out));
+    let report = kit::report::Report::read(&json).unwrap();
+    assert!(report.probes[0].rto().time_to_recover_ms.is_some());
+}

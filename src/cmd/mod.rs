@@ -3,6 +3,9 @@
 //! CI depend on these names and on the exit codes in [`crate::exit`].
 
 mod agents;
+mod help;
+mod init;
+mod kinds;
 mod preflight;
 mod progress;
 mod run;
@@ -11,13 +14,20 @@ mod validate;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::exit;
 
 /// Chaos and availability testing: inject faults, probe the service, verify recovery.
 #[derive(Debug, Parser)]
-#[command(name = "shakeout", version, about, long_about = None)]
+#[command(
+    name = "shakeout",
+    version,
+    about,
+    long_about = None,
+    // Our own `help`, so that `shakeout help --help` answers too.
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// More log output on stderr (repeat for more); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -51,6 +61,29 @@ pub enum Command {
     Demo(DemoArgs),
     /// List the node agents of a Kubernetes cluster (the Helm chart's DaemonSet): node, pod, version and capabilities (exit 0 all answer, 3 otherwise).
     Agents(AgentsArgs),
+    /// Write a commented starter experiment that runs as it is (default: experiment.yaml; `-`: stdout).
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "experiment.yaml")]
+        file: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the fault kinds: what each does, what it needs, an example entry.
+    Faults,
+    /// List the probe kinds: what each measures, what it needs, an example entry.
+    Probes,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the help of shakeout or of a command (`shakeout help run`).
+    Help {
+        /// The command (and subcommand) to explain.
+        command: Vec<String>,
+    },
     /// Run the sample HTTP service used by the demo and the tests.
     #[command(hide = true)]
     SampleService(sample::SampleArgs),
@@ -134,7 +167,7 @@ pub struct AgentsArgs {
 pub struct DemoArgs {
     #[command(flatten)]
     pub output: OutputArgs,
-    /// Port of the demo's sample service on 127.0.0.1 (default 18080).
+    /// Port of the demo's sample service on 127.0.0.1.
     #[arg(long, default_value_t = 18080)]
     pub port: u16,
 }
@@ -162,6 +195,14 @@ pub fn colour_on_stderr() -> bool {
     anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
 }
 
+/// Write `text` to stdout; a reader that went away (`| head`) is not an error worth a
+/// panic. (SIGPIPE stays ignored: a run piped into `head` must still revert its faults.)
+pub(crate) fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = anstream::stdout();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 /// Run a parsed command line and return the process exit code.
 pub fn execute(cli: Cli) -> i32 {
     match cli.command {
@@ -171,6 +212,16 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Preflight { file } => preflight::preflight_file(&file),
         Command::Demo(args) => run::run_demo(&args),
         Command::Agents(args) => agents::list(&args),
+        Command::Init { file, force } => init::init(&file, force),
+        Command::Faults => kinds::faults(),
+        Command::Probes => kinds::probes(),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "shakeout", &mut script);
+            emit(&String::from_utf8_lossy(&script));
+            exit::MET
+        }
+        Command::Help { command } => help::help(&command),
         Command::SampleService(args) => sample::main(args),
         Command::Guardian { state_root } => shakeout_agent::guardian::main(state_root),
     }

@@ -89,7 +89,7 @@ fn run_loaded(exp: &Experiment, output: &OutputArgs, seed: Option<u64>, dry_run:
     ));
     progress.finish();
     // Through anstream: colour on a terminal, plain text in a pipe or file.
-    anstream::print!("{}", report::render_terminal(&report));
+    super::emit(&report::render_terminal(&report));
     let mut code = report.run.exit_code;
     let mut write = |what: &str,
                      path: &Option<std::path::PathBuf>,

@@ -21,9 +21,7 @@ pub fn validate(files: &[PathBuf]) -> i32 {
 
 /// Print the experiment files' JSON Schema.
 pub fn schema() -> i32 {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&crate::experiment::schema()).unwrap_or_default()
-    );
+    let text = serde_json::to_string_pretty(&crate::experiment::schema()).unwrap_or_default();
+    super::emit(&format!("{text}\n"));
     exit::MET
 }

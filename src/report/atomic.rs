@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 ///
 /// The temporary file lives next to the target because a rename is only atomic within
 /// one filesystem. On any error the temporary file is removed and the target is untouched.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent_dir(path);
     let name = path.file_name().ok_or_else(|| {
         io::Error::new(

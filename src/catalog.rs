@@ -1,0 +1,167 @@
+//! What an experiment can do, in one place: each fault and probe kind, what it does, what
+//! it needs where it runs, and one entry that uses it. `shakeout faults` and
+//! `shakeout probes` print it; a test validates every example against the real rules, so
+//! the list cannot drift from what the validator accepts.
+
+/// One kind of fault or probe.
+#[derive(Debug, Clone, Copy)]
+pub struct Kind {
+    /// How it is written: `process` + `kill`, `write` (Redis)...
+    pub name: &'static str,
+    /// What it does, in a sentence.
+    pub does: &'static str,
+    /// What it needs where it runs (privileges, kernel, tools, cluster access).
+    pub needs: &'static str,
+    /// A whole list entry under `spec.faults` or `spec.probes`, as YAML flow.
+    pub example: &'static str,
+}
+
+/// Every fault kind.
+pub const FAULTS: &[Kind] = &[
+    Kind {
+        name: "exec",
+        does: "runs a command at `at` (no shell); with a `duration`, runs `revert` when it \
+               ends, and on abort, interrupt or the end of the run",
+        needs: "whatever the commands need",
+        example: r#"{ name: stop-cache, at: 10s, duration: 30s, exec: { command: [systemctl, stop, redis], revert: [systemctl, start, redis] } }"#,
+    },
+    Kind {
+        name: "process + kill",
+        does: "sends a signal (KILL by default) to the matching processes, once",
+        needs: "permission to signal them: your own processes, or root / CAP_KILL",
+        example: r#"{ name: kill-web, at: 10s, process: { target: { service: web }, kill: { signal: KILL } } }"#,
+    },
+    Kind {
+        name: "process + pause",
+        does: "SIGSTOP to the matching processes for the fault's `duration`, then SIGCONT",
+        needs: "as for kill",
+        example: r#"{ name: freeze-worker, at: 10s, duration: 5s, process: { target: { name: worker }, pause: {} } }"#,
+    },
+    Kind {
+        name: "network + latency",
+        does: "delays matching packets by `delay` ± `jitter`",
+        needs: "root / CAP_NET_ADMIN on the agent's machine; netem (sch_netem + tc), or else \
+                nfqueue (nftables `queue` or iptables NFQUEUE, and nfnetlink_queue)",
+        example: r#"{ name: slow-db, at: 10s, duration: 30s, network: { latency: { delay: 100ms, jitter: 10ms }, to: { ports: [5432] } } }"#,
+    },
+    Kind {
+        name: "network + loss",
+        does: "drops a percentage of matching packets",
+        needs: "root / CAP_NET_ADMIN; nft (nftables)",
+        example: r#"{ name: lossy-api, at: 10s, duration: 30s, network: { loss: 5%, to: { ports: [8080] } } }"#,
+    },
+    Kind {
+        name: "network + blackhole",
+        does: "drops every matching packet",
+        needs: "root / CAP_NET_ADMIN; nft (nftables)",
+        example: r#"{ name: cut-off-db, at: 10s, duration: 10s, network: { blackhole: true, to: { peers: [10.0.0.5/32] } } }"#,
+    },
+    Kind {
+        name: "pod + delete",
+        does: "deletes pods chosen by label selector (one, a fixed count, a percentage or \
+               all) and times their replacements until Ready",
+        needs: "spec.kubernetes and RBAC: list and delete pods in the namespace",
+        example: r#"{ name: lose-a-pod, at: 10s, pod: { delete: { namespace: shop, selector: app=checkout, mode: one } } }"#,
+    },
+    Kind {
+        name: "network or process on pods",
+        does: "a network or process fault inside chosen pods, through the node agent on \
+               each pod's node",
+        needs: "spec.kubernetes, the agent DaemonSet (Helm chart) and its token",
+        example: r#"{ name: slow-pods, at: 10s, duration: 30s, network: { latency: { delay: 100ms }, pods: { namespace: shop, selector: app=checkout, mode: fixed, count: 2 } } }"#,
+    },
+];
+
+/// Every probe kind.
+pub const PROBES: &[Kind] = &[
+    Kind {
+        name: "http",
+        does: "an HTTP request at a constant rate; ok when the status (and body) match",
+        needs: "a route to the URL (http://; https is not supported yet)",
+        example: r#"{ name: web, rate: 100/s, http: { url: "http://127.0.0.1:8080/health", timeout: 500ms, expect: { status: 200-299 } } }"#,
+    },
+    Kind {
+        name: "tcp",
+        does: "a TCP connect at a constant rate; ok when it connects in time",
+        needs: "a route to the address",
+        example: r#"{ name: db-port, rate: 20/s, tcp: { address: "127.0.0.1:5432", timeout: 250ms } }"#,
+    },
+    Kind {
+        name: "write (http)",
+        does: "sequenced writes through your HTTP API, read back after the run: what was \
+               acknowledged and then lost is the RPO",
+        needs: "a write endpoint and a list endpoint that returns what was kept",
+        example: r#"{ name: orders, rate: 50/s, write: { http: { write: { method: PUT, url: "http://127.0.0.1:8080/kv/{key}", body: "{seq}" }, list: { url: "http://127.0.0.1:8080/log?prefix={run}" } } } }"#,
+    },
+    Kind {
+        name: "write (redis)",
+        does: "sequenced writes to Redis (SET, or XADD to a stream), read back after the run",
+        needs: "a Redis URL (no TLS, no cluster)",
+        example: r#"{ name: cache-writes, rate: 100/s, write: { redis: { url: "redis://127.0.0.1:6379/0", mode: set } } }"#,
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// An experiment that gives every example what it refers to: a service `web`, an agent,
+    /// a cluster.
+    fn with(faults: &[&str], probes: &[&str]) -> String {
+        let mut text = String::from(
+            "apiVersion: shakeout/v1\nkind: Experiment\nmetadata: { name: catalog }\nspec:\n  \
+             duration: 2m\n  services:\n    - { name: web, command: [sleep, \"60\"] }\n  \
+             kubernetes: { agents: { namespace: shakeout, tokenFrom: { env: SHAKEOUT_TOKEN } } }\n  \
+             probes:\n",
+        );
+        for p in probes {
+            text.push_str(&format!("    - {p}\n"));
+        }
+        if !faults.is_empty() {
+            text.push_str("  faults:\n");
+            for f in faults {
+                text.push_str(&format!("    - {f}\n"));
+            }
+        }
+        text
+    }
+
+    const A_PROBE: &str = r#"{ name: p, rate: 1/s, tcp: { address: "127.0.0.1:9" } }"#;
+
+    #[test]
+    fn every_fault_example_is_a_valid_fault() {
+        for kind in FAULTS {
+            let text = with(&[kind.example], &[A_PROBE]);
+            if let Err(e) = crate::experiment::parse(&text, Path::new("catalog.yaml")) {
+                panic!("the `{}` example does not validate: {e}\n{text}", kind.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_probe_example_is_a_valid_probe() {
+        for kind in PROBES {
+            let text = with(&[], &[kind.example]);
+            if let Err(e) = crate::experiment::parse(&text, Path::new("catalog.yaml")) {
+                panic!("the `{}` example does not validate: {e}\n{text}", kind.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_fault_action_of_the_schema_has_a_kind() {
+        // The schema's fault actions, each named by at least one kind here.
+        let text = crate::experiment::schema().to_string();
+        for action in ["exec", "process", "network", "pod"] {
+            assert!(
+                text.contains(&format!("\"{action}\"")),
+                "schema lacks {action}"
+            );
+            assert!(
+                FAULTS.iter().any(|k| k.name.starts_with(action)),
+                "no catalog entry for `{action}` faults"
+            );
+        }
+    }
+}
