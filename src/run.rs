@@ -211,7 +211,7 @@ impl LiveRun<'_> {
         LiveStatus {
             phase: phase.into(),
             elapsed: now,
-            expected_end: self.expected_end(phase, now, steady_start),
+            expected_end: expected_end(self.exp, phase, now, steady_start),
             total: self.exp.file.spec.duration.0,
             probes: self
                 .recorders
@@ -227,38 +227,6 @@ impl LiveRun<'_> {
                 .collect(),
             active_faults: faults.active_names(),
         }
-    }
-
-    /// The earliest the run can end from where it is: the planned faults' end, then the
-    /// recovery's stable stretch and the final steady-state window; never past the hard
-    /// `duration`. Recovery can take longer, so the display marks it as an estimate.
-    fn expected_end(&self, phase: &str, now: Duration, steady_start: Option<Duration>) -> Duration {
-        let spec = &self.exp.file.spec;
-        let window = spec
-            .steady_state
-            .as_ref()
-            .map(|s| s.window.0)
-            .unwrap_or_default();
-        let stable = verdict::stable_for(self.exp);
-        let end = match phase {
-            // Nothing to inject: a steady-state window ends the run, else its duration.
-            "baseline" | "faults" if spec.faults.is_empty() => match spec.steady_state {
-                Some(_) => window.max(TICK),
-                None => spec.duration.0,
-            },
-            "baseline" | "faults" => {
-                let faults_end = spec
-                    .faults
-                    .iter()
-                    .map(|f| f.at.0 + f.duration.map(|d| d.0).unwrap_or_default())
-                    .max()
-                    .unwrap_or_default();
-                faults_end.max(now) + stable + window
-            }
-            "recovery" => now + stable + window,
-            _ => steady_start.unwrap_or(now) + window,
-        };
-        end.min(spec.duration.0)
     }
 
     async fn main_loop(
@@ -392,5 +360,70 @@ impl LiveRun<'_> {
             tl.faults_end = Some(now);
         }
         (stop, tl)
+    }
+}
+
+/// The earliest the run can end from where it is: the planned faults' end, then the
+/// recovery's stable stretch and the final steady-state window; never past the hard
+/// `duration`. Recovery can take longer, so the display marks it as an estimate.
+fn expected_end(
+    exp: &Experiment,
+    phase: &str,
+    now: Duration,
+    steady_start: Option<Duration>,
+) -> Duration {
+    let spec = &exp.file.spec;
+    let window = spec
+        .steady_state
+        .as_ref()
+        .map(|s| s.window.0)
+        .unwrap_or_default();
+    let stable = verdict::stable_for(exp);
+    let end = match phase {
+        // Nothing to inject: a steady-state window ends the run, else its duration.
+        "baseline" | "faults" if spec.faults.is_empty() => match spec.steady_state {
+            Some(_) => window.max(TICK),
+            None => spec.duration.0,
+        },
+        "baseline" | "faults" => {
+            let faults_end = spec
+                .faults
+                .iter()
+                .map(|f| f.at.0 + f.duration.map(|d| d.0).unwrap_or_default())
+                .max()
+                .unwrap_or_default();
+            faults_end.max(now) + stable + window
+        }
+        "recovery" => now + stable + window,
+        _ => steady_start.unwrap_or(now) + window,
+    };
+    end.min(spec.duration.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo() -> Experiment {
+        let text = include_str!("../experiments/demo.yaml");
+        crate::experiment::parse(text, std::path::Path::new("demo.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_expected_end_follows_the_plan_then_the_recovery() {
+        let exp = demo();
+        let s = Duration::from_secs_f64;
+        // Faults end at 10 s (the kill; the latency ends at 9 s), then 1 s stable, 5 s window.
+        assert_eq!(expected_end(&exp, "baseline", s(0.0), None), s(16.0));
+        assert_eq!(expected_end(&exp, "faults", s(10.5), None), s(16.5));
+        // Recovery takes what it takes: at least the stable stretch and the window from now.
+        assert_eq!(expected_end(&exp, "recovery", s(12.0), None), s(18.0));
+        assert_eq!(
+            expected_end(&exp, "steady", s(14.0), Some(s(13.7))),
+            s(18.7)
+        );
+        // Never past the hard limit (50 s).
+        assert_eq!(expected_end(&exp, "recovery", s(49.0), None), s(50.0));
     }
 }
