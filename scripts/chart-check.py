@@ -30,6 +30,19 @@ AGENT_CAPS = {"NET_ADMIN", "SYS_ADMIN", "KILL", "SYS_PTRACE"}
 POLICY_KEYS = {"protectedNames", "protectedNamespaces", "tokens", "default"}
 TOKEN_POLICY_KEYS = {"faultKinds", "maxDuration", "protectedNames"}
 FAULT_KINDS = {"process", "network"}
+# The controller's permissions, as `shakeout preflight` asks for them: in the agents'
+# (release) namespace, and in each target namespace (or cluster-wide).
+AGENT_RULES = {
+    ("", "pods"): {"list"},
+    ("", "pods/portforward"): {"get", "create"},
+    ("apps", "daemonsets"): {"list"},
+    ("", "events"): {"list"},
+}
+TARGET_RULES = {
+    ("", "pods"): {"list", "watch", "delete"},
+    ("", "pods/eviction"): {"create"},
+    ("policy", "poddisruptionbudgets"): {"list"},
+}
 # The labels in-cluster controllers are told to carry (README, NOTES.txt).
 CONTROLLER_PEER = {"app.kubernetes.io/part-of": "shakeout", "app.kubernetes.io/component": "controller"}
 
@@ -115,7 +128,9 @@ def check_manifests(args):
 
     agent, ctl = values["agent"], values["controller"]
     tls, auth = agent["tls"], agent["auth"]
-    sm = values["metrics"]["serviceMonitor"]["enabled"]
+    sm_enabled = values["metrics"]["serviceMonitor"]["enabled"]
+    # The ServiceMonitor (and its Service) render only where the cluster serves the CRD.
+    sm = sm_enabled and args.monitoring_api
     pvc = values["gameDayReports"]["persistentVolumeClaim"]
     external = {  # objects the values say exist already: (kind, name)
         ("Secret", auth["existingSecret"]),
@@ -135,7 +150,8 @@ def check_manifests(args):
 
     count("DaemonSet", 1, "the agent")
     count("CronJob", len(values["gameDays"]), "one per game day")
-    count("ServiceMonitor", 1 if sm else 0, "metrics.serviceMonitor.enabled")
+    count("ServiceMonitor", 1 if sm else 0,
+          "metrics.serviceMonitor.enabled, when the API has monitoring.coreos.com/v1/ServiceMonitor")
     count("Service", 1 if sm else 0, "the headless Service goes with the ServiceMonitor")
     count("NetworkPolicy", 1 if values["networkPolicy"]["enabled"] else 0, "networkPolicy.enabled")
     count("PersistentVolumeClaim", 1 if pvc["enabled"] and not pvc["existingClaim"] else 0,
@@ -161,7 +177,7 @@ def check_manifests(args):
             fail(where, "a token in the tokens file is shorter than the agent's 16 characters")
         if entries.get("controller") != base64.b64decode(data.get("token", "")).decode():
             fail(where, "Secret key `token` is not the `controller` line of `tokens`")
-        if sm and entries.get("metrics") != base64.b64decode(data.get("metrics-token", "")).decode():
+        if sm_enabled and entries.get("metrics") != base64.b64decode(data.get("metrics-token", "")).decode():
             fail(where, "Secret key `metrics-token` is not the `metrics` line of `tokens`")
 
     # Policy: the agent's schema (serde deny_unknown_fields) and the chart's additions.
@@ -182,7 +198,7 @@ def check_manifests(args):
                 fail(where, f"policy token {name}: unknown fault kinds")
         if not agent["hostNetwork"] and "host" not in policy.get("protectedNamespaces", []):
             fail(where, "without hostNetwork the policy must protect the `host` namespace")
-        if sm and policy.get("tokens", {}).get("metrics", {}).get("faultKinds") != []:
+        if sm_enabled and policy.get("tokens", {}).get("metrics", {}).get("faultKinds") != []:
             fail(where, "the metrics token must be allowed no fault kind")
 
     # Every container: resources with requests and a memory limit.
@@ -331,6 +347,19 @@ def check_manifests(args):
             for s in rb["subjects"]:
                 if not exists("ServiceAccount", s["name"], s["namespace"]):
                     fail(where, f"{kind}/{rb['metadata']['name']}: ServiceAccount {s['name']} unknown")
+    # Every permission the controller asks for before a run (src/fault/preflight/cluster.rs)
+    # or uses when no agent is Ready (src/kube/daemonset.rs) is granted where it is used.
+    if ctl["rbac"]["create"]:
+        for role in by_kind.get("Role", []) + by_kind.get("ClusterRole", []):
+            agents_role = role["kind"] == "Role" and role["metadata"]["namespace"] == ns
+            need = AGENT_RULES if agents_role else TARGET_RULES
+            got = granted(role)
+            for (group, resource), verbs in need.items():
+                missing = verbs - got.get((group, resource), set())
+                if missing:
+                    scope = role["metadata"]["namespace"] or "the cluster"
+                    fail(where, f"{role['kind']}/{role['metadata']['name']} in {scope}: "
+                                f"{resource} ({group or 'core'}) lacks {sorted(missing)}")
     got_ns = sorted(r["metadata"]["namespace"] for r in by_kind.get("Role", []) if r["metadata"]["namespace"] != ns)
     if ctl["rbac"]["create"] and got_ns != sorted(targets):
         fail(where, f"target Roles in {got_ns}, expected {sorted(targets)}")
@@ -368,6 +397,16 @@ def check_manifests(args):
 
     with open(args.out, "w") as f:
         yaml.safe_dump_all([d for d in docs if d["kind"] not in CRD_KINDS], f, sort_keys=False)
+
+
+def granted(role):
+    """(apiGroup, resource) -> verbs a Role or ClusterRole grants."""
+    out = {}
+    for rule in role.get("rules", []):
+        for group in rule.get("apiGroups", []):
+            for resource in rule.get("resources", []):
+                out.setdefault((group, resource), set()).update(rule.get("verbs", []))
+    return out
 
 
 def check_pod_refs(where, name, spec, exists):
@@ -596,6 +635,8 @@ def main():
     m.add_argument("--values")
     m.add_argument("--namespace", required=True)
     m.add_argument("--out", required=True)
+    m.add_argument("--monitoring-api", action="store_true",
+                   help="rendered with --api-versions monitoring.coreos.com/v1/ServiceMonitor")
     d = sub.add_parser("docs")
     d.add_argument("--chart", required=True)
     k = sub.add_parser("dockerfile")

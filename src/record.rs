@@ -217,9 +217,13 @@ pub struct ChosenPod {
 #[schemars(rename = "PodFaultReport")]
 pub struct PodFaultRecord {
     pub namespace: String,
-    /// Label and field selectors, as written.
+    /// The label selector, as written in the file (`app=checkout`); empty when the
+    /// fault names none (every pod of the namespace).
     pub selector: String,
-    /// `one`, `all`, `fixed`, `percent`.
+    /// The field selector, as written in the file, when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_selector: Option<String>,
+    /// `one`, `all`, `fixed N`, `percent P%`.
     pub mode: String,
     /// The run's seed; the pods are chosen with it mixed with the fault's name, so
     /// `--seed` replays the same choice from the same pods.
@@ -231,8 +235,16 @@ pub struct PodFaultRecord {
     /// The API server checked the deletion (`dryRun=All`) and nothing was deleted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
-    /// Pods the API server accepted the deletion of.
+    /// The pods were evicted through the Eviction API (disruption budgets honoured), not
+    /// deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub evict: bool,
+    /// Pods the API server accepted the deletion (or eviction) of.
     pub deleted: u64,
+    /// Each PodDisruptionBudget the deletion went against (a plain delete ignores them),
+    /// or each eviction a budget blocked: one sentence each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disruption_budgets: Vec<String>,
     /// When the first deletion was sent, ms from origin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_ms: Option<f64>,
@@ -242,9 +254,14 @@ pub struct PodFaultRecord {
     /// From the first deletion until every owner had its Ready count back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_ms: Option<f64>,
-    /// The recovery time is a multiple of this polling interval (it may be late by up to one).
+    /// How late the recovery time may be: 1 when the pods were watched (each change
+    /// timed as it arrived), the polling interval (200) when they were listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_resolution_ms: Option<f64>,
+    /// How the replacements were followed: `watch`, or `poll` when the account may not
+    /// watch pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_method: Option<String>,
     /// What went wrong (per pod), or why recovery was not seen.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,

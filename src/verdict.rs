@@ -297,17 +297,26 @@ pub fn evaluate(
                 during: None,
                 status: VerdictStatus::Fail,
                 measured: Some(what),
-                required: if f.status == FaultStatus::Failed {
-                    "apply command succeeds"
-                } else {
-                    "revert command succeeds"
-                }
-                .into(),
+                required: required(f).into(),
                 note: None,
             });
         }
     }
     out
+}
+
+/// What a fault's verdict requires, in the words of its kind: a command for `exec`, the
+/// agent for `network` and `process`, the pods themselves for `pod`.
+fn required(f: &FaultRecord) -> &'static str {
+    let apply = f.status == FaultStatus::Failed;
+    match (f.kind.as_str(), apply) {
+        ("pod", _) if f.pods.as_ref().is_some_and(|p| p.evict) => "the pods are evicted",
+        ("pod", _) => "the pods are deleted",
+        ("network" | "process", true) => "the agent applies the fault",
+        ("network" | "process", false) => "the agent confirms the revert",
+        (_, true) => "apply command succeeds",
+        (_, false) => "revert command succeeds",
+    }
 }
 
 /// The first error a fault's agents or pod actions reported.

@@ -1,7 +1,8 @@
 //! The fake API server answers what the real `kube` client sends: a client configured
 //! from the kubeconfig `write_kubeconfig` writes lists, gets, deletes (graceful, at once,
-//! dry run), sees injected errors as `kube::Error::Api`, watches, and port-forwards to a
-//! local TCP server; the in-process client (`FakeCluster::client`, no socket) is answered
+//! dry run), evicts against PodDisruptionBudgets, asks access reviews that agree with the
+//! 403s, reads a blocked DaemonSet's events, sees injected errors as `kube::Error::Api`,
+//! watches, and port-forwards to a local TCP server; the in-process client (`FakeCluster::client`, no socket) is answered
 //! as over HTTP. If `kube` changes a path, a parameter or the WebSocket framing, these
 //! fail before the controller's tests do.
 #![allow(clippy::unwrap_used)] // Tests fail loudly by design.
@@ -15,10 +16,14 @@ use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kit::fake_kube::{self, FakeCluster, PodInfo};
 use kit::wait::wait_for_async;
-use kube::api::{Api, DeleteParams, ListParams, WatchEvent, WatchParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{Expression, Selector};
 use kube::{Client, Config};
@@ -995,4 +1000,220 @@ fn selector_semantics_match_apimachinery() {
     } else {
         String::new()
     }));
+}
+
+/// A client from the kubeconfig without kube's retries of 429 (as the controller makes
+/// evictions: a budget's 429 is an answer, not throttling).
+async fn client_once(cluster: &FakeCluster) -> Client {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(cluster, &dir).await;
+    cfg.default_retry = false;
+    Client::try_from(cfg).unwrap()
+}
+
+fn eviction(name: &str, delete_options: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": "shop"},
+        "deleteOptions": delete_options
+    })
+}
+
+#[tokio::test]
+async fn evictions_honour_budgets_counted_as_the_disruption_controller_counts() {
+    let c = FakeCluster::start();
+    c.add_replicaset(
+        "shop",
+        "web",
+        &[("app", "web")],
+        3,
+        &["n"],
+        Duration::from_secs(30),
+    );
+    c.add_pdb("shop", "web", &[("app", "web")], ("minAvailable", "2"));
+    c.add_pdb(
+        "shop",
+        "ratio",
+        &[("app", "nope")],
+        ("maxUnavailable", "50%"),
+    );
+    let client = client_once(&c).await;
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "shop");
+    let status = |b: PodDisruptionBudget| {
+        let s = b.status.unwrap();
+        (
+            s.expected_pods,
+            s.current_healthy,
+            s.desired_healthy,
+            s.disruptions_allowed,
+        )
+    };
+    let web = pdbs.get("web").await.unwrap();
+    assert_eq!(status(web.clone()), (Some(3), Some(3), Some(2), Some(1)));
+    assert_eq!(
+        web.metadata.generation,
+        web.status.unwrap().observed_generation
+    );
+    assert_eq!(
+        pdbs.list(&ListParams::default()).await.unwrap().items.len(),
+        2
+    );
+
+    let pods: Api<Pod> = Api::namespaced(client, "shop");
+    let names: Vec<String> = c.pods("shop").into_iter().map(|p| p.name).collect();
+    let evict = |name: &str, body: serde_json::Value, dry_run: bool| {
+        let pods = pods.clone();
+        let name = name.to_string();
+        async move {
+            let pp = PostParams {
+                dry_run,
+                ..Default::default()
+            };
+            pods.create_subresource::<_, kube::core::Status>("eviction", &name, &pp, &body)
+                .await
+        }
+    };
+    // A dry run is checked and changes nothing.
+    let ok = evict(&names[0], eviction(&names[0], serde_json::json!({})), true)
+        .await
+        .unwrap();
+    assert_eq!(ok.code, 201);
+    assert!(c.deleted().is_empty());
+    // A uid precondition that is not the pod's: 409, as the DELETE it becomes.
+    let wrong = eviction(
+        &names[0],
+        serde_json::json!({"preconditions": {"uid": "not-it"}}),
+    );
+    assert_eq!(api_error(evict(&names[0], wrong, false).await).code, 409);
+    // The one allowed disruption: evicted (terminating), and the budget is used up.
+    let uid = c.pod("shop", &names[0]).unwrap().uid;
+    let first = eviction(
+        &names[0],
+        serde_json::json!({"preconditions": {"uid": uid}}),
+    );
+    assert_eq!(evict(&names[0], first, false).await.unwrap().code, 201);
+    assert!(c.pod("shop", &names[0]).unwrap().terminating);
+    assert_eq!(c.deleted().len(), 1);
+    assert_eq!(
+        status(pdbs.get("web").await.unwrap()),
+        (Some(4), Some(2), Some(2), Some(0))
+    );
+    // The next: 429 with the budget's cause, and no Retry-After to come back after.
+    let refused =
+        api_error(evict(&names[1], eviction(&names[1], serde_json::json!({})), false).await);
+    assert_eq!(
+        (refused.code, refused.reason.as_str()),
+        (429, "TooManyRequests")
+    );
+    assert_eq!(
+        refused.message,
+        "Cannot evict pod as it would violate the pod's disruption budget."
+    );
+    let cause = &refused.details.unwrap().causes[0];
+    assert_eq!(cause.reason, "DisruptionBudget");
+    assert_eq!(
+        cause.message,
+        "The disruption budget web needs 2 healthy pods and has 2 currently"
+    );
+    assert_eq!(c.deleted().len(), 1);
+    // The Eviction must name the pod of its URL.
+    let mismatch =
+        api_error(evict(&names[1], eviction(&names[2], serde_json::json!({})), false).await);
+    assert_eq!(mismatch.code, 400);
+}
+
+#[tokio::test]
+async fn access_reviews_answer_as_the_requests_are_answered() {
+    let c = shop();
+    c.deny("delete", "pods", Some("shop"));
+    let client = client(&c).await;
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let may = |verb: &str, resource: &str, ns: &str| {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some(verb.into()),
+                    resource: Some(resource.into()),
+                    group: Some(String::new()),
+                    namespace: Some(ns.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let reviews = reviews.clone();
+        async move {
+            reviews
+                .create(&PostParams::default(), &review)
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+        }
+    };
+    let denied = may("delete", "pods", "shop").await;
+    assert!(!denied.allowed);
+    let allowed = may("list", "pods", "shop").await;
+    assert!(allowed.allowed && allowed.reason.unwrap().starts_with("RBAC: allowed by"));
+    assert!(may("delete", "pods", "other").await.allowed);
+    // The request itself: the authorizer's 403, naming verb, resource and namespace.
+    let pods: Api<Pod> = Api::namespaced(client, "shop");
+    let e = api_error(pods.delete("debug", &DeleteParams::default()).await);
+    assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"));
+    assert!(
+        e.message.contains(
+            "cannot delete resource \"pods\" in API group \"\" in the namespace \"shop\""
+        ),
+        "{}",
+        e.message
+    );
+    assert!(c.pod("shop", "debug").is_some());
+}
+
+#[tokio::test]
+async fn a_daemonset_admission_refuses_has_failed_create_events() {
+    let c = FakeCluster::start();
+    c.add_blocked_daemonset(
+        "shakeout",
+        "shakeout-agent",
+        &[("app.kubernetes.io/name", "shakeout-agent")],
+        &["node-a", "node-b"],
+        "violates PodSecurity \"baseline:latest\": host namespaces (hostPID=true)",
+    );
+    let client = client(&c).await;
+    let sets: Api<DaemonSet> = Api::namespaced(client.clone(), "shakeout");
+    let s = sets.get("shakeout-agent").await.unwrap().status.unwrap();
+    assert_eq!(
+        (
+            s.desired_number_scheduled,
+            s.current_number_scheduled,
+            s.number_ready
+        ),
+        (2, 0, 0)
+    );
+    let events: Api<Event> = Api::namespaced(client, "shakeout");
+    let lp = ListParams::default()
+        .fields("involvedObject.kind=DaemonSet,involvedObject.name=shakeout-agent,type=Warning");
+    let found = events.list(&lp).await.unwrap().items;
+    assert_eq!(found.len(), 2);
+    assert!(found
+        .iter()
+        .all(|e| e.reason.as_deref() == Some("FailedCreate")
+            && e.message
+                .as_deref()
+                .unwrap()
+                .contains("is forbidden: violates PodSecurity")));
+    let none = ListParams::default().fields("involvedObject.name=other");
+    assert!(events.list(&none).await.unwrap().items.is_empty());
+    assert_eq!(
+        api_error(
+            events
+                .list(&ListParams::default().fields("spec.nope=x"))
+                .await
+        )
+        .code,
+        400
+    );
 }

@@ -1,6 +1,7 @@
 //! Finding and reaching the cluster's agents, through the real `shakeout` binary against
 //! the fake API server and real `shakeout-agent`s behind its port-forward: `shakeout
-//! agents` lists the DaemonSet and says why an agent does not answer, TLS is checked
+//! agents` lists the DaemonSet, says why an agent does not answer and what blocks the
+//! DaemonSet's pods when there are none, TLS is checked
 //! over port-forward and by pod IP, and `preflight` checks each matching pod's node has
 //! a Ready agent before anything runs.
 
@@ -83,6 +84,44 @@ fn shakeout_agents_lists_the_daemonset_through_port_forward() {
     assert!(
         stdout.contains("unreachable: port-forward: error forwarding port")
             && stdout.contains("connection refused"),
+        "{}",
+        explain(&out)
+    );
+}
+
+#[test]
+fn shakeout_agents_says_what_blocks_the_daemonsets_pods() {
+    let case = KubeCase::new();
+    // Installed in a namespace whose PodSecurity level (baseline) refuses hostPID: the
+    // DaemonSet exists, and none of its pods could be created.
+    case.fake.add_blocked_daemonset(
+        "shakeout",
+        "shakeout-agent",
+        &[("app.kubernetes.io/name", "shakeout-agent")],
+        &["node-1", "node-2"],
+        "violates PodSecurity \"baseline:latest\": host namespaces (hostPID=true), hostPath volumes (volume \"state\")",
+    );
+    let out = agents(&case, SECRET, NO_ARGS);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // What a person sees (shown with --nocapture).
+    eprintln!("{stderr}");
+    assert_eq!(out.status.code(), Some(3), "{}", explain(&out));
+    assert!(
+        stderr.contains("DaemonSet shakeout/shakeout-agent wants 2 agent pods, has created 0, 0 Ready: FailedCreate: Error creating: pods \"shakeout-agent-")
+            && stderr.contains("is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostPID=true)")
+            && stderr.contains("The agent is installed; its pods are what to fix"),
+        "{}",
+        explain(&out)
+    );
+    assert!(!stderr.contains("helm install"), "{}", explain(&out));
+
+    // Without a DaemonSet, installing it is the advice.
+    let empty = KubeCase::new();
+    let out = agents(&empty, SECRET, NO_ARGS);
+    assert_eq!(out.status.code(), Some(3), "{}", explain(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("there is no agent DaemonSet: install the agent with `helm install shakeout charts/shakeout -n shakeout`"),
         "{}",
         explain(&out)
     );

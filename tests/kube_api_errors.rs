@@ -1,6 +1,8 @@
-//! What the API server's refusals do to a pod deletion, through the real `shakeout`
-//! binary against the fake API server: an RBAC denial reaches the user and fails the
-//! fault, a pod already gone is said so and not counted, and throttling is retried.
+//! What the API server's refusals during the run do to a pod deletion, through the real
+//! `shakeout` binary against the fake API server: an RBAC denial that preflight could not
+//! see (the permission was there when it asked) reaches the user and fails the fault in
+//! a pod fault's words, a pod already gone is said so and not counted, and throttling is
+//! retried.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
 
@@ -34,11 +36,10 @@ fn an_rbac_denial_reaches_the_user_and_fails_the_fault() {
     assert_eq!(ran.code(), Some(1), "{}", ran.explain());
     let report = ran.report();
     assert_eq!(report.fault("lose-pods").status, "failed");
-    let measured = report
-        .verdict("fault/lose-pods")
-        .measured
-        .as_deref()
-        .unwrap();
+    let verdict = report.verdict("fault/lose-pods");
+    // A pod fault's own words, not an exec fault's "apply command succeeds".
+    assert_eq!(verdict.required, "the pods are deleted");
+    let measured = verdict.measured.as_deref().unwrap();
     assert!(
         measured.contains("403")
             && measured.contains("cannot delete resource \"pods\"")

@@ -1,7 +1,8 @@
 //! Pod deletion through the real `shakeout` binary against the fake API server
 //! (`kit::fake_kube`: real REST paths, a ReplicaSet that replaces deleted pods and makes
 //! them Ready after a delay): how many pods each mode deletes and which, the recovery
-//! time against the fake's truth, dry runs, a selector that matches nothing, protected
+//! time against the fake's truth (watched, or polled when watch is not allowed), dry runs
+//! that choose and refuse as the run does, a selector that matches nothing, protected
 //! namespaces, and the RTO a probe measures while the test plays the kubelet.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup should panic loudly
@@ -17,8 +18,13 @@ use kit::kube_case::{delete_checkout, KubeCase};
 use kit::process::{self, wait_listening};
 use kit::{explain, shakeout, Owned};
 
-/// The recovery time is polled every 200 ms (`RECOVERY_POLL`): it may be late by one
-/// poll plus one list round trip, which on a loaded 2-core machine we bound by 800 ms.
+/// The replacements are watched: the recovery time is taken when the Ready pod's event
+/// arrives, late only by the DELETE's round trip and the event's delivery, which on a
+/// loaded 2-core machine we bound by 100 ms (a poll every 200 ms would miss it by up to
+/// 200 ms plus a list).
+const WATCH_SLACK: Duration = Duration::from_millis(100);
+/// Without `watch` the pods are listed every 200 ms (`RECOVERY_POLL`): late by up to one
+/// poll plus one list round trip, which we bound by 800 ms.
 const POLL: Duration = Duration::from_millis(200);
 const LIST_SLACK: Duration = Duration::from_millis(800);
 
@@ -70,10 +76,16 @@ fn each_mode_deletes_the_right_number_and_times_the_replacements() {
             measured + Duration::from_millis(5) >= ready_delay,
             "{mode}: recovered in {measured:?}, before the replacements could be Ready ({ready_delay:?})"
         );
+        eprintln!("{mode}: recovered in {measured:?}, truth {ready_delay:?}");
+        assert_eq!(pods.recovery_method.as_deref(), Some("watch"), "{mode}");
+        assert_eq!(pods.recovery_resolution_ms, Some(1.0), "{mode}");
         assert!(
-            measured <= ready_delay + POLL + LIST_SLACK,
-            "{mode}: recovered in {measured:?}, more than one poll late ({ready_delay:?} + {POLL:?})"
+            measured <= ready_delay + WATCH_SLACK,
+            "{mode}: recovered in {measured:?}, later than a watch sees it ({ready_delay:?} + {WATCH_SLACK:?})"
         );
+        // The selector as written in the file, not a description of it.
+        assert_eq!(pods.selector, "app=checkout");
+        assert_eq!(pods.field_selector, None);
         assert_eq!(report.verdict("podRecovery/lose-pods").status, "pass");
         // Every owner is whole again, and the unmatched pod is untouched.
         let pods = case.fake.pods("shop");
@@ -85,6 +97,72 @@ fn each_mode_deletes_the_right_number_and_times_the_replacements() {
         );
         assert!(pods.iter().any(|p| p.name == "cart-0"));
     }
+}
+
+#[test]
+fn without_watch_the_replacements_are_polled_and_the_report_says_so() {
+    let ready_delay = Duration::from_millis(700);
+    let case = KubeCase::new();
+    case.checkout(2, &["node-1"], ready_delay);
+    case.fake.deny("watch", "pods", Some("shop"));
+    let file = case.write(
+        case.experiment()
+            .service(exp::sample_service(case.port))
+            .fault(delete_checkout("mode: one"))
+            .objective("podRecovery", "{ max: 10s }"),
+    );
+    let ran = case.run(&file);
+    assert_eq!(ran.code(), Some(0), "{}", ran.explain());
+    let report = ran.report();
+    let pods = report.fault("lose-pods").pods();
+    assert_eq!(pods.recovery_method.as_deref(), Some("poll"));
+    assert_eq!(pods.recovery_resolution_ms, Some(200.0));
+    let measured = Duration::from_secs_f64(pods.recovery_ms.unwrap() / 1000.0);
+    assert!(
+        measured + Duration::from_millis(5) >= ready_delay
+            && measured <= ready_delay + POLL + LIST_SLACK,
+        "recovered in {measured:?} for a truth of {ready_delay:?}"
+    );
+    assert!(
+        report
+            .verdict("podRecovery/lose-pods")
+            .measured
+            .as_deref()
+            .is_some_and(|m| m.contains("(resolution 200ms)")),
+        "{:#?}",
+        report.verdict("podRecovery/lose-pods")
+    );
+    assert!(
+        ran.report_text().contains("replacements polled every 200ms (a watch was not possible: watching pods in namespace shop: 403 Forbidden"),
+        "{}",
+        ran.report_text()
+    );
+}
+
+#[test]
+fn the_dry_run_refuses_what_the_run_refuses() {
+    let case = KubeCase::new();
+    case.checkout(3, &["node-1"], Duration::from_millis(100));
+    let file = case.write(
+        case.experiment()
+            .service(exp::sample_service(case.port))
+            .fault(delete_checkout("mode: fixed, count: 5")),
+    );
+    let refusal = "`count: 5` but only 3 pods in namespace shop match selector app=checkout";
+    let dry = case.run_with(&file, &["--dry-run"]);
+    let stdout = dry.stdout();
+    assert_eq!(dry.code(), Some(3), "{}", dry.explain());
+    assert!(stdout.contains(refusal), "{stdout}");
+    assert!(!stdout.contains("would delete"), "{stdout}");
+    let ran = case.run(&file);
+    assert_eq!(ran.code(), Some(3), "{}", ran.explain());
+    assert!(ran.explain().contains(refusal), "{}", ran.explain());
+    // Neither sent a DELETE, not even a server-side dry run.
+    assert!(
+        !case.fake.requests().iter().any(|r| r.starts_with("DELETE")),
+        "{:?}",
+        case.fake.requests()
+    );
 }
 
 #[test]

@@ -172,10 +172,12 @@ pub struct DemoArgs {
     pub port: u16,
 }
 
-/// Set up `tracing` on stderr; RUST_LOG wins over `-v`.
+/// Set up `tracing` on stderr; RUST_LOG wins over `-v`. Without `-v`, kube's client
+/// does not log the failures of its requests (an ERROR line per failed call): each one
+/// reaches the person anyway, with the server and the cause, in shakeout's own words.
 pub fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,kube_client=off",
         1 => "info",
         2 => "debug",
         _ => "trace",

@@ -174,8 +174,8 @@ fn dry_run_cluster(exp: &Experiment, seed: Option<u64>) -> i32 {
                     );
                     for p in pods {
                         match p {
-                            PodPlan::Delete { pod, node, checked: Ok(()) } => println!(
-                                "    would delete {pod} (node {node}): the API server accepted it (dryRun=All)"
+                            PodPlan::Delete { verb, pod, node, checked: Ok(()) } => println!(
+                                "    would {verb} {pod} (node {node}): the API server accepted it (dryRun=All)"
                             ),
                             PodPlan::Delete { checked: Err(e), .. } => println!("    {e}"),
                             PodPlan::Agent { pod, node, agent: Ok((name, url)) } => {
@@ -185,6 +185,12 @@ fn dry_run_cluster(exp: &Experiment, seed: Option<u64>) -> i32 {
                         }
                     }
                 }
+            }
+            for b in &f.budgets {
+                println!("    note: {b}; a plain delete ignores disruption budgets (`evict: true` honours them)");
+            }
+            for n in &f.notes {
+                println!("    note: {n}");
             }
         }
         println!("dry run: nothing was started, deleted, applied or probed");

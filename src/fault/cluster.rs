@@ -13,7 +13,7 @@ use kube::Api;
 use super::AgentClient;
 use crate::experiment::spec::{AgentReach, ClusterAgentsSpec, TokenFrom};
 use crate::kube::pods::PodRef;
-use crate::kube::{describe, Cluster, KubeError};
+use crate::kube::{Cluster, KubeError};
 
 /// Label the Helm chart puts on agent pods.
 pub const DEFAULT_SELECTOR: &str = "app.kubernetes.io/name=shakeout-agent";
@@ -76,16 +76,35 @@ pub enum DiscoverError {
     Token(String),
     #[error(transparent)]
     Kube(#[from] KubeError),
-    /// No agent pod is Ready; `detail` lists the ones that are not, with why.
-    #[error("no Ready shakeout agent pod in namespace {namespace} with {selector}{detail}: install the agent with `helm install shakeout charts/shakeout -n {namespace}`, or set spec.kubernetes.agents")]
+    /// No agent pod is Ready; `detail` lists the ones that are not, with why, and
+    /// `daemonset` what the agents' DaemonSet says (empty: there is none, so the agent is
+    /// not installed there).
+    #[error("no Ready shakeout agent pod in namespace {namespace} with {selector}{detail}: {}", no_agents_advice(.namespace, .daemonset))]
     NoAgents {
         namespace: String,
         selector: String,
         detail: String,
+        daemonset: Result<Vec<String>, String>,
     },
     /// A client for one agent pod could not be made.
     #[error(transparent)]
     Client(#[from] Box<super::AgentError>),
+}
+
+/// What to do when no agent is Ready: what blocks the DaemonSet's pods when there is
+/// one, else how to install it.
+fn no_agents_advice(namespace: &str, daemonset: &Result<Vec<String>, String>) -> String {
+    let install = format!(
+        "install the agent with `helm install shakeout charts/shakeout -n {namespace}`, or set spec.kubernetes.agents"
+    );
+    match daemonset {
+        Ok(found) if found.is_empty() => format!("there is no agent DaemonSet: {install}"),
+        Ok(found) => format!(
+            "{}. The agent is installed; its pods are what to fix",
+            found.join(". ")
+        ),
+        Err(e) => format!("{install} ({e})"),
+    }
 }
 
 /// The token for the agents, as `tokenFrom` (default `env: SHAKEOUT_TOKEN`) says.
@@ -147,10 +166,10 @@ pub async fn discover(
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(|e| {
-            KubeError::Api(describe(
+            cluster.api_error(
                 &format!("listing agent pods in namespace {namespace} with {selector}"),
                 &e,
-            ))
+            )
         })?;
     let mut out = ClusterAgents {
         namespace: namespace.clone(),
@@ -165,9 +184,16 @@ pub async fn discover(
             continue;
         }
         if !pod.ready {
+            let why = list
+                .items
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(pod.name.as_str()))
+                .and_then(crate::kube::daemonset::pod_reason)
+                .map(|w| format!(": it {w}"))
+                .unwrap_or_default();
             out.not_ready.push((
                 pod.node.clone(),
-                format!("agent pod {} is not Ready", pod.name),
+                format!("agent pod {} is not Ready{why}", pod.name),
             ));
             continue;
         }
@@ -226,10 +252,14 @@ pub async fn discover(
             let v: Vec<&str> = out.not_ready.iter().map(|(_, w)| w.as_str()).collect();
             format!(" ({})", v.join("; "))
         };
+        let daemonset = crate::kube::daemonset::why_not_ready(cluster, &namespace, &selector)
+            .await
+            .map_err(|e| format!("could not read the DaemonSet: {e}"));
         return Err(DiscoverError::NoAgents {
             namespace,
             selector,
             detail: extra,
+            daemonset,
         });
     }
     Ok(out)

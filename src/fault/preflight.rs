@@ -4,6 +4,10 @@
 
 use shakeout_api::{Capabilities, Mechanism};
 
+mod cluster;
+
+pub use cluster::check_cluster;
+
 use super::agent::Agents;
 use crate::experiment::model::{Fault, FaultAction, Route};
 use crate::experiment::Experiment;
@@ -188,103 +192,6 @@ pub fn covers(f: &Fault, caps: &Capabilities) -> Vec<String> {
         }
     }
     problems
-}
-
-/// The cluster side: every pod selector matches (enough) pods now, and for faults on
-/// pods, the agent on each matching pod's node answers and can run the fault.
-pub async fn check_cluster(
-    exp: &Experiment,
-    cluster: &crate::kube::Cluster,
-    agents: Option<&crate::fault::cluster::ClusterAgents>,
-) -> Vec<AgentCheck> {
-    use crate::kube::pods;
-    let mut api = AgentCheck {
-        agent: "kubernetes".into(),
-        url: cluster.source.clone(),
-        problems: vec![],
-        notes: vec![],
-    };
-    // Agent pods to check, with the faults each must run.
-    let mut per_agent: std::collections::BTreeMap<String, Vec<&Fault>> = Default::default();
-    for f in &exp.faults {
-        let Some(sel) = f.pods() else {
-            continue;
-        };
-        match pods::matching(cluster, sel).await {
-            Err(e) => api.problems.push(format!("fault `{}`: {e}", f.name)),
-            Ok(found) if found.is_empty() => api.problems.push(format!(
-                "fault `{}`: no pod in namespace {} matches {}",
-                f.name,
-                sel.namespace,
-                pods::describe_selector(sel)
-            )),
-            Ok(found) => {
-                let want = sel.count.unwrap_or(1) as usize;
-                if sel.mode == Some(crate::experiment::spec::PodMode::Fixed) && found.len() < want {
-                    api.problems.push(format!(
-                        "fault `{}`: `count: {want}` but only {} pods in namespace {} match {}",
-                        f.name,
-                        found.len(),
-                        sel.namespace,
-                        pods::describe_selector(sel)
-                    ));
-                }
-                api.notes.push(format!(
-                    "fault `{}`: {} pods match in namespace {} ({}); {} will be chosen",
-                    f.name,
-                    found.len(),
-                    sel.namespace,
-                    pods::describe_selector(sel),
-                    pods::how_many(sel, found.len())
-                ));
-                if matches!(f.action, FaultAction::PodDelete(_)) {
-                    continue;
-                }
-                for pod in &found {
-                    match agents.map(|a| a.on_node(&pod.node)) {
-                        Some(Ok(client)) => {
-                            let v = per_agent.entry(client.name.clone()).or_default();
-                            if !v.iter().any(|g| g.name == f.name) {
-                                v.push(f);
-                            }
-                        }
-                        Some(Err(e)) => {
-                            api.problems
-                                .push(format!("fault `{}`: pod {}: {e}", f.name, pod.key()))
-                        }
-                        None => api.problems.push(format!(
-                            "fault `{}`: no node agents were found in the cluster",
-                            f.name
-                        )),
-                    }
-                }
-            }
-        }
-    }
-    let mut out = vec![api];
-    let Some(agents) = agents else { return out };
-    for (pod, faults) in per_agent {
-        let Some(a) = agents.by_node.values().find(|a| a.client.name == pod) else {
-            continue;
-        };
-        let mut check = AgentCheck {
-            agent: format!("{} (node {})", pod, a.node),
-            url: a.client.url.clone(),
-            problems: vec![],
-            notes: vec![],
-        };
-        match a.client.capabilities().await {
-            Err(e) => check.problems.push(e.to_string()),
-            Ok(caps) => {
-                check.notes.extend(about(&caps));
-                for f in faults {
-                    check.problems.extend(covers(f, &caps));
-                }
-            }
-        }
-        out.push(check);
-    }
-    out
 }
 
 /// Human-readable preflight result.

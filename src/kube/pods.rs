@@ -1,27 +1,28 @@
-//! Pods: list by selector, choose by mode with the run's seed, delete (or have the
-//! server check the deletion with `dryRun=All`), and wait until the owning workloads
-//! have as many Ready pods as before, which is the pod recovery time.
+//! Pods: list by selector, choose by mode with the run's seed (the one choice the run,
+//! its preflight and its dry run share), and take the chosen pods away: a DELETE, or an
+//! eviction that honours PodDisruptionBudgets (either one a server-side `dryRun=All`
+//! check when asked).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, Preconditions};
+use k8s_openapi::api::policy::v1::Eviction;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use kube::Api;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
-use super::{describe, Cluster, KubeError};
+use super::{Cluster, KubeError};
 use crate::experiment::spec::{PodMode, PodSelector};
 
-/// How often the replacements are checked: the resolution of the pod recovery time.
-pub const RECOVERY_POLL: Duration = Duration::from_millis(200);
-/// Longest a single pod's DELETE may take, throttling retries included.
+/// Longest a single pod's DELETE (or eviction) may take, throttling retries included.
 pub const DELETE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest wait for replacements unless the fault sets `recoveryTimeout`.
-pub const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often an eviction the server throttles (429 without a budget's cause) is tried
+/// again.
+const EVICTION_RETRIES: u32 = 3;
 
 /// One pod, as much as a report and the agents need.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -42,6 +43,9 @@ pub struct PodRef {
     /// `Running`, `Pending`, `Succeeded`, `Failed`.
     #[serde(skip)]
     pub phase: String,
+    /// The pod's labels (which disruption budgets cover it).
+    #[serde(skip)]
+    pub labels: BTreeMap<String, String>,
 }
 
 impl PodRef {
@@ -75,6 +79,7 @@ impl PodRef {
                 .as_ref()
                 .and_then(|s| s.phase.clone())
                 .unwrap_or_default(),
+            labels: meta.labels.clone().unwrap_or_default(),
         }
     }
 
@@ -98,14 +103,14 @@ pub async fn matching(cluster: &Cluster, sel: &PodSelector) -> Result<Vec<PodRef
     }
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &sel.namespace);
     let list = api.list(&lp).await.map_err(|e| {
-        KubeError::Api(describe(
+        cluster.api_error(
             &format!(
                 "listing pods in namespace {} ({})",
                 sel.namespace,
                 describe_selector(sel)
             ),
             &e,
-        ))
+        )
     })?;
     let any_phase = sel
         .field_selector
@@ -149,9 +154,34 @@ pub fn how_many(sel: &PodSelector, n: usize) -> usize {
     want.clamp(usize::from(n > 0), n)
 }
 
-/// Choose from `pods` (sorted) by the selector's mode; random choices come from `seed`,
-/// so a replay with the same seed and the same pods chooses the same ones.
-pub fn choose(pods: &[PodRef], sel: &PodSelector, seed: u64) -> Vec<PodRef> {
+/// The pods a fault takes from `found` (sorted by name), as the run, its preflight and
+/// its dry run all choose them: by the selector's mode, random choices from `seed` (a
+/// replay with the same seed and the same pods chooses the same ones). An error, worded
+/// for the person, when nothing matches or `mode: fixed` asks for more pods than match.
+pub fn select(found: &[PodRef], sel: &PodSelector, seed: u64) -> Result<Vec<PodRef>, String> {
+    if found.is_empty() {
+        return Err(format!(
+            "no pod in namespace {} matches {}",
+            sel.namespace,
+            describe_selector(sel)
+        ));
+    }
+    if sel.mode == Some(PodMode::Fixed) {
+        let want = sel.count.unwrap_or(1) as usize;
+        if found.len() < want {
+            return Err(format!(
+                "`count: {want}` but only {} pods in namespace {} match {}",
+                found.len(),
+                sel.namespace,
+                describe_selector(sel)
+            ));
+        }
+    }
+    Ok(choose(found, sel, seed))
+}
+
+/// Choose from `pods` (sorted) by the selector's mode with `seed`.
+fn choose(pods: &[PodRef], sel: &PodSelector, seed: u64) -> Vec<PodRef> {
     let k = how_many(sel, pods.len());
     if k == pods.len() {
         return pods.to_vec();
@@ -174,79 +204,154 @@ pub fn fault_seed(run_seed: u64, fault: &str) -> u64 {
     run_seed ^ h
 }
 
-/// What a deletion did to one pod.
-#[derive(Debug, Clone)]
-pub struct Deleted {
-    pub pod: PodRef,
-    pub error: Option<String>,
-    /// The pod was gone, or replaced under the same name, before the delete (404 or a
-    /// failed uid precondition, 409): not an error, but not deleted by this fault either.
-    pub already_gone: bool,
+/// How the chosen pods are taken away.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Removal {
+    /// Through the Eviction API (PodDisruptionBudgets honoured), not a plain DELETE.
+    pub evict: bool,
+    /// The deletion's grace period (default: each pod's own).
+    pub grace: Option<Duration>,
+    /// `dryRun=All`: the server checks everything, changes nothing.
+    pub dry_run: bool,
 }
 
-/// Delete each pod (with `dry_run`, the server checks each deletion and changes nothing).
-pub async fn delete(
-    cluster: &Cluster,
-    pods: &[PodRef],
-    grace: Option<Duration>,
-    dry_run: bool,
-) -> Vec<Deleted> {
+impl Removal {
+    /// `deleting` or `evicting`, for messages.
+    pub fn verb(&self) -> &'static str {
+        if self.evict {
+            "evicting"
+        } else {
+            "deleting"
+        }
+    }
+}
+
+/// What became of one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Deleted or evicted (or, for a dry run, accepted by the server).
+    Removed,
+    /// The pod was gone, or replaced under the same name, before the call (404 or a
+    /// failed uid precondition, 409): not an error, but not removed by this fault either.
+    AlreadyGone(String),
+    /// An eviction a PodDisruptionBudget refused (429): the budget did its job.
+    Blocked(String),
+    /// Anything else: RBAC, admission, no answer.
+    Failed(String),
+}
+
+/// What a removal did to one pod.
+#[derive(Debug, Clone)]
+pub struct Removed {
+    pub pod: PodRef,
+    pub outcome: Outcome,
+}
+
+/// Take each pod away as `how` says, one after the other (an eviction's budget check
+/// sees the ones before it). Each call carries the pod's uid as a precondition: a pod
+/// recreated under the same name since the listing (a StatefulSet's) is not the one
+/// chosen, and must not be touched.
+pub async fn remove(cluster: &Cluster, pods: &[PodRef], how: Removal) -> Vec<Removed> {
     let mut out = Vec::new();
     for pod in pods {
-        // The uid precondition: a pod recreated under the same name since the listing
-        // (a StatefulSet's) is not the one chosen, and must not be deleted.
-        let dp = DeleteParams {
-            dry_run,
-            grace_period_seconds: grace.map(|g| g.as_secs().min(u64::from(u32::MAX)) as u32),
-            preconditions: Some(Preconditions {
-                uid: Some(pod.uid.clone()),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
         let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &pod.namespace);
-        let mut already_gone = false;
-        // kube retries throttling (429) with backoff; a delete still has to end.
-        let answer = match tokio::time::timeout(DELETE_TIMEOUT, api.delete(&pod.name, &dp)).await {
-            Ok(a) => a,
-            Err(_) => {
-                out.push(Deleted {
-                    pod: pod.clone(),
-                    error: Some(format!(
-                        "deleting pod {}: no answer within {} (the API server may still carry it out)",
-                        pod.key(),
-                        shakeout_api::Dur(DELETE_TIMEOUT)
-                    )),
-                    already_gone: false,
-                });
-                continue;
+        let once: Api<Pod> = Api::namespaced(cluster.once.clone(), &pod.namespace);
+        let grace = how
+            .grace
+            .map(|g| g.as_secs().min(u64::from(u32::MAX)) as u32);
+        let call = async {
+            if how.evict {
+                let eviction = Eviction {
+                    metadata: meta::ObjectMeta {
+                        name: Some(pod.name.clone()),
+                        namespace: Some(pod.namespace.clone()),
+                        ..Default::default()
+                    },
+                    delete_options: Some(meta::DeleteOptions {
+                        grace_period_seconds: grace.map(i64::from),
+                        preconditions: Some(meta::Preconditions {
+                            uid: Some(pod.uid.clone()),
+                            resource_version: None,
+                        }),
+                        ..Default::default()
+                    }),
+                };
+                // Not kube's `Api::evict`: its body spells `delete_options`, which the
+                // API server does not read, so the uid precondition would be lost.
+                let pp = PostParams {
+                    dry_run: how.dry_run,
+                    ..Default::default()
+                };
+                // A 429 here is a budget's "no" unless the server says it is throttling
+                // (no DisruptionBudget cause): only that is tried again, as it asks.
+                let mut attempts = 0;
+                loop {
+                    let r = once
+                        .create_subresource::<_, kube::core::Status>(
+                            "eviction", &pod.name, &pp, &eviction,
+                        )
+                        .await;
+                    match r {
+                        Err(kube::Error::Api(s))
+                            if s.code == 429
+                                && !super::blocked_by_budget(&s)
+                                && attempts < EVICTION_RETRIES =>
+                        {
+                            attempts += 1;
+                            let wait = s.details.as_ref().map_or(0, |d| d.retry_after_seconds);
+                            tokio::time::sleep(Duration::from_secs(wait.clamp(1, 10).into())).await;
+                        }
+                        r => break r.map(drop),
+                    }
+                }
+            } else {
+                let dp = DeleteParams {
+                    dry_run: how.dry_run,
+                    grace_period_seconds: grace,
+                    preconditions: Some(Preconditions {
+                        uid: Some(pod.uid.clone()),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                api.delete(&pod.name, &dp).await.map(drop)
             }
         };
-        let error = match answer {
-            Ok(_) => None,
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
-                already_gone = true;
-                Some(format!(
-                    "pod {} was gone or replaced before the delete ({} {}: {}): not deleted by this fault",
+        let doing = format!(
+            "{} pod {}{}",
+            how.verb(),
+            pod.key(),
+            if how.dry_run { " (dry run)" } else { "" }
+        );
+        // kube retries throttling (429) with backoff; a removal still has to end.
+        let outcome = match tokio::time::timeout(DELETE_TIMEOUT, call).await {
+            Err(_) => Outcome::Failed(format!(
+                "{doing}: no answer within {} (the API server may still carry it out)",
+                shakeout_api::Dur(DELETE_TIMEOUT)
+            )),
+            Ok(Ok(())) => Outcome::Removed,
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 || s.code == 409 => {
+                Outcome::AlreadyGone(format!(
+                    "pod {} was gone or replaced before the {} ({} {}: {}): not {} by this fault",
                     pod.key(),
+                    if how.evict { "eviction" } else { "delete" },
                     s.code,
                     s.reason,
-                    s.message
+                    s.message,
+                    if how.evict { "evicted" } else { "deleted" },
                 ))
             }
-            Err(e) => Some(describe(
-                &format!(
-                    "deleting pod {}{}",
-                    pod.key(),
-                    if dry_run { " (dry run)" } else { "" }
-                ),
-                &e,
-            )),
+            Ok(Err(e)) => {
+                let text = cluster.describe(&doing, &e);
+                match &e {
+                    kube::Error::Api(s) if super::blocked_by_budget(s) => Outcome::Blocked(text),
+                    _ => Outcome::Failed(text),
+                }
+            }
         };
-        out.push(Deleted {
+        out.push(Removed {
             pod: pod.clone(),
-            error,
-            already_gone,
+            outcome,
         });
     }
     out
@@ -266,84 +371,6 @@ pub fn ready_by_owner(pods: &[PodRef], skip: &BTreeSet<String>) -> BTreeMap<Stri
     m
 }
 
-/// How the wait for replacements ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Recovery {
-    /// Every owner had its Ready count back, this long after the deletion.
-    Recovered(Duration),
-    /// Only bare pods were deleted: nothing replaces them.
-    NoOwner,
-    /// Not within the timeout (or the run ended first); the reason says which.
-    NotRecovered(String),
-}
-
-/// Every pod of the owners in `before` (listed with the fault's label selector in its
-/// namespace), polled until each owner has at least its `before` count of Ready pods
-/// that are not among `deleted`.
-pub async fn wait_replaced(
-    cluster: &Cluster,
-    sel: &PodSelector,
-    before: &BTreeMap<String, usize>,
-    deleted: &BTreeSet<String>,
-    since: Instant,
-    timeout: Duration,
-    cancel: &CancellationToken,
-) -> Recovery {
-    if before.is_empty() {
-        return Recovery::NoOwner;
-    }
-    let owners_sel = PodSelector {
-        field_selector: None,
-        ..sel.clone()
-    };
-    let deadline = since + timeout;
-    let ended = |last: &str| {
-        Recovery::NotRecovered(format!(
-            "the run ended after {:.1}s, before the replacements were Ready ({last})",
-            since.elapsed().as_secs_f64()
-        ))
-    };
-    let too_late = |last: &str| {
-        Recovery::NotRecovered(format!(
-            "not Ready within {} ({last})",
-            shakeout_api::Dur(timeout)
-        ))
-    };
-    loop {
-        // A list the API server does not answer must not outlive the timeout or the run.
-        let listed = tokio::select! {
-            r = list_all(cluster, &owners_sel) => r,
-            _ = tokio::time::sleep_until(deadline.into()) => return too_late("the API server did not answer in time"),
-            _ = cancel.cancelled() => return ended("waiting for the API server"),
-        };
-        let last = match listed {
-            Ok(pods) => {
-                let now_ready = ready_by_owner(&pods, deleted);
-                let short: Vec<String> = before
-                    .iter()
-                    .filter_map(|(owner, want)| {
-                        let have = now_ready.get(owner).copied().unwrap_or(0);
-                        (have < *want).then(|| format!("{owner} {have}/{want} Ready"))
-                    })
-                    .collect();
-                if short.is_empty() {
-                    return Recovery::Recovered(since.elapsed());
-                }
-                short.join(", ")
-            }
-            Err(e) => e.to_string(),
-        };
-        let next = Instant::now() + RECOVERY_POLL;
-        if next > deadline {
-            return too_late(&last);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep_until(next.into()) => {}
-            _ = cancel.cancelled() => return ended(&last),
-        }
-    }
-}
-
 /// Every pod of the selector's namespace and labels, terminating ones included.
 pub async fn list_all(cluster: &Cluster, sel: &PodSelector) -> Result<Vec<PodRef>, KubeError> {
     let mut lp = ListParams::default();
@@ -354,12 +381,7 @@ pub async fn list_all(cluster: &Cluster, sel: &PodSelector) -> Result<Vec<PodRef
     api.list(&lp)
         .await
         .map(|l| l.items.iter().map(PodRef::of).collect())
-        .map_err(|e| {
-            KubeError::Api(describe(
-                &format!("listing pods in namespace {}", sel.namespace),
-                &e,
-            ))
-        })
+        .map_err(|e| cluster.api_error(&format!("listing pods in namespace {}", sel.namespace), &e))
 }
 
 #[cfg(test)]
@@ -378,6 +400,7 @@ mod tests {
                 ready: true,
                 pod_ip: None,
                 phase: "Running".into(),
+                labels: BTreeMap::new(),
             })
             .collect()
     }
@@ -408,7 +431,28 @@ mod tests {
             1,
             "at least one"
         );
+        assert_eq!(
+            how_many(&sel(PodMode::Percent, None, Some(50.0)), 3),
+            2,
+            "50% of 3 is 1.5: rounded up, two pods (README, `percent`)"
+        );
         assert_eq!(how_many(&sel(PodMode::One, None, None), 0), 0);
+    }
+
+    #[test]
+    fn select_refuses_what_the_run_would_refuse() {
+        let three = pods(3);
+        let five = sel(PodMode::Fixed, Some(5), None);
+        let e = select(&three, &five, 1).unwrap_err();
+        assert!(e.contains("`count: 5` but only 3 pods"), "{e}");
+        let e = select(&[], &sel(PodMode::One, None, None), 1).unwrap_err();
+        assert!(e.starts_with("no pod in namespace shop matches"), "{e}");
+        assert_eq!(
+            select(&three, &sel(PodMode::Fixed, Some(2), None), 1)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]

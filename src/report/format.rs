@@ -285,30 +285,50 @@ pub(crate) fn agent_summary(a: &crate::report::AgentActionReport) -> String {
 /// how long the workloads took to replace them.
 pub(crate) fn pods_summary(p: &crate::report::PodFaultReport) -> String {
     let names: Vec<&str> = p.chosen.iter().map(|c| c.name.as_str()).collect();
+    let mut selectors = vec![match p.selector.as_str() {
+        "" => "every pod".to_owned(),
+        s => format!("selector {s}"),
+    }];
+    if let Some(f) = &p.field_selector {
+        selectors.push(format!("fieldSelector {f}"));
+    }
     let mut parts = vec![format!(
         "pods in {} ({}; mode {}, run seed {}): {} of {} chosen: {}",
         p.namespace,
-        p.selector,
+        selectors.join(", "),
         p.mode,
         p.seed,
         p.chosen.len(),
         p.matched,
         names.join(", ")
     )];
+    let done = if p.evict { "evicted" } else { "deleted" };
     if p.dry_run {
-        parts.push("dry run: nothing deleted".into());
+        parts.push(format!("dry run: nothing {done}"));
     } else if p.deleted > 0 {
-        parts.push(format!("{} deleted", p.deleted));
+        parts.push(format!("{} {done}", p.deleted));
     }
     match p.recovery {
         Some(PodRecovery::Recovered) => parts.push(format!(
-            "replacements Ready after {} (resolution {})",
+            "replacements Ready after {} ({}resolution {})",
             opt_duration(p.recovery_ms),
+            match p.recovery_method.as_deref() {
+                Some("watch") => "watched, ",
+                Some("poll") => "polled, ",
+                _ => "",
+            },
             opt_duration(p.recovery_resolution_ms)
         )),
         Some(PodRecovery::NoOwner) => parts.push("no owner: nothing replaces them".into()),
         Some(PodRecovery::NotRecovered) => parts.push("replacements NOT Ready".into()),
         _ => {}
+    }
+    for b in p
+        .disruption_budgets
+        .iter()
+        .filter(|b| !p.errors.contains(b))
+    {
+        parts.push(format!("budget: {b}"));
     }
     for e in &p.errors {
         parts.push(format!("error: {e}"));

@@ -1,10 +1,12 @@
 //! What a run would do, without doing it (`--dry-run`): the plan read from the file, and
-//! with a cluster, the pods the run would choose (same seed) and the API server's own
-//! check of each deletion (`dryRun=All`). Data only: `cmd` prints it.
+//! with a cluster, the pods the run would choose (same seed, same refusals), the API
+//! server's own check of each deletion or eviction (`dryRun=All`), and what they would do
+//! to the PodDisruptionBudgets. Data only: `cmd` prints it.
 
 use crate::experiment::model::FaultAction;
 use crate::experiment::Experiment;
-use crate::kube::pods;
+use crate::kube::budget;
+use crate::kube::pods::{self, Outcome, Removal};
 use crate::probe::ProbeConfig;
 use crate::text::duration;
 
@@ -63,8 +65,11 @@ pub fn plan(exp: &Experiment) -> String {
 /// One pod a fault would act on, and what the dry run found for it.
 #[derive(Debug, Clone)]
 pub enum PodPlan {
-    /// A deletion the API server checked: `Ok` when it accepted it.
+    /// A deletion (or eviction) the API server checked: `Ok` when it accepted it, and
+    /// no disruption budget would refuse it in the run's order.
     Delete {
+        /// `delete` or `evict`.
+        verb: &'static str,
         pod: String,
         node: String,
         checked: Result<(), String>,
@@ -83,6 +88,11 @@ pub struct FaultPlan {
     pub fault: String,
     /// The pods chosen and how many matched, or why none could be.
     pub chosen: Result<(Vec<PodPlan>, usize), String>,
+    /// For plain deletions: each PodDisruptionBudget they would go against (they ignore
+    /// budgets; the run does them anyway).
+    pub budgets: Vec<String>,
+    /// What else the person should know (budgets that could not be read).
+    pub notes: Vec<String>,
 }
 
 /// The cluster side of a dry run.
@@ -107,8 +117,10 @@ impl ClusterPlan {
     }
 }
 
-/// `--dry-run` with a cluster: choose the pods as the run would (same seed), and have the
-/// API server check each deletion (`dryRun=All`); nothing is deleted or applied.
+/// `--dry-run` with a cluster: choose the pods as the run would (same seed, and the same
+/// refusals: nothing matches, or fewer pods than `count`), have the API server check each
+/// deletion or eviction (`dryRun=All`), and say what they would do to the disruption
+/// budgets; nothing is deleted or applied.
 /// `Ok(None)` when the experiment needs no cluster.
 pub async fn cluster(
     exp: &Experiment,
@@ -126,52 +138,82 @@ pub async fn cluster(
         let Some(sel) = f.pods() else {
             continue;
         };
-        let delete = match &f.action {
-            FaultAction::PodDelete(d) => Some(d),
-            _ => None,
-        };
+        let (mut budgets, mut notes) = (Vec::new(), Vec::new());
         let chosen = match pods::matching(&cluster, sel).await {
             Err(e) => Err(e.to_string()),
-            Ok(found) => {
-                let chosen = pods::choose(&found, sel, pods::fault_seed(seed, &f.name));
-                if chosen.is_empty() {
-                    Err(format!(
-                        "no pod in namespace {} matches {}",
-                        sel.namespace,
-                        pods::describe_selector(sel)
-                    ))
-                } else if let Some(d) = delete {
-                    let grace = d.grace_period.map(|g| g.0);
-                    let checked = pods::delete(&cluster, &chosen, grace, true)
-                        .await
-                        .into_iter()
-                        .map(|r| PodPlan::Delete {
-                            pod: r.pod.key(),
-                            node: r.pod.node.clone(),
-                            checked: r.error.map_or(Ok(()), Err),
-                        })
-                        .collect();
-                    Ok((checked, found.len()))
-                } else {
-                    let pods = chosen
-                        .iter()
-                        .map(|pod| PodPlan::Agent {
-                            pod: pod.key(),
-                            node: pod.node.clone(),
-                            agent: match agents.as_ref().map(|a| a.on_node(&pod.node)) {
-                                Some(Ok(c)) => Ok((c.name.clone(), c.url.clone())),
-                                Some(Err(e)) => Err(e),
-                                None => Err("no node agents were found in the cluster".into()),
-                            },
-                        })
-                        .collect();
-                    Ok((pods, found.len()))
-                }
-            }
+            Ok(found) => match pods::select(&found, sel, pods::fault_seed(seed, &f.name)) {
+                Err(e) => Err(e),
+                Ok(chosen) => Ok(match &f.action {
+                    FaultAction::PodDelete(d) => {
+                        let how = Removal {
+                            evict: d.evict,
+                            grace: d.grace_period.map(|g| g.0),
+                            dry_run: true,
+                        };
+                        let known = match budget::list(&cluster, &sel.namespace).await {
+                            Ok(b) => b,
+                            Err(e) => {
+                                notes.push(format!("disruption budgets not checked: {e}"));
+                                Vec::new()
+                            }
+                        };
+                        if !how.evict {
+                            budgets.extend(budget::against(&known, &chosen, how.verb()));
+                        }
+                        // Each dry-run eviction is checked alone; in the run, each one
+                        // uses up what the budget allows for the next.
+                        let in_order = match how.evict {
+                            true => budget::evictions(&known, &chosen),
+                            false => vec![None; chosen.len()],
+                        };
+                        let checked = pods::remove(&cluster, &chosen, how)
+                            .await
+                            .into_iter()
+                            .zip(in_order)
+                            .map(|(r, blocked)| PodPlan::Delete {
+                                verb: if how.evict { "evict" } else { "delete" },
+                                pod: r.pod.key(),
+                                node: r.pod.node.clone(),
+                                checked: match (r.outcome, blocked) {
+                                    (Outcome::Removed, None) => Ok(()),
+                                    (Outcome::Removed, Some(b)) => Err(format!(
+                                        "{}: would be {b}, after the evictions before it",
+                                        r.pod.key()
+                                    )),
+                                    (
+                                        Outcome::AlreadyGone(e)
+                                        | Outcome::Blocked(e)
+                                        | Outcome::Failed(e),
+                                        _,
+                                    ) => Err(e),
+                                },
+                            })
+                            .collect();
+                        (checked, found.len())
+                    }
+                    _ => {
+                        let pods = chosen
+                            .iter()
+                            .map(|pod| PodPlan::Agent {
+                                pod: pod.key(),
+                                node: pod.node.clone(),
+                                agent: match agents.as_ref().map(|a| a.on_node(&pod.node)) {
+                                    Some(Ok(c)) => Ok((c.name.clone(), c.url.clone())),
+                                    Some(Err(e)) => Err(e),
+                                    None => Err("no node agents were found in the cluster".into()),
+                                },
+                            })
+                            .collect();
+                        (pods, found.len())
+                    }
+                }),
+            },
         };
         plan.faults.push(FaultPlan {
             fault: f.name.clone(),
             chosen,
+            budgets,
+            notes,
         });
     }
     Ok(Some(plan))

@@ -1,7 +1,10 @@
 //! A fake Kubernetes API server for the integration tests: it serves the REST paths the
-//! `kube` crate calls (pods, nodes, ReplicaSets, DaemonSets, pod watch, port-forward over
+//! `kube` crate calls (pods, evictions, nodes, ReplicaSets, DaemonSets,
+//! PodDisruptionBudgets, events, SelfSubjectAccessReviews, pod watch, port-forward over
 //! WebSocket) and behaves like a cluster (deleted ReplicaSet pods are replaced and turn
-//! Ready after a delay; graceful deletion; injected 403/404/409/429 Status errors).
+//! Ready after a delay; graceful deletion; budgets that refuse evictions; RBAC denials a
+//! test sets, answered alike by the request and its access review; injected
+//! 403/404/409/429 Status errors).
 //! It runs on its own thread and runtime so sync tests can drive it; dropping the
 //! handle stops the server, every connection and every pending state change.
 //!
@@ -12,9 +15,12 @@
 //! `deleted`, `requests`).
 
 mod cluster;
+mod events;
 mod in_process;
 mod objects;
+mod policy;
 mod portforward;
+mod rbac;
 pub mod selector;
 mod server;
 mod status;
@@ -195,6 +201,63 @@ impl FakeCluster {
         self.shared
             .lock()
             .add_daemonset((ns.into(), name.into()), labels_map(labels), placement);
+    }
+
+    /// The agent DaemonSet `name` in `ns` selecting `labels`, wanted on `nodes`, whose
+    /// pods admission refuses with `message` (e.g. `violates PodSecurity
+    /// "baseline:latest": host namespaces (hostPID=true)`): no pod, and the DaemonSet
+    /// controller's `FailedCreate` Warning events.
+    pub fn add_blocked_daemonset(
+        &self,
+        ns: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        nodes: &[&str],
+        message: &str,
+    ) {
+        self.shared.lock().add_blocked_daemonset(
+            (ns.into(), name.into()),
+            labels_map(labels),
+            nodes.iter().map(|n| n.to_string()).collect(),
+            message,
+        );
+    }
+
+    /// A PodDisruptionBudget `name` in `ns` covering the pods with `labels`, with
+    /// `rule` = (`minAvailable` or `maxUnavailable`, `3` or `50%`). Its status is what
+    /// the disruption controller would compute from the pods at each request; evictions
+    /// honour it, deletes do not.
+    pub fn add_pdb(&self, ns: &str, name: &str, labels: &[(&str, &str)], rule: (&str, &str)) {
+        let value = policy::int_or_percent(rule.1);
+        let (min_available, max_unavailable) = match rule.0 {
+            "minAvailable" => (Some(value), None),
+            "maxUnavailable" => (None, Some(value)),
+            other => panic!("add_pdb: {other} is neither minAvailable nor maxUnavailable"),
+        };
+        let mut c = self.shared.lock();
+        let rv = c.bump();
+        c.pdbs.insert(
+            (ns.into(), name.into()),
+            policy::Pdb {
+                uid: cluster::new_uid(),
+                rv,
+                creation_ts: k8s_openapi::jiff::Timestamp::now(),
+                selector: labels_map(labels),
+                min_available,
+                max_unavailable,
+            },
+        );
+    }
+
+    /// Takes a permission from the fake's user, as a missing RBAC rule would: `verb` on
+    /// `resource` (`pods`, `pods/eviction`, `poddisruptionbudgets.policy`,
+    /// `daemonsets.apps`) in `namespace` (`None`: everywhere). Requests needing it get
+    /// the API server's 403, and access reviews for it answer `allowed: false`.
+    pub fn deny(&self, verb: &str, resource: &str, namespace: Option<&str>) {
+        self.shared
+            .lock()
+            .denied
+            .push(rbac::Denied::parse(verb, resource, namespace));
     }
 
     /// Current pods in `ns` (including terminating ones), by name.

@@ -188,10 +188,23 @@ pub struct AgentAction {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Pods {
+    /// The label selector as written in the file.
+    pub selector: String,
+    #[serde(default, deserialize_with = "present")]
+    pub field_selector: Option<String>,
     pub matched: u64,
     pub deleted: u64,
     #[serde(default)]
     pub dry_run: bool,
+    #[serde(default)]
+    pub evict: bool,
+    #[serde(default)]
+    pub disruption_budgets: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub recovery_resolution_ms: Option<f64>,
+    /// `watch` or `poll`
+    #[serde(default, deserialize_with = "present")]
+    pub recovery_method: Option<String>,
     /// `recovered`, `notRecovered`, `noOwner`, `notMeasured`
     #[serde(default, deserialize_with = "present")]
     pub recovery: Option<String>,
@@ -252,6 +265,7 @@ pub struct Verdict {
     pub id: String,
     /// `pass`, `fail`, `notMeasured`
     pub status: String,
+    pub required: String,
     #[serde(default, deserialize_with = "present")]
     pub measured: Option<String>,
     #[serde(default, deserialize_with = "present")]

@@ -84,7 +84,8 @@ pub struct PodSelector {
     /// How many pods, for `mode: fixed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
-    /// Which share of the pods (rounded up), for `mode: percent`.
+    /// Which share of the pods, for `mode: percent`: rounded up, and at least one (50% of
+    /// 3 pods takes 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<Percent>,
     /// Protected namespaces this fault may touch anyway (`kube-system`, `kube-public`
@@ -113,7 +114,7 @@ pub struct PodFaultSpec {
     pub delete: Option<PodDeleteSpec>,
 }
 
-/// Delete pods, then wait until their workloads have replaced them.
+/// Delete (or evict) pods, then wait until their workloads have replaced them.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PodDeleteSpec {
@@ -125,6 +126,11 @@ pub struct PodDeleteSpec {
     /// Ask the API server to check the deletion (`dryRun=All`) without deleting.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// Evict through the Eviction API instead of deleting: PodDisruptionBudgets are
+    /// honoured, and an eviction a budget refuses (429) is reported as blocked by it.
+    /// Needs `create` on `pods/eviction`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub evict: bool,
     /// Longest wait for the replacements to be Ready (default 5m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_timeout: Option<Dur>,

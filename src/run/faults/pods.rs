@@ -1,6 +1,7 @@
-//! Faults on Kubernetes pods: `pod.delete` (choose, delete with a uid precondition,
-//! time the workloads' Ready replacements) and `network`/`process` faults on `pods`
-//! (one agent fault per chosen pod, on the agent of its node).
+//! Faults on Kubernetes pods: `pod.delete` (choose, delete or evict with a uid
+//! precondition, say what that did to disruption budgets, time the workloads' Ready
+//! replacements) and `network`/`process` faults on `pods` (one agent fault per chosen
+//! pod, on the agent of its node).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -10,7 +11,9 @@ use super::agent::agent_report;
 use super::FaultTask;
 use crate::experiment::spec::{PodDeleteSpec, PodMode, PodSelector};
 use crate::fault::request;
-use crate::kube::pods::{self, PodRef, Recovery};
+use crate::kube::budget;
+use crate::kube::pods::{self, Outcome, PodRef, Removal};
+use crate::kube::recovery::{self, Recovery};
 use crate::record::{
     ChosenPod, FaultRecord as FaultReport, FaultStatus, PodFaultRecord as PodFaultReport,
     PodRecovery,
@@ -104,16 +107,10 @@ impl FaultTask {
         let matched = pods::matching(cluster, sel)
             .await
             .map_err(|e| e.to_string())?;
-        let chosen = pods::choose(&matched, sel, seed);
         pr.matched = matched.len() as u64;
+        // The same choice, and the same refusals, as its preflight and its dry run.
+        let chosen = pods::select(&matched, sel, seed).map_err(|e| format!("{e} now"))?;
         pr.chosen = chosen.iter().map(chosen_pod).collect();
-        if chosen.is_empty() {
-            return Err(format!(
-                "no pod in namespace {} matches {} now",
-                sel.namespace,
-                pods::describe_selector(sel)
-            ));
-        }
         let names: Vec<String> = chosen.iter().map(|p| p.name.clone()).collect();
         self.events.push(
             "fault",
@@ -142,6 +139,7 @@ impl FaultTask {
         let seed = pods::fault_seed(self.ctx.seed, &name);
         let mut pr = pod_report(sel, self.ctx.seed);
         pr.dry_run = del.dry_run;
+        pr.evict = del.evict;
         let chosen = match self
             .unless_cancelled(self.choose_pods(sel, seed, &mut pr))
             .await
@@ -160,6 +158,33 @@ impl FaultTask {
             Some(Ok(all)) => pods::ready_by_owner(&all, &BTreeSet::new()),
             Some(Err(e)) => return self.pods_failed(report, pr, e.to_string()),
         };
+        // What the deletion does to the disruption budgets, known before it is done (an
+        // account that may not list them is said so, and the fault goes on).
+        let how = Removal {
+            evict: del.evict,
+            grace: del.grace_period.map(|g| g.0),
+            dry_run: del.dry_run,
+        };
+        let budgets = match self
+            .unless_cancelled(budget::list(&cluster, &sel.namespace))
+            .await
+        {
+            None => return report,
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
+                self.events.push(
+                    "fault",
+                    format!("{name}: disruption budgets not checked: {e}"),
+                );
+                Vec::new()
+            }
+        };
+        if !how.evict {
+            for breach in budget::against(&budgets, &chosen, how.verb()) {
+                self.events.push("fault", format!("{name}: {breach}"));
+                pr.disruption_budgets.push(breach);
+            }
+        }
         // A deletion cannot be undone: an interrupt that came while choosing stops it here.
         if self.cancel.is_cancelled() {
             return report;
@@ -167,23 +192,27 @@ impl FaultTask {
         self.set_active(true);
         let t0 = Instant::now();
         pr.deleted_ms = Some(ms(self.origin.elapsed()));
-        let grace = del.grace_period.map(|g| g.0);
-        let results = pods::delete(&cluster, &chosen, grace, del.dry_run).await;
+        let results = pods::remove(&cluster, &chosen, how).await;
         self.set_active(false);
         let mut gone = Vec::new();
         let mut failed = false;
-        for d in results {
-            match d.error {
-                Some(e) if d.already_gone => {
+        for r in results {
+            match r.outcome {
+                Outcome::Removed => gone.push(r.pod),
+                Outcome::AlreadyGone(e) => {
                     self.events.push("fault", format!("{name}: {e}"));
                     pr.errors.push(e);
                 }
-                Some(e) => {
+                Outcome::Blocked(e) => {
+                    self.events.push("fault", format!("{name}: {e}"));
+                    pr.disruption_budgets.push(e.clone());
+                    pr.errors.push(e);
+                }
+                Outcome::Failed(e) => {
                     self.events.push("fault", format!("{name} FAILED: {e}"));
                     pr.errors.push(e);
                     failed = true;
                 }
-                None => gone.push(d.pod),
             }
         }
         pr.deleted = if del.dry_run { 0 } else { gone.len() as u64 };
@@ -198,11 +227,13 @@ impl FaultTask {
                 )
             })
             .collect();
+        let done = if how.evict { "evicted" } else { "deleted" };
         if del.dry_run {
             self.events.push(
                 "fault",
                 format!(
-                    "{name}: dry run: the API server accepted deleting {}; nothing was deleted",
+                    "{name}: dry run: the API server accepted {} {}; nothing was {done}",
+                    how.verb(),
                     listing.join(", ")
                 ),
             );
@@ -217,7 +248,7 @@ impl FaultTask {
         }
         if !listing.is_empty() {
             self.events
-                .push("fault", format!("{name}: deleted {}", listing.join(", ")));
+                .push("fault", format!("{name}: {done} {}", listing.join(", ")));
         }
         report.status = if failed || gone.is_empty() {
             FaultStatus::Failed
@@ -251,12 +282,26 @@ impl FaultTask {
         let timeout = del
             .recovery_timeout
             .map(|d| d.0)
-            .unwrap_or(pods::DEFAULT_RECOVERY_TIMEOUT);
+            .unwrap_or(recovery::DEFAULT_RECOVERY_TIMEOUT);
         self.watching.fetch_add(1, Ordering::SeqCst);
-        let recovery =
-            pods::wait_replaced(&cluster, sel, &before, &deleted, t0, timeout, &self.cancel).await;
+        let (recovery, method) =
+            recovery::wait_replaced(&cluster, sel, &before, &deleted, t0, timeout, &self.cancel)
+                .await;
         self.watching.fetch_sub(1, Ordering::SeqCst);
-        pr.recovery_resolution_ms = Some(ms(pods::RECOVERY_POLL));
+        let measured = !matches!(recovery, Recovery::NoOwner);
+        if let (true, recovery::Method::Poll { why }) = (measured, &method) {
+            self.events.push(
+                "fault",
+                format!(
+                    "{name}: replacements polled every {} (a watch was not possible: {why})",
+                    duration(recovery::RECOVERY_POLL)
+                ),
+            );
+        }
+        if measured {
+            pr.recovery_resolution_ms = Some(ms(method.resolution()));
+            pr.recovery_method = Some(method.name().to_owned());
+        }
         match recovery {
             Recovery::Recovered(d) => {
                 self.events.push(
@@ -297,17 +342,21 @@ impl FaultTask {
 fn pod_report(sel: &PodSelector, seed: u64) -> PodFaultReport {
     PodFaultReport {
         namespace: sel.namespace.clone(),
-        selector: pods::describe_selector(sel),
+        selector: sel.selector.clone().unwrap_or_default(),
+        field_selector: sel.field_selector.clone(),
         mode: mode_name(sel),
         seed,
         matched: 0,
         chosen: Vec::new(),
         dry_run: false,
+        evict: false,
         deleted: 0,
+        disruption_budgets: Vec::new(),
         deleted_ms: None,
         recovery: None,
         recovery_ms: None,
         recovery_resolution_ms: None,
+        recovery_method: None,
         errors: Vec::new(),
     }
 }
@@ -360,7 +409,8 @@ pub(super) fn mode_word(sel: &PodSelector) -> String {
 /// The dry-run plan of a pod deletion.
 pub(super) fn plan(head: &str, d: &PodDeleteSpec) -> String {
     format!(
-        "{head}: delete pods in namespace {} ({}, mode {}){}\n",
+        "{head}: {} pods in namespace {} ({}, mode {}){}\n",
+        if d.evict { "evict" } else { "delete" },
         d.pods.namespace,
         pods::describe_selector(&d.pods),
         mode_word(&d.pods),

@@ -204,6 +204,11 @@ pub struct Cluster {
     pub pods: BTreeMap<Key, PodRec>,
     pub replicasets: BTreeMap<Key, Workload>,
     pub daemonsets: BTreeMap<Key, Workload>,
+    pub pdbs: BTreeMap<Key, super::policy::Pdb>,
+    /// Permissions the fake's user does not have (`FakeCluster::deny`).
+    pub denied: Vec<super::rbac::Denied>,
+    /// core/v1 Events, as the controllers record them.
+    pub object_events: Vec<Value>,
     pub deleted: Vec<Key>,
     pub requests: Vec<String>,
     pub failures: Vec<Failure>,
@@ -220,6 +225,9 @@ impl Default for Cluster {
             pods: BTreeMap::new(),
             replicasets: BTreeMap::new(),
             daemonsets: BTreeMap::new(),
+            pdbs: BTreeMap::new(),
+            denied: Vec::new(),
+            object_events: Vec::new(),
             deleted: Vec::new(),
             requests: Vec::new(),
             failures: Vec::new(),
@@ -235,7 +243,7 @@ impl Cluster {
         self.rv
     }
 
-    fn bump(&mut self) -> u64 {
+    pub fn bump(&mut self) -> u64 {
         self.rv += 1;
         self.rv
     }

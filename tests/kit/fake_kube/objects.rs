@@ -301,7 +301,8 @@ pub fn list(
 }
 
 /// The metav1.Status body of a failed request.
-pub fn status(e: &ApiError, retry_after: Option<u32>) -> Value {
+pub fn status(e: &ApiError) -> Value {
+    let retry_after = e.retry_after();
     let mut v = json!({
         "kind": "Status",
         "apiVersion": "v1",
@@ -324,7 +325,15 @@ pub fn status(e: &ApiError, retry_after: Option<u32>) -> Value {
     if let Some(s) = retry_after {
         details.insert("retryAfterSeconds".into(), json!(s));
     }
-    if !details.is_empty() || e.code == 404 {
+    if !e.causes().is_empty() {
+        let causes: Vec<Value> = e
+            .causes()
+            .iter()
+            .map(|(reason, message)| json!({"reason": reason, "message": message}))
+            .collect();
+        details.insert("causes".into(), Value::Array(causes));
+    }
+    if !details.is_empty() || e.code == 404 || e.code == 429 {
         v["details"] = Value::Object(details);
     }
     v

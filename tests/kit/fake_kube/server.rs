@@ -1,5 +1,7 @@
-//! The HTTP side: authentication, injected failures, and the REST paths `kube` calls
-//! (discovery, pods, nodes, ReplicaSets, DaemonSets, pod watch, port-forward).
+//! The HTTP side: authentication, authorization (RBAC as the tests set it), injected
+//! failures, and the REST paths `kube` calls (discovery, pods, evictions, nodes,
+//! ReplicaSets, DaemonSets, PodDisruptionBudgets, events, SelfSubjectAccessReviews, pod
+//! watch, port-forward).
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::cluster::{Cluster, DeleteOpts, FollowUp, Key, Workload, META_FIELDS, POD_FIELDS};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{injected_error, method_not_allowed, not_found_path, target, ApiError};
-use super::{objects, portforward, watch, FakeCluster, VERSION};
+use super::{events, objects, policy, portforward, rbac, watch, FakeCluster, VERSION};
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
@@ -106,11 +108,11 @@ pub fn json_response(code: u16, v: &Value) -> Response<Body> {
 }
 
 pub fn error_response(e: &ApiError) -> Response<Body> {
-    let retry = (e.code == 429).then_some(1);
-    let mut res = json_response(e.code, &objects::status(e, retry));
-    if retry.is_some() {
-        res.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    let mut res = json_response(e.code, &objects::status(e));
+    if let Some(s) = e.retry_after() {
+        if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+            res.headers_mut().insert(RETRY_AFTER, v);
+        }
     }
     res
 }
@@ -174,6 +176,10 @@ pub async fn handle(
         return Ok(error_response(&ApiError::unauthorized()));
     }
     let query = parse_query(&raw_query);
+    let denied = rbac::authorize(&shared.lock(), &method, &path, &query);
+    if let Err(e) = denied {
+        return Ok(error_response(&e));
+    }
     let injected = shared.lock().take_failure(method.as_str(), &path);
     if let Some(code) = injected {
         return Ok(error_response(&injected_error(
@@ -204,23 +210,69 @@ async fn route(
                 {"clientCIDR": "0.0.0.0/0", "serverAddress": format!("127.0.0.1:{}", shared.port)}
             ]
         })),
-        ["apis"] if get => ok(json!({
-            "kind": "APIGroupList",
-            "apiVersion": "v1",
-            "groups": [{
-                "name": "apps",
-                "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
-                "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}
-            }]
-        })),
+        ["apis"] if get => {
+            let group = |name: &str| {
+                let gv = format!("{name}/v1");
+                json!({
+                    "name": name,
+                    "versions": [{"groupVersion": gv, "version": "v1"}],
+                    "preferredVersion": {"groupVersion": gv, "version": "v1"}
+                })
+            };
+            ok(json!({
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [group("apps"), group("authorization.k8s.io"), group("policy")]
+            }))
+        }
         ["api", "v1"] if get => ok(resource_list(
             "v1",
             &[
                 ("pods", "Pod", true, "get,list,watch,delete"),
+                ("pods/eviction", "Eviction", true, "create"),
                 ("pods/portforward", "PodPortForwardOptions", true, "create,get"),
                 ("nodes", "Node", false, "get,list"),
+                ("events", "Event", true, "list"),
             ],
         )),
+        ["apis", "policy", "v1"] if get => ok(resource_list(
+            "policy/v1",
+            &[("poddisruptionbudgets", "PodDisruptionBudget", true, "get,list")],
+        )),
+        ["apis", "authorization.k8s.io", "v1"] if get => ok(resource_list(
+            "authorization.k8s.io/v1",
+            &[("selfsubjectaccessreviews", "SelfSubjectAccessReview", false, "create")],
+        )),
+        ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"]
+            if method == Method::POST =>
+        {
+            let body = read_body(req).await;
+            let review = rbac::review(&shared.lock(), &body)?;
+            Ok(json_response(201, &review))
+        }
+        ["api", "v1", "namespaces", ns, "pods", name, "eviction"] if method == Method::POST => {
+            let key: Key = (ns.to_string(), name.to_string());
+            let dry_run = dry_run_query(query)?;
+            let body = read_body(req).await;
+            let (status, follow) = shared.lock().evict(&key, &body, dry_run)?;
+            shared.schedule(follow);
+            Ok(json_response(201, &status))
+        }
+        ["apis", "policy", "v1", "poddisruptionbudgets"] if get => list_pdbs(&shared, None, query),
+        ["apis", "policy", "v1", "namespaces", ns, "poddisruptionbudgets"] if get => {
+            list_pdbs(&shared, Some(ns), query)
+        }
+        ["apis", "policy", "v1", "namespaces", ns, "poddisruptionbudgets", name] if get => {
+            let c = shared.lock();
+            let key: Key = (ns.to_string(), name.to_string());
+            let b = c
+                .pdbs
+                .get(&key)
+                .ok_or_else(|| ApiError::not_found("poddisruptionbudgets", "policy", name))?;
+            ok(policy::pdb_value(&c, &key, b, true))
+        }
+        ["api", "v1", "events"] if get => list_events(&shared, None, query),
+        ["api", "v1", "namespaces", ns, "events"] if get => list_events(&shared, Some(ns), query),
         ["apis", "apps", "v1"] if get => ok(resource_list(
             "apps/v1",
             &[
@@ -297,10 +349,10 @@ async fn route(
             ok(workload_value(&c, res, &key, w, true))
         }
 
-        ["api", "v1", ..] | ["apis", "apps", "v1", ..] if target(path).is_some_and(|t| {
+        ["api", "v1", ..] | ["apis", "apps" | "policy", "v1", ..] if target(path).is_some_and(|t| {
             matches!(
                 t.resource.as_str(),
-                "pods" | "nodes" | "daemonsets" | "replicasets"
+                "pods" | "nodes" | "daemonsets" | "replicasets" | "events" | "poddisruptionbudgets"
             )
         }) =>
         {
@@ -508,6 +560,7 @@ fn invalid_delete_options(detail: String) -> ApiError {
         name: None,
         kind: Some("DeleteOptions".into()),
         group: Some("meta.k8s.io".into()),
+        ..Default::default()
     }
 }
 
@@ -572,18 +625,106 @@ fn delete_options(body: &[u8], query: &[(String, String)]) -> Result<DeleteOpts,
     Ok(opts)
 }
 
+/// The request's body (empty if it cannot be read).
+async fn read_body(req: Request<impl RequestBody>) -> Bytes {
+    req.into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
+/// `dryRun` of a create's query: only `All` is valid.
+fn dry_run_query(query: &[(String, String)]) -> Result<bool, ApiError> {
+    let mut dry = false;
+    for (_, v) in query.iter().filter(|(k, _)| k == "dryRun") {
+        if v != "All" {
+            return Err(ApiError::bad_request(format!(
+                "Invalid dryRun value: \"{v}\": supported values: \"All\""
+            )));
+        }
+        dry = true;
+    }
+    Ok(dry)
+}
+
+fn list_pdbs(
+    shared: &Arc<Shared>,
+    ns: Option<&str>,
+    query: &[(String, String)],
+) -> Result<Response<Body>, ApiError> {
+    no_watch(query)?;
+    let fields = field_selector(query, META_FIELDS)?;
+    let c = shared.lock();
+    let items: Vec<(Key, Value)> = c
+        .pdbs
+        .iter()
+        .filter(|(k, _)| ns.is_none_or(|n| k.0 == n))
+        .filter(|(k, _)| {
+            fields.matches(|f| match f {
+                "metadata.name" => k.1.clone(),
+                _ => k.0.clone(),
+            })
+        })
+        .map(|(k, b)| (k.clone(), policy::pdb_value(&c, k, b, false)))
+        .collect();
+    let (items, cont, remaining) = page(items, query)?;
+    Ok(json_response(
+        200,
+        &objects::list(
+            "PodDisruptionBudgetList",
+            "policy/v1",
+            c.resource_version(),
+            items,
+            cont,
+            remaining,
+        ),
+    ))
+}
+
+fn list_events(
+    shared: &Arc<Shared>,
+    ns: Option<&str>,
+    query: &[(String, String)],
+) -> Result<Response<Body>, ApiError> {
+    no_watch(query)?;
+    let fields = field_selector(query, events::EVENT_FIELDS)?;
+    let c = shared.lock();
+    let mut items: Vec<(Key, Value)> = c
+        .object_events
+        .iter()
+        .filter(|e| ns.is_none_or(|n| events::event_field(e, "metadata.namespace") == n))
+        .filter(|e| fields.matches(|f| events::event_field(e, f)))
+        .map(|e| {
+            let key = (
+                events::event_field(e, "metadata.namespace"),
+                events::event_field(e, "metadata.name"),
+            );
+            (key, e.clone())
+        })
+        .collect();
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let (items, cont, remaining) = page(items, query)?;
+    Ok(json_response(
+        200,
+        &objects::list(
+            "EventList",
+            "v1",
+            c.resource_version(),
+            items,
+            cont,
+            remaining,
+        ),
+    ))
+}
+
 async fn delete_pod(
     shared: &Arc<Shared>,
     req: Request<impl RequestBody>,
     key: Key,
     query: &[(String, String)],
 ) -> Result<Response<Body>, ApiError> {
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = read_body(req).await;
     let opts = delete_options(&body, query)?;
     let (object, follow) = shared.lock().delete_pod(&key, &opts)?;
     shared.schedule(follow);

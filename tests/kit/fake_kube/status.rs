@@ -6,14 +6,38 @@ use hyper::Method;
 use super::server::param;
 
 /// An API error before it is rendered as a metav1.Status.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub name: Option<String>,
-    pub kind: Option<String>,
-    pub group: Option<String>,
+    // Boxed strs, not Strings: errors travel by value in every handler's Result.
+    pub name: Option<Box<str>>,
+    pub kind: Option<Box<str>>,
+    pub group: Option<Box<str>>,
+    /// What only some errors carry (boxed: most have none, and errors travel by value).
+    pub more: Option<Box<More>>,
+}
+
+/// The rarer parts of a Status.
+#[derive(Debug, Clone, Default)]
+pub struct More {
+    /// `details.causes`: (reason, message), e.g. a disruption budget's.
+    pub causes: Vec<(String, String)>,
+    /// `details.retryAfterSeconds` and the `Retry-After` header, when above 0.
+    pub retry_after: u32,
+}
+
+impl ApiError {
+    /// The `Retry-After` the server sends with it, if any.
+    pub fn retry_after(&self) -> Option<u32> {
+        self.more.as_ref().map(|m| m.retry_after).filter(|s| *s > 0)
+    }
+
+    /// Its `details.causes`.
+    pub fn causes(&self) -> &[(String, String)] {
+        self.more.as_ref().map_or(&[], |m| &m.causes)
+    }
 }
 
 impl ApiError {
@@ -26,6 +50,7 @@ impl ApiError {
             name: Some(name.into()),
             kind: Some(resource.into()),
             group: (!group.is_empty()).then(|| group.into()),
+            ..Default::default()
         }
     }
 
@@ -37,6 +62,7 @@ impl ApiError {
             name: None,
             kind: None,
             group: None,
+            ..Default::default()
         }
     }
 
@@ -48,6 +74,7 @@ impl ApiError {
             name: None,
             kind: None,
             group: None,
+            ..Default::default()
         }
     }
 
@@ -62,6 +89,7 @@ impl ApiError {
             name: Some(name.into()),
             kind: Some(resource.into()),
             group: (!group.is_empty()).then(|| group.into()),
+            ..Default::default()
         }
     }
 }
@@ -104,7 +132,7 @@ pub fn target(path: &str) -> Option<Target> {
     })
 }
 
-fn verb(method: &Method, t: &Target, query: &[(String, String)]) -> &'static str {
+pub fn verb(method: &Method, t: &Target, query: &[(String, String)]) -> &'static str {
     let watch = matches!(param(query, "watch"), Some("true" | "1"));
     match (method.as_str(), &t.name, t.sub.as_deref()) {
         (_, _, Some("portforward" | "exec" | "attach" | "proxy")) => "create",
@@ -210,9 +238,16 @@ pub fn injected_error(
         code,
         reason,
         message,
-        name,
-        kind,
-        group,
+        name: name.map(Into::into),
+        kind: kind.map(Into::into),
+        group: group.map(Into::into),
+        // The server's own throttling says when to come back.
+        more: (code == 429).then(|| {
+            Box::new(More {
+                causes: Vec::new(),
+                retry_after: 1,
+            })
+        }),
     }
 }
 
@@ -224,6 +259,7 @@ pub fn method_not_allowed() -> ApiError {
         name: None,
         kind: None,
         group: None,
+        ..Default::default()
     }
 }
 
@@ -235,5 +271,6 @@ pub fn not_found_path() -> ApiError {
         name: None,
         kind: None,
         group: None,
+        ..Default::default()
     }
 }
