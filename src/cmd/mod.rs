@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::exit;
+use crate::experiment::vars::{self, Vars};
 
 /// Chaos and availability testing: inject faults, probe the service, verify recovery.
 #[derive(Debug, Parser)]
@@ -35,6 +36,8 @@ pub enum Command {
         /// Experiment files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        vars: VarArgs,
     },
     /// Print the JSON Schema of experiment files (for editors and yaml-language-server).
     Schema,
@@ -42,6 +45,8 @@ pub enum Command {
     Preflight {
         /// Experiment file.
         file: PathBuf,
+        #[command(flatten)]
+        vars: VarArgs,
     },
     /// Run the built-in demo: a sample service, killed and restarted, with its measured RTO.
     Demo(DemoArgs),
@@ -72,6 +77,24 @@ pub struct RunArgs {
     /// Validate and print the plan; apply nothing, probe nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub vars: VarArgs,
+}
+
+/// Values of the experiment's `${var.NAME}`, for the commands that read one.
+#[derive(Debug, Args, Clone, Default)]
+pub struct VarArgs {
+    /// Set `${var.NAME}` in the experiment's string values (repeatable; overrides the
+    /// file's `spec.vars`).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = vars::assignment)]
+    pub vars: Vec<(String, String)>,
+}
+
+impl VarArgs {
+    /// The variables, as the loader takes them.
+    pub fn vars(&self) -> Vars {
+        self.vars.iter().cloned().collect()
+    }
 }
 
 /// Report destinations and verbosity, shared by `run` and `demo`.
@@ -153,10 +176,10 @@ pub fn init_tracing(verbose: u8) {
 /// Run a parsed command line and return the process exit code.
 pub fn execute(cli: Cli) -> i32 {
     match cli.command {
-        Command::Validate { files } => validate::validate(&files),
+        Command::Validate { files, vars } => validate::validate(&files, &vars.vars()),
         Command::Schema => validate::schema(),
         Command::Run(args) => run::run_file(&args),
-        Command::Preflight { file } => preflight::preflight_file(&file),
+        Command::Preflight { file, vars } => preflight::preflight_file(&file, &vars.vars()),
         Command::Demo(args) => run::run_demo(&args),
         Command::Agents(args) => agents::list(&args),
         Command::SampleService(args) => sample::main(args),
