@@ -128,6 +128,16 @@ impl<'a> Shape<'a> {
         self.report(pos, path, message);
     }
 
+    /// A problem with `v`, the value at `path`: at the value, or at its key when there is
+    /// no value to point at (the parser places an empty one at the next token).
+    fn at(&mut self, v: &Value, path: &str, message: String) {
+        let pos = match v {
+            Value::Null => self.positions.nearest_key(path),
+            _ => self.positions.nearest(path),
+        };
+        self.report(pos, path, message);
+    }
+
     /// The definition `schema` names, or `schema` itself.
     fn definition(&self, schema: &'a Schema) -> &'a Schema {
         let reference = schema.get("$ref").and_then(Schema::as_str);
@@ -195,7 +205,7 @@ impl<'a> Shape<'a> {
         if let Some(types) = schema.get("type") {
             if !type_allows(types, v) {
                 let message = format!("invalid type: {}, expected {}", found(v), expected(schema));
-                return self.at_value(path, message);
+                return self.at(v, path, message);
             }
         }
         match v {
@@ -255,7 +265,7 @@ impl<'a> Shape<'a> {
                 expected(schema)
             ),
         };
-        self.at_value(path, message);
+        self.at(v, path, message);
     }
 
     /// A unit, read by its own parser: the loader's message, the loader's verdict.
@@ -267,7 +277,7 @@ impl<'a> Shape<'a> {
             Value::Number(n) => n.to_string(),
             other => {
                 let message = format!("invalid type: {}, expected {}", found(other), unit.expected);
-                return self.at_value(path, message);
+                return self.at(other, path, message);
             }
         };
         if let Err(mut message) = (unit.parse)(&text) {

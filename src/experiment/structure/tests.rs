@@ -125,11 +125,12 @@ fn optional_fields_may_be_empty_and_tags_are_refused() {
           file: remove it"
         ]
     );
+    // No value: at its key (an empty one has no position of its own).
     let text = BASE.replace("duration: 60s", "duration: ~");
     assert_eq!(
         problems(&text),
         [
-            "6:13: spec.duration: invalid type: no value, expected a duration with a unit, like \
+            "6:3: spec.duration: invalid type: no value, expected a duration with a unit, like \
           250ms, 1.5s, 2m or 1h30m (units: ns, us, ms, s, m, h)"
         ]
     );
