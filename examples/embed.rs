@@ -43,7 +43,11 @@ spec:
     availability: {{ during: run, min: 90% }}
 "#
         );
-        let exp = shakeout::experiment::parse(&yaml, Path::new("embedded.yaml"))?;
+        let exp = shakeout::experiment::parse(
+            &yaml,
+            Path::new("embedded.yaml"),
+            &shakeout::experiment::Vars::new(),
+        )?;
         let report =
             shakeout::run::execute(&exp, Some(7), Arc::new(Quiet), CancellationToken::new()).await;
         service.await?;

@@ -133,7 +133,11 @@ mod tests {
     fn every_fault_example_is_a_valid_fault() {
         for kind in FAULTS {
             let text = with(&[kind.example], &[A_PROBE]);
-            if let Err(e) = crate::experiment::parse(&text, Path::new("catalog.yaml")) {
+            if let Err(e) = crate::experiment::parse(
+                &text,
+                Path::new("catalog.yaml"),
+                &crate::experiment::Vars::new(),
+            ) {
                 panic!("the `{}` example does not validate: {e}\n{text}", kind.name);
             }
         }
@@ -143,7 +147,11 @@ mod tests {
     fn every_probe_example_is_a_valid_probe() {
         for kind in PROBES {
             let text = with(&[], &[kind.example]);
-            if let Err(e) = crate::experiment::parse(&text, Path::new("catalog.yaml")) {
+            if let Err(e) = crate::experiment::parse(
+                &text,
+                Path::new("catalog.yaml"),
+                &crate::experiment::Vars::new(),
+            ) {
                 panic!("the `{}` example does not validate: {e}\n{text}", kind.name);
             }
         }

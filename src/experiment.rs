@@ -1,6 +1,7 @@
-//! The one place that reads experiment YAML: text -> serde spec types -> validated
-//! [`Experiment`]. Every error carries file, line and column and says what would be valid,
-//! and nothing downstream runs unless the whole file is valid.
+//! The one place that reads experiment YAML: text -> shape (checked against the JSON
+//! Schema) -> serde spec types -> variables replaced -> validated [`Experiment`]. Every
+//! error carries file, line and column and says what would be valid, and nothing
+//! downstream runs unless the whole file is valid.
 
 mod check;
 pub mod limits;
@@ -8,18 +9,21 @@ pub mod model;
 pub mod position;
 mod schema;
 pub mod selector;
+mod source;
 pub mod spec;
+mod structure;
 pub mod template;
+pub mod vars;
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use check::{API_VERSION, KIND};
-pub use schema::schema;
+pub use schema::{schema, schema_text};
 pub use spec::ExperimentFile;
+pub use vars::Vars;
 
-use limits::{Refusal, MAX_FILE_BYTES};
+use limits::Refusal;
 use position::{Pos, Positions};
 
 /// A validated experiment, ready to run.
@@ -70,13 +74,13 @@ impl Experiment {
     }
 }
 
-/// One problem in an experiment file, at a position.
+/// One problem in an experiment file, at a position (or with the file as a whole).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub file: String,
-    /// 1-based line.
+    /// 1-based line; 0 when the problem has no position (the file could not be read).
     pub line: usize,
-    /// 1-based column.
+    /// 1-based column; 0 with line 0.
     pub column: usize,
     pub message: String,
 }
@@ -90,10 +94,23 @@ impl Diagnostic {
             message: message.into(),
         }
     }
+
+    /// A problem with the file as a whole: `FILE: message`, no made-up `1:1`.
+    fn whole_file(file: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            file: file.to_string(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+        }
+    }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return write!(f, "{}: {}", self.file, self.message);
+        }
         write!(
             f,
             "{}:{}:{}: {}",
@@ -130,49 +147,25 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// Read and validate an experiment file. Files over [`MAX_FILE_BYTES`] are refused
-/// without being read whole.
-pub fn load(path: &Path) -> Result<Experiment, LoadError> {
+/// Read and validate an experiment file, replacing its variables from `vars`. Files over
+/// [`limits::MAX_FILE_BYTES`] are refused without being read whole.
+pub fn load(path: &Path, vars: &Vars) -> Result<Experiment, LoadError> {
     let file_name = path.display().to_string();
-    let text =
-        read_bounded(path).map_err(|message| Diagnostic::at(&file_name, Pos::START, message))?;
-    parse(&text, path)
+    let text = source::read_bounded(path).map_err(|u| match u.at {
+        Some(pos) => Diagnostic::at(&file_name, pos, u.message),
+        None => Diagnostic::whole_file(&file_name, u.message),
+    })?;
+    parse(&text, path, vars)
 }
 
-/// The text of `path`, or why it cannot be read. The size is checked twice: up front from
-/// the metadata, and while reading, since a pipe or a file under /proc reports a size of
-/// 0 (or a file grows): at most `MAX_FILE_BYTES + 1` bytes are ever read.
-fn read_bounded(path: &Path) -> Result<String, String> {
-    let too_big = |size: &str| {
-        format!(
-            "the file is {size} bytes; experiment files are limited to 1 MiB \
-             ({MAX_FILE_BYTES} bytes): an experiment is a few KiB of YAML, so this is \
-             probably not the file you meant"
-        )
-    };
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read file: {e}"))?;
-    if let Ok(meta) = file.metadata() {
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(too_big(&meta.len().to_string()));
-        }
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read file: {e}"))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_big(&format!("more than {MAX_FILE_BYTES}")));
-    }
-    // The same words as `read_to_string`, which this replaces.
-    String::from_utf8(bytes)
-        .map_err(|_| "cannot read file: stream did not contain valid UTF-8".to_string())
-}
-
-/// Parse and validate experiment text; `source` names it in messages.
+/// Parse and validate experiment text; `source` names it in messages, `vars` gives the
+/// values of its variables.
 ///
-/// Syntax and type errors stop at the first one (the rest of the document cannot be
-/// trusted after it); semantic problems are all reported, sorted by position.
-pub fn parse(text: &str, source: &Path) -> Result<Experiment, LoadError> {
+/// A syntax error stops at the first one (the rest of the document cannot be trusted
+/// after it). Otherwise every problem with the file's shape (unknown fields, types, units,
+/// missing fields) is reported or, when it has none, every undefined variable, or every
+/// semantic problem; each list sorted by position.
+pub fn parse(text: &str, source: &Path, vars: &Vars) -> Result<Experiment, LoadError> {
     let file_name = source.display().to_string();
     let positions =
         Positions::scan(text).map_err(|r: Refusal| Diagnostic::at(&file_name, r.pos, r.message))?;
@@ -185,8 +178,8 @@ pub fn parse(text: &str, source: &Path) -> Result<Experiment, LoadError> {
         )
         .into());
     }
-    let empty = untyped(text, &positions, &file_name)?;
-    if empty {
+    let doc = untyped(text, &positions, &file_name)?;
+    if doc.is_null() {
         return Err(Diagnostic::at(
             &file_name,
             positions.documents().first().copied().unwrap_or(Pos::START),
@@ -198,8 +191,18 @@ pub fn parse(text: &str, source: &Path) -> Result<Experiment, LoadError> {
         )
         .into());
     }
+    let shape = structure::check(&doc, &positions, &file_name);
+    if !shape.is_empty() {
+        return Err(LoadError { diagnostics: shape });
+    }
+    drop(doc);
+    // The shape check refuses what serde would; serde reads the scalars as written
+    // (`command: [echo, 1e3]` is the text `1e3`), and would still stop at anything the
+    // check missed.
     let file: ExperimentFile =
         serde_yaml::from_str(text).map_err(|e| yaml_error(&file_name, &e, "", None))?;
+    let file = vars::substitute(file, vars, text, &positions, &file_name)
+        .map_err(|diagnostics| LoadError { diagnostics })?;
     let checked = check::check(&file, &positions, &file_name);
     if !checked.problems.is_empty() {
         return Err(LoadError {
@@ -239,8 +242,8 @@ pub fn parse(text: &str, source: &Path) -> Result<Experiment, LoadError> {
 
 /// The whole text first, untyped: typed deserialization stops at the first field it
 /// dislikes, which would hide a syntax error further down behind a lesser message.
-/// Returns whether the document is empty.
-fn untyped(text: &str, positions: &Positions, file: &str) -> Result<bool, LoadError> {
+/// Returns the document (null when it is empty).
+fn untyped(text: &str, positions: &Positions, file: &str) -> Result<serde_yaml::Value, LoadError> {
     // After a syntax error the walk checked no limit, so serde_yaml reads no further than
     // needed to find the same error (see `checked_text`).
     let checked = checked_text(text, positions.stopped_at());
@@ -254,19 +257,36 @@ fn untyped(text: &str, positions: &Positions, file: &str) -> Result<bool, LoadEr
             Err(e) => e.location().is_some_and(|l| l.index() >= checked.len()),
         };
         if let (true, Some((pos, info))) = (at_cut, positions.error()) {
-            return Err(Diagnostic::at(file, *pos, format!("invalid YAML: {info}")).into());
+            return Err(tab_error(text, file, pos.line)
+                .unwrap_or_else(|| Diagnostic::at(file, *pos, format!("invalid YAML: {info}")))
+                .into());
         }
     }
     match result {
-        // Only the answer is needed; the tree is dropped before the typed pass.
-        Ok(value) => Ok(value.is_null()),
-        Err(e) => Err(yaml_error(
-            file,
-            &e,
-            "invalid YAML: ",
-            positions.error().map(|(pos, _)| *pos),
-        )),
+        Ok(value) => Ok(value),
+        Err(e) => {
+            let line = e
+                .location()
+                .map(|l| l.line())
+                .or(positions.error().map(|(pos, _)| pos.line))
+                .unwrap_or(1);
+            match tab_error(text, file, line) {
+                Some(tab) => Err(tab.into()),
+                None => Err(yaml_error(
+                    file,
+                    &e,
+                    "invalid YAML: ",
+                    positions.error().map(|(pos, _)| *pos),
+                )),
+            }
+        }
     }
+}
+
+/// A syntax error on `line` caused by a tab in the indentation there (or on the next
+/// line), said as such, at the tab.
+fn tab_error(text: &str, file: &str, line: usize) -> Option<Diagnostic> {
+    source::tab_in_indentation(text, line).map(|at| Diagnostic::at(file, at, source::TAB_MESSAGE))
 }
 
 /// How far past a syntax error serde_yaml may read: enough to see the same error (the

@@ -406,8 +406,12 @@ mod tests {
 
     fn demo() -> Experiment {
         let text = include_str!("../experiments/demo.yaml");
-        crate::experiment::parse(text, std::path::Path::new("demo.yaml"))
-            .unwrap_or_else(|e| panic!("{e}"))
+        crate::experiment::parse(
+            text,
+            std::path::Path::new("demo.yaml"),
+            &crate::experiment::Vars::new(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]

@@ -131,9 +131,14 @@ macro_rules! bad_input {
 
 bad_input! {
     syntax_error => 12:6 "invalid YAML: did not find expected '-' indicator";
-    unknown_field => 14:7 "spec.probes[0]: unknown field `timeout`, expected one of `name`, `rate`, `maxInFlight`, `http`, `tcp`";
-    wrong_type => 7:9 "spec.seed: invalid type: string \"lucky\", expected u64";
-    seed_too_big => 7:9 "spec.seed: 9007199254740992 is above the largest seed, 9007199254740991";
+    unknown_field => 14:7 "spec.probes[0]: unknown field `timeout`, expected one of `http`, `maxInFlight`, `name`, `rate`, `tcp`, `write`; `timeout` goes in `http`, `tcp` or `write`";
+    wrong_type => 7:9 "spec.seed: invalid type: string \"lucky\", expected a whole number from 0 to 9007199254740991";
+    several_shape_errors => 14:49 "spec.probes[0].http: unknown field `retries`, expected one of `body`, `connectTimeout`";
+    misspelt_fields => 16:9 "spec.probes[0].http: unknown field `timeuot`: did you mean `timeout`?";
+    misspelt_value => 13:61 "spec.probes[0].http.connection: unknown value `keepalive`: did you mean `keepAlive`? (expected one of `keepAlive`, `new`)";
+    tab_indentation => 14:1 "tab characters are not allowed in YAML indentation; use spaces";
+    undefined_variable => 15:40 "spec.probes[0].http.url: `${var.PORT}` is not defined: pass `--var PORT=VALUE`, or give it a default in `spec.vars`";
+    seed_too_big => 7:9 "spec.seed: `9007199254740992` is out of range: expected a whole number from 0 to 9007199254740991";
     missing_field => 11:7 "spec.probes[0]: missing field `rate`";
     bad_duration_unit => 16:11 "spec.faults[0].at: invalid duration `10 sec`: expected a duration with a unit, like 250ms";
     bad_percent => 20:26 "spec.objectives.availability.min: invalid percentage `95`: expected a number from 0 to 100 followed by %";
@@ -194,6 +199,69 @@ fn every_semantic_problem_is_reported_at_once() {
     // `several_problems` breaks three rules; the case above checks the last, these the rest.
     assert_refused("validate", "several_problems", 2, 7, "kind: `Chaos`");
     assert_refused("validate", "several_problems", 16, 11, "starts at 90s");
+}
+
+#[test]
+fn every_shape_problem_is_reported_at_once() {
+    // `several_shape_errors` has three mistakes serde would stop at the first of; the case
+    // above checks the last, these the rest.
+    assert_refused(
+        "validate",
+        "several_shape_errors",
+        7,
+        9,
+        "spec.seed: invalid type: string \"lucky\", expected a whole number",
+    );
+    assert_refused(
+        "validate",
+        "several_shape_errors",
+        13,
+        13,
+        "spec.probes[0].rate: invalid rate `10`: expected a count per unit of time",
+    );
+    // `misspelt_fields` has two misspellings, each with its suggestion.
+    assert_refused(
+        "run",
+        "misspelt_fields",
+        13,
+        7,
+        "spec.probes[0]: unknown field `maxInflight`: did you mean `maxInFlight`?",
+    );
+}
+
+#[test]
+fn missing_files_are_refused_without_a_position() -> anyhow::Result<()> {
+    for command in ["validate", "run"] {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join(EXPERIMENT).display().to_string();
+        let out = shakeout(dir.path(), &[command, &file])?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.lines().any(|l| l == format!("{file}: no such file")),
+            "shakeout {command}: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(CANNOT_RUN), "{stderr}");
+    }
+    Ok(())
+}
+
+#[test]
+fn binary_files_are_refused_as_not_text() {
+    // A valid marker file with a NUL byte in a comment: generated, so the repository
+    // holds no binary file.
+    let text = std::fs::read_to_string(corpus_dir().join("unknown_field.yaml"))
+        .unwrap_or_else(|e| panic!("unknown_field.yaml: {e}"));
+    let binary = format!("# \0\n{text}");
+    for command in ["validate", "run"] {
+        assert_text_refused(
+            command,
+            "a file with a NUL byte",
+            &binary,
+            1,
+            1,
+            "this is not a text file: byte 3 is a NUL byte; an experiment is a YAML text file",
+        );
+    }
 }
 
 #[test]

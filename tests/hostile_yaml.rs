@@ -132,7 +132,7 @@ fn case(name: &str) -> Option<(String, &'static str)> {
             "the file is empty",
         ),
         "blank_lines" => (fill("", "\n", ""), "the file is empty"),
-        "tabs" => (fill("", "\t", ""), "invalid YAML"),
+        "tabs" => (fill("", "\t", ""), "tab characters are not allowed"),
         "garbage" => (
             (0..MIB)
                 .map(|i| char::from(33 + (i * 7919 % 90) as u8))
@@ -159,16 +159,16 @@ fn case(name: &str) -> Option<(String, &'static str)> {
         ),
         "max_depth_flow" => (
             format!("- {}1{}\n", "[".repeat(63), "]".repeat(63)).repeat(49_500 / 65),
-            "invalid type: sequence",
+            "invalid type: a list, expected a mapping",
         ),
         "max_depth_map" => (
             format!("- {}1{}\n", "{a: ".repeat(63), "}".repeat(63)).repeat(49_500 / 128),
-            "invalid type: sequence",
+            "invalid type: a list, expected a mapping",
         ),
         "max_long_paths" => (long_paths(), "unknown field `0000kkk"),
         "max_lookahead" => (
             format!("[[{}1]]\n", "1234567,".repeat(16_000)),
-            "invalid type: sequence",
+            "invalid type: a list, expected a mapping",
         ),
         "max_scalars" => (
             (0..8)

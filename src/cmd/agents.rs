@@ -10,7 +10,7 @@ pub(super) fn list(args: &AgentsArgs) -> i32 {
     let mut k8s = KubernetesSpec::default();
     let mut base = std::path::PathBuf::from(".");
     if let Some(file) = &args.file {
-        match crate::experiment::load(file) {
+        match crate::experiment::load(file, &crate::experiment::Vars::new()) {
             Ok(exp) => {
                 k8s = exp.file.spec.kubernetes.clone().unwrap_or_default();
                 base = exp.dir();

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::exit;
+use crate::experiment::vars::{self, Vars};
 
 /// Chaos and availability testing: inject faults, probe the service, verify recovery.
 #[derive(Debug, Parser)]
@@ -49,6 +50,8 @@ pub enum Command {
         /// Experiment files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        vars: VarArgs,
     },
     /// Print the JSON Schema of experiment files (for editors and yaml-language-server).
     Schema,
@@ -56,6 +59,8 @@ pub enum Command {
     Preflight {
         /// Experiment file.
         file: PathBuf,
+        #[command(flatten)]
+        vars: VarArgs,
     },
     /// Run the built-in demo: a sample service, killed and restarted, with its measured RTO.
     Demo(DemoArgs),
@@ -110,6 +115,24 @@ pub struct RunArgs {
     /// Validate and print the plan; apply nothing, probe nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub vars: VarArgs,
+}
+
+/// Values of the experiment's `${var.NAME}`, for the commands that read one.
+#[derive(Debug, Args, Clone, Default)]
+pub struct VarArgs {
+    /// Set `${var.NAME}` in the experiment's string values (repeatable; overrides the
+    /// file's `spec.vars`).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = vars::assignment)]
+    pub vars: Vec<(String, String)>,
+}
+
+impl VarArgs {
+    /// The variables, as the loader takes them.
+    pub fn vars(&self) -> Vars {
+        self.vars.iter().cloned().collect()
+    }
 }
 
 /// Report destinations and verbosity, shared by `run` and `demo`.
@@ -208,10 +231,10 @@ pub(crate) fn emit(text: &str) {
 /// Run a parsed command line and return the process exit code.
 pub fn execute(cli: Cli) -> i32 {
     match cli.command {
-        Command::Validate { files } => validate::validate(&files),
+        Command::Validate { files, vars } => validate::validate(&files, &vars.vars()),
         Command::Schema => validate::schema(),
         Command::Run(args) => run::run_file(&args),
-        Command::Preflight { file } => preflight::preflight_file(&file),
+        Command::Preflight { file, vars } => preflight::preflight_file(&file, &vars.vars()),
         Command::Demo(args) => run::run_demo(&args),
         Command::Agents(args) => agents::list(&args),
         Command::Init { file, force } => init::init(&file, force),

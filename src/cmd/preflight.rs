@@ -5,10 +5,11 @@ use std::path::Path;
 
 use super::block_on;
 use crate::exit;
+use crate::experiment::Vars;
 use crate::fault::preflight::render;
 
-pub(super) fn preflight_file(file: &Path) -> i32 {
-    let exp = match crate::experiment::load(file) {
+pub(super) fn preflight_file(file: &Path, vars: &Vars) -> i32 {
+    let exp = match crate::experiment::load(file, vars) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("{e}");

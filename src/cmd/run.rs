@@ -23,7 +23,7 @@ const DEMO_PORT: &str = "18080";
 
 /// `shakeout run FILE`.
 pub(super) fn run_file(args: &RunArgs) -> i32 {
-    let exp = match experiment::load(&args.file) {
+    let exp = match experiment::load(&args.file, &args.vars.vars()) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("{e}");
@@ -37,7 +37,7 @@ pub(super) fn run_file(args: &RunArgs) -> i32 {
 /// no directory, so its services start in the current directory wherever it is run.
 pub(super) fn run_demo(args: &DemoArgs) -> i32 {
     let text = DEMO_YAML.replace(DEMO_PORT, &args.port.to_string());
-    let mut exp = match experiment::parse(&text, Path::new("demo.yaml")) {
+    let mut exp = match experiment::parse(&text, Path::new("demo.yaml"), &experiment::Vars::new()) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("{e}");

@@ -3,12 +3,13 @@
 use std::path::{Path, PathBuf};
 
 use crate::exit;
+use crate::experiment::Vars;
 
 /// Check each file; exit 0 when all are valid, 3 otherwise (every problem printed).
-pub fn validate(files: &[PathBuf]) -> i32 {
+pub fn validate(files: &[PathBuf], vars: &Vars) -> i32 {
     let mut code = exit::MET;
     for file in files {
-        match crate::experiment::load(Path::new(file)) {
+        match crate::experiment::load(Path::new(file), vars) {
             Ok(exp) => println!("{}: ok ({})", file.display(), exp.file.metadata.name),
             Err(e) => {
                 eprintln!("{e}");
@@ -21,7 +22,6 @@ pub fn validate(files: &[PathBuf]) -> i32 {
 
 /// Print the experiment files' JSON Schema.
 pub fn schema() -> i32 {
-    let text = serde_json::to_string_pretty(&crate::experiment::schema()).unwrap_or_default();
-    super::emit(&format!("{text}\n"));
+    super::emit(&crate::experiment::schema_text());
     exit::MET
 }

@@ -84,6 +84,9 @@ pub struct Spec {
     /// The cluster, for `pod` faults and faults that target pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesSpec>,
+    /// Defaults of `${var.NAME}` in string values; `--var NAME=VALUE` overrides them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
 }
 
 /// Namespaces a fault may only touch when it names them in `allowProtected` (the

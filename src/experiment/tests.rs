@@ -8,7 +8,7 @@ use super::*;
 const FULL: &str = include_str!("../../tests/good_input/full.yaml");
 
 fn err(text: &str) -> Vec<String> {
-    match parse(text, Path::new("x.yaml")) {
+    match parse(text, Path::new("x.yaml"), &Vars::new()) {
         Ok(_) => panic!("expected an error for:\n{text}"),
         Err(e) => e.diagnostics.iter().map(ToString::to_string).collect(),
     }
@@ -23,7 +23,7 @@ fn only(text: &str) -> String {
 
 #[test]
 fn full_experiment_loads_and_round_trips() {
-    let exp = match parse(FULL, Path::new("full.yaml")) {
+    let exp = match parse(FULL, Path::new("full.yaml"), &Vars::new()) {
         Ok(exp) => exp,
         Err(e) => panic!("{e}"),
     };
@@ -45,7 +45,7 @@ fn full_experiment_loads_and_round_trips() {
     assert_eq!(exp.source, Path::new("full.yaml"));
 
     let yaml = serde_yaml::to_string(&exp.file).unwrap_or_default();
-    let again = match parse(&yaml, Path::new("again.yaml")) {
+    let again = match parse(&yaml, Path::new("again.yaml"), &Vars::new()) {
         Ok(exp) => exp,
         Err(e) => panic!("{e}\n{yaml}"),
     };
@@ -85,7 +85,9 @@ fn unknown_fields_list_the_valid_ones() {
     let msg = only(&text);
     assert!(
         msg.starts_with(
-            "x.yaml:13:3: spec: unknown field `sed`, expected one of `duration`, `seed`"
+            "x.yaml:13:3: spec: unknown field `sed`: did you mean `seed`? (expected one of \
+             `abort`, `agents`, `duration`, `faults`, `kubernetes`, `objectives`, `probes`, \
+             `recording`, `seed`, `services`, `steadyState`, `vars`)"
         ),
         "{msg}"
     );
@@ -113,7 +115,7 @@ fn types_units_and_missing_fields() {
         (
             "maxInFlight: 64",
             "maxInFlight: many",
-            "x.yaml:31:20: spec.probes[0].maxInFlight: invalid type: string \"many\", expected u32",
+            "x.yaml:31:20: spec.probes[0].maxInFlight: invalid type: string \"many\", expected a whole number from 0 to 4294967295",
         ),
         (
             "  duration: 2m\n",
@@ -156,7 +158,7 @@ fn semantic_problems_are_all_reported() {
         "{}",
         found[1]
     );
-    let e = match parse(&text, Path::new("x.yaml")) {
+    let e = match parse(&text, Path::new("x.yaml"), &Vars::new()) {
         Err(e) => e.to_string(),
         Ok(_) => String::new(),
     };
@@ -165,11 +167,9 @@ fn semantic_problems_are_all_reported() {
 
 #[test]
 fn unreadable_file() {
-    match load(Path::new("/nonexistent/shakeout.yaml")) {
+    match load(Path::new("/nonexistent/shakeout.yaml"), &Vars::new()) {
         Ok(_) => panic!("loaded a missing file"),
-        Err(e) => assert!(e
-            .to_string()
-            .starts_with("/nonexistent/shakeout.yaml:1:1: cannot read file:")),
+        Err(e) => assert_eq!(e.to_string(), "/nonexistent/shakeout.yaml: no such file"),
     }
 }
 
@@ -190,7 +190,6 @@ fn syntax_errors_read_as_if_serde_yaml_read_the_whole_file() {
         "a: b: c\n",
         "a: *nowhere\n",
         "a: &x\n  - &x 1\n  - *y\n",
-        "a:\n\t- 1\n",
         "a: @b\n",
         "a: `b\n",
         "a: !<bad tag\n",
@@ -226,7 +225,7 @@ fn files_over_one_mib_are_refused_before_being_read() -> std::io::Result<()> {
     // Exactly 1 MiB is read (and is only comments here).
     let line = format!("# {}\n", "x".repeat(1021));
     std::fs::write(&path, line.repeat(1024))?;
-    let msg = match load(&path) {
+    let msg = match load(&path, &Vars::new()) {
         Ok(_) => panic!("loaded a comment"),
         Err(e) => e.to_string(),
     };
@@ -236,7 +235,7 @@ fn files_over_one_mib_are_refused_before_being_read() -> std::io::Result<()> {
     );
     // One byte more is refused from its size alone.
     std::fs::write(&path, format!("{}\n", line.repeat(1024)))?;
-    let msg = match load(&path) {
+    let msg = match load(&path, &Vars::new()) {
         Ok(_) => panic!("loaded a file over 1 MiB"),
         Err(e) => e.to_string(),
     };
@@ -249,7 +248,7 @@ fn files_over_one_mib_are_refused_before_being_read() -> std::io::Result<()> {
         )
     );
     // A device reports no size: reading stops one byte past the limit.
-    let msg = match load(Path::new("/dev/zero")) {
+    let msg = match load(Path::new("/dev/zero"), &Vars::new()) {
         Ok(_) => panic!("loaded /dev/zero"),
         Err(e) => e.to_string(),
     };

@@ -257,7 +257,9 @@ impl fmt::Display for StatusRanges {
     }
 }
 
-/// Serde and JSON Schema glue shared by every unit type: they travel as strings.
+/// Serde and JSON Schema glue shared by every unit type: they travel as strings. The
+/// pattern is the parser's grammar for editors (the controller's schema tests check the
+/// two agree on the syntax); ranges (`101%`, `0/s`) are left to the parser.
 macro_rules! string_unit {
     ($ty:ty, $schema_name:literal, $pattern:literal, $desc:literal) => {
         impl Serialize for $ty {
@@ -307,19 +309,19 @@ macro_rules! string_unit {
 string_unit!(
     Dur,
     "Duration",
-    r"^\s*([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+\s*$",
+    r"^\s*(([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|ms|s|m|h))+\s*$",
     "a duration with a unit, like 250ms, 1.5s, 2m or 1h30m"
 );
 string_unit!(
     Percent,
     "Percent",
-    r"^\s*[0-9]+(\.[0-9]+)?\s*%\s*$",
+    r"^\s*\+?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*%\s*$",
     "a percentage, like 95% or 99.9%"
 );
 string_unit!(
     Rate,
     "Rate",
-    r"^\s*[0-9]+(\.[0-9]+)?k?\s*/\s*(s|m|h)\s*$",
+    r"^\s*\+?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?k?\s*/\s*(s|m|h)\s*$",
     "a rate, like 200/s, 10k/s or 600/m"
 );
 string_unit!(

@@ -309,7 +309,12 @@ spec:
     - { name: doomed, at: 1s, exec: { command: ["true"] } }
     - { name: fine, at: 1s, exec: { command: ["true"] } }
 "#;
-        let exp = crate::experiment::parse(yaml, std::path::Path::new("panics.yaml")).unwrap();
+        let exp = crate::experiment::parse(
+            yaml,
+            std::path::Path::new("panics.yaml"),
+            &crate::experiment::Vars::new(),
+        )
+        .unwrap();
         let events = Events::new(Arc::new(crate::progress::Quiet));
         let ctx = AgentContext {
             agents: Agents::default(),
