@@ -14,11 +14,13 @@ use crate::text::duration;
 pub mod judge;
 pub mod live;
 mod model;
+mod planned;
 mod rpo;
 mod rto;
 mod services;
 
 pub use model::{RtoReport, RunStatus, Verdict, VerdictStatus};
+pub use planned::planned;
 pub use rto::{measure_rto, recovered, recovery_level, stable_for, RtoWindow, DEFAULT_STABLE_FOR};
 
 /// One probe's results, as the verdicts see them.
@@ -379,17 +381,27 @@ fn pod_recovery_verdicts(
                 ),
             };
             Verdict {
-                id: format!("podRecovery/{}", f.name),
-                kind: "podRecovery".into(),
-                probe: None,
-                during: None,
                 status,
                 measured,
-                required: format!("<= {}", duration(max)),
                 note,
+                ..pod_recovery_verdict(&f.name, max)
             }
         })
         .collect()
+}
+
+/// `podRecovery/<fault>` before it is judged.
+fn pod_recovery_verdict(fault: &str, max: Duration) -> Verdict {
+    Verdict {
+        id: format!("podRecovery/{fault}"),
+        kind: "podRecovery".into(),
+        probe: None,
+        during: None,
+        status: VerdictStatus::NotMeasured,
+        measured: None,
+        required: format!("<= {}", duration(max)),
+        note: None,
+    }
 }
 
 /// `exit code 1`, `signal 9`, or the error.

@@ -89,6 +89,7 @@ fn complete_experiment_validates() -> anyhow::Result<()> {
 /// accepts them (asserted, so this list stays honest).
 const SEMANTIC_ONLY: &[&str] = &[
     "abort_missing_probe",
+    "backoff_cap_below_delay",
     "bad_peer_cidr",
     "bucket_out_of_range",
     "duplicate_fault_name",
@@ -111,6 +112,7 @@ const SEMANTIC_ONLY: &[&str] = &[
     "pod_grace_not_whole_seconds",
     "pod_protected_namespace",
     "pod_recovery_without_deletion",
+    "restart_limits_without_restarts",
     "probe_http_and_tcp",
     "probe_without_target",
     "revert_without_duration",

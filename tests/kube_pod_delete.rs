@@ -149,11 +149,20 @@ fn the_dry_run_refuses_what_the_run_refuses() {
             .fault(delete_checkout("mode: fixed, count: 5")),
     );
     let refusal = "`count: 5` but only 3 pods in namespace shop match selector app=checkout";
+    // The case passes `--json report.json`: with `--dry-run` that file is the plan.
+    let plan = case.path("report.json");
     let dry = case.run_with(&file, &["--dry-run"]);
     let stdout = dry.stdout();
     assert_eq!(dry.code(), Some(3), "{}", dry.explain());
     assert!(stdout.contains(refusal), "{stdout}");
     assert!(!stdout.contains("would delete"), "{stdout}");
+    // The plan for machines says the same: not ok, and why.
+    let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&plan).unwrap()).unwrap();
+    assert_eq!(plan["ok"], false, "{plan:#}");
+    let refused = plan["cluster"]["faults"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(refused.contains(refusal), "{plan:#}");
     let ran = case.run(&file);
     assert_eq!(ran.code(), Some(3), "{}", ran.explain());
     assert!(ran.explain().contains(refusal), "{}", ran.explain());
@@ -204,6 +213,7 @@ fn dry_run_has_the_server_check_and_deletes_nothing() {
     case.checkout(3, &["node-1"], Duration::from_millis(100));
     let experiment = case.experiment().service(exp::sample_service(case.port));
     let file = case.write(experiment.clone().fault(delete_checkout("mode: all")));
+    let plan = case.path("report.json");
     let ran = case.run_with(&file, &["--dry-run"]);
     let stdout = ran.stdout();
     assert_eq!(ran.code(), Some(0), "{}", ran.explain());
@@ -211,6 +221,15 @@ fn dry_run_has_the_server_check_and_deletes_nothing() {
         stdout.matches("would delete shop/checkout-7d9f-").count(),
         3,
         "{stdout}"
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&plan).unwrap()).unwrap();
+    assert_eq!(plan["ok"], true, "{plan:#}");
+    let pods = plan["cluster"]["faults"][0]["pods"].as_array().unwrap();
+    assert_eq!(pods.len(), 3, "{plan:#}");
+    assert!(
+        pods.iter()
+            .all(|p| p["action"] == "delete" && p["accepted"] == true),
+        "{plan:#}"
     );
     assert!(case.fake.deleted().is_empty());
     let dry: Vec<String> = case

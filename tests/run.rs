@@ -92,6 +92,40 @@ fn exit_code_1_when_an_objective_fails() {
     assert_eq!(report.verdict("rto/health").status, "fail");
     let junit = std::fs::read_to_string(case.path("junit.xml")).unwrap();
     assert!(junit.contains("<failure"), "{junit}");
+    // The dry run listed these very verdicts, with the same requirements.
+    let plan = case.path("plan.json");
+    let dry = shakeout()
+        .arg("run")
+        .arg(&file)
+        .args(["--dry-run", "--json"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(dry.status.code(), Some(0), "{}", kit::explain(&dry));
+    let plan: serde_json::Value = serde_json::from_slice(&std::fs::read(&plan).unwrap()).unwrap();
+    let planned: Vec<(String, String)> = plan["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["id"].as_str().unwrap().to_owned(),
+                v["required"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let judged: Vec<(String, String)> = report
+        .verdicts
+        .iter()
+        .filter(|v| !v.id.starts_with("fault/"))
+        .map(|v| (v.id.clone(), v.required.clone()))
+        .collect();
+    assert_eq!(planned, judged);
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        text.contains("rto/health") && text.contains("<= 200ms"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::progress;
-use super::{block_on, DemoArgs, OutputArgs, RunArgs};
+use super::{DemoArgs, OutputArgs, RunArgs};
 use crate::exit;
 use crate::experiment::model::{Fault, FaultAction};
 use crate::experiment::{self, Experiment};
@@ -66,12 +66,7 @@ fn run_loaded(exp: &Experiment, output: &OutputArgs, seed: Option<u64>, dry_run:
         return exit::CANNOT_RUN;
     }
     if dry_run {
-        print!("{}", plan::plan(exp));
-        if crate::fault::needs_cluster(exp) {
-            return dry_run_cluster(exp, seed);
-        }
-        println!("dry run: nothing was started, applied or probed");
-        return exit::MET;
+        return dry_run_plan(exp, output, seed);
     }
     let runtime = match crate::probe::runtime() {
         Ok(rt) => rt,
@@ -148,58 +143,102 @@ fn check_outputs(output: &OutputArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The cluster side of `--dry-run`: exit 0 when the server accepts everything, 3 otherwise.
-fn dry_run_cluster(exp: &Experiment, seed: Option<u64>) -> i32 {
-    let seed = seed
-        .or(exp.file.spec.seed)
-        .unwrap_or_else(crate::experiment::random_seed);
-    block_on(async {
-        let found = match plan::cluster(exp, seed).await {
-            Ok(Some(p)) => p,
-            Ok(None) => return exit::MET,
+/// `--dry-run`: print the plan (and with a cluster, what the API server says of each
+/// action), write it as JSON with `--json`; exit 0 when the run would go ahead, 3 when it
+/// would refuse.
+fn dry_run_plan(exp: &Experiment, output: &OutputArgs, seed: Option<u64>) -> i32 {
+    super::emit(&plan::plan(exp));
+    let cluster = if crate::fault::needs_cluster(exp) {
+        match dry_run_cluster(exp, seed) {
+            Ok(found) => found,
             Err(e) => {
                 eprintln!("{e}");
                 return exit::CANNOT_RUN;
             }
-        };
-        println!("cluster: {} (seed {})", found.source, found.seed);
-        for f in &found.faults {
-            match &f.chosen {
-                Err(e) => println!("  fault {}: {e}", f.fault),
-                Ok((pods, matched)) => {
-                    println!(
-                        "  fault {}: {} of {matched} matching pods",
-                        f.fault,
-                        pods.len()
-                    );
-                    for p in pods {
-                        match p {
-                            PodPlan::Delete { verb, pod, node, checked: Ok(()) } => println!(
-                                "    would {verb} {pod} (node {node}): the API server accepted it (dryRun=All)"
-                            ),
-                            PodPlan::Delete { checked: Err(e), .. } => println!("    {e}"),
-                            PodPlan::Agent { pod, node, agent: Ok((name, url)) } => {
-                                println!("    {pod} (node {node}): agent {name} ({url})")
-                            }
-                            PodPlan::Agent { pod, agent: Err(e), .. } => println!("    {pod}: {e}"),
+        }
+    } else {
+        None
+    };
+    let doc = plan::document(exp, seed, cluster.as_ref());
+    if output.junit.is_some() || output.markdown.is_some() {
+        eprintln!(
+            "note: a dry run judges nothing, so it writes no JUnit or Markdown report; \
+             --json writes the plan"
+        );
+    }
+    if let Some(path) = &output.json {
+        let written = serde_json::to_vec_pretty(&doc)
+            .map_err(std::io::Error::other)
+            .and_then(|mut bytes| {
+                bytes.push(b'\n');
+                report::write_atomic(path, &bytes)
+            });
+        if let Err(e) = written {
+            eprintln!("cannot write the plan to {}: {e}", path.display());
+            return exit::CANNOT_RUN;
+        }
+    }
+    match cluster {
+        Some(_) => println!("dry run: nothing was started, deleted, applied or probed"),
+        None => println!("dry run: nothing was started, applied or probed"),
+    }
+    if doc.ok {
+        exit::MET
+    } else {
+        exit::CANNOT_RUN
+    }
+}
+
+/// The cluster side of `--dry-run`, printed: the pods chosen and the server's check of
+/// each action. `Ok(None)` when no cluster is needed after all.
+fn dry_run_cluster(
+    exp: &Experiment,
+    seed: Option<u64>,
+) -> Result<Option<plan::ClusterPlan>, String> {
+    let seed = seed
+        .or(exp.file.spec.seed)
+        .unwrap_or_else(crate::experiment::random_seed);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let found = match runtime.block_on(plan::cluster(exp, seed)) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    println!("cluster: {} (seed {})", found.source, found.seed);
+    for f in &found.faults {
+        match &f.chosen {
+            Err(e) => println!("  fault {}: {e}", f.fault),
+            Ok((pods, matched)) => {
+                println!(
+                    "  fault {}: {} of {matched} matching pods",
+                    f.fault,
+                    pods.len()
+                );
+                for p in pods {
+                    match p {
+                        PodPlan::Delete { verb, pod, node, checked: Ok(()) } => println!(
+                            "    would {verb} {pod} (node {node}): the API server accepted it (dryRun=All)"
+                        ),
+                        PodPlan::Delete { checked: Err(e), .. } => println!("    {e}"),
+                        PodPlan::Agent { pod, node, agent: Ok((name, url)) } => {
+                            println!("    {pod} (node {node}): agent {name} ({url})")
                         }
+                        PodPlan::Agent { pod, agent: Err(e), .. } => println!("    {pod}: {e}"),
                     }
                 }
             }
-            for b in &f.budgets {
-                println!("    note: {b}; a plain delete ignores disruption budgets (`evict: true` honours them)");
-            }
-            for n in &f.notes {
-                println!("    note: {n}");
-            }
         }
-        println!("dry run: nothing was started, deleted, applied or probed");
-        if found.ok() {
-            exit::MET
-        } else {
-            exit::CANNOT_RUN
+        for b in &f.budgets {
+            println!("    note: {b}; a plain delete ignores disruption budgets (`evict: true` honours them)");
         }
-    })
+        for n in &f.notes {
+            println!("    note: {n}");
+        }
+    }
+    Ok(Some(found))
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM.

@@ -59,7 +59,180 @@ pub fn plan(exp: &Experiment) -> String {
     for f in &exp.faults {
         out.push_str(&super::faults::plan(f));
     }
+    if let Some(a) = spec.abort.as_ref().and_then(|a| a.availability.as_ref()) {
+        out.push_str(&format!(
+            "  stops early (reverting every fault) when {} stays below {} for {}\n",
+            a.probe
+                .as_deref()
+                .map_or("a probe's availability".to_owned(), |p| format!(
+                    "the availability of {p}"
+                )),
+            a.below,
+            a.for_
+        ));
+    }
+    let verdicts = crate::verdict::planned(exp);
+    if !verdicts.is_empty() {
+        out.push_str("  verdicts the run will give (any that fails fails the run):\n");
+        let width = verdicts.iter().map(|v| v.id.len()).max().unwrap_or(0);
+        for v in &verdicts {
+            out.push_str(&format!("    {:width$}  {}\n", v.id, v.required));
+        }
+    }
     out
+}
+
+/// `--dry-run --json FILE`: the plan for machines, schema `shakeout.dryRun/v1`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRun {
+    pub schema: &'static str,
+    pub experiment: String,
+    pub file: String,
+    pub duration_ms: f64,
+    /// The seed the run would use: `--seed`, else the file's; none when it would draw one.
+    pub seed: Option<u64>,
+    /// The plan as printed, one line each.
+    pub plan: Vec<String>,
+    pub faults: Vec<PlannedFault>,
+    /// Every verdict the run will give, unjudged (`fault/NAME` only appears when a fault
+    /// fails, so it is not here).
+    pub verdicts: Vec<crate::verdict::Verdict>,
+    /// With a cluster: the pods chosen and the API server's check of each action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterDoc>,
+    /// False when the run would refuse (the same as exit 3).
+    pub ok: bool,
+}
+
+/// One fault of the plan.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedFault {
+    pub name: String,
+    pub kind: &'static str,
+    pub at_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// Why it would be skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+/// The cluster side of the plan.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterDoc {
+    pub source: String,
+    pub seed: u64,
+    pub faults: Vec<ClusterFaultDoc>,
+}
+
+/// What the dry run found for one fault on pods.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterFaultDoc {
+    pub fault: String,
+    /// Pods matching the selector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched: Option<usize>,
+    /// Why no pod could be chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub pods: Vec<PodDoc>,
+    pub budgets: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// One chosen pod: what would be done to it, and whether the check passed.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodDoc {
+    pub pod: String,
+    pub node: String,
+    /// `delete`, `evict`, or `agent` (a fault through the node's agent).
+    pub action: &'static str,
+    /// The agent that would act (`agent` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    pub accepted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The plan of `exp` for machines; `cluster` from [`cluster`] when it needs one.
+pub fn document(exp: &Experiment, seed: Option<u64>, cluster: Option<&ClusterPlan>) -> DryRun {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    DryRun {
+        schema: "shakeout.dryRun/v1",
+        experiment: exp.file.metadata.name.clone(),
+        file: exp.source.display().to_string(),
+        duration_ms: ms(exp.file.spec.duration.0),
+        seed: seed.or(exp.file.spec.seed),
+        plan: plan(exp).lines().map(str::to_owned).collect(),
+        faults: exp
+            .faults
+            .iter()
+            .map(|f| PlannedFault {
+                name: f.name.clone(),
+                kind: f.kind(),
+                at_ms: ms(f.at.0),
+                duration_ms: f.duration.map(|d| ms(d.0)),
+                skipped: f.skip.clone(),
+            })
+            .collect(),
+        verdicts: crate::verdict::planned(exp),
+        cluster: cluster.map(|c| ClusterDoc {
+            source: c.source.clone(),
+            seed: c.seed,
+            faults: c.faults.iter().map(cluster_fault).collect(),
+        }),
+        ok: cluster.is_none_or(ClusterPlan::ok),
+    }
+}
+
+fn cluster_fault(f: &FaultPlan) -> ClusterFaultDoc {
+    let (matched, error, pods) = match &f.chosen {
+        Err(e) => (None, Some(e.clone()), Vec::new()),
+        Ok((pods, matched)) => (Some(*matched), None, pods.iter().map(pod_doc).collect()),
+    };
+    ClusterFaultDoc {
+        fault: f.fault.clone(),
+        matched,
+        error,
+        pods,
+        budgets: f.budgets.clone(),
+        notes: f.notes.clone(),
+    }
+}
+
+fn pod_doc(p: &PodPlan) -> PodDoc {
+    match p {
+        PodPlan::Delete {
+            verb,
+            pod,
+            node,
+            checked,
+        } => PodDoc {
+            pod: pod.clone(),
+            node: node.clone(),
+            action: verb,
+            agent: None,
+            accepted: checked.is_ok(),
+            error: checked.as_ref().err().cloned(),
+        },
+        PodPlan::Agent { pod, node, agent } => PodDoc {
+            pod: pod.clone(),
+            node: node.clone(),
+            action: "agent",
+            agent: agent
+                .as_ref()
+                .ok()
+                .map(|(name, url)| format!("{name} ({url})")),
+            accepted: agent.is_ok(),
+            error: agent.as_ref().err().cloned(),
+        },
+    }
 }
 
 /// One pod a fault would act on, and what the dry run found for it.

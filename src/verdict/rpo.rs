@@ -20,12 +20,7 @@ fn pass_if(ok: bool) -> VerdictStatus {
 
 /// `rpo/<probe>`, then `rpo/<probe>/duplicates` and `rpo/<probe>/outOfOrder` when bounded.
 pub(super) fn verdicts(probe: &str, o: &RpoObjective, w: &WriteReport) -> Vec<Verdict> {
-    let mut required = format!("loss window <= {}", duration(o.max.0));
-    if let Some(n) = o.max_lost {
-        required.push_str(&format!(", lost <= {n}"));
-    }
-    let mut v = verdict(format!("rpo/{probe}"), "rpo", probe, "run", required);
-    v.during = None;
+    let mut v = header(probe, o);
     let mut out = Vec::new();
     let Some(lost) = w.lost else {
         v.note = Some(
@@ -91,6 +86,31 @@ fn v_note(out: &[Verdict]) -> Option<String> {
 
 /// The verdict on one count bound of a write probe (`duplicates`, `outOfOrder`), not yet
 /// judged.
+/// `rpo/<probe>` before it is judged.
+fn header(probe: &str, o: &RpoObjective) -> Verdict {
+    let mut required = format!("loss window <= {}", duration(o.max.0));
+    if let Some(n) = o.max_lost {
+        required.push_str(&format!(", lost <= {n}"));
+    }
+    let mut v = verdict(format!("rpo/{probe}"), "rpo", probe, "run", required);
+    v.during = None;
+    v
+}
+
+/// The verdicts an RPO objective will give `probe`, before anything is measured.
+pub(super) fn planned(probe: &str, o: &RpoObjective) -> Vec<Verdict> {
+    let mut out = vec![header(probe, o)];
+    for (id, bound) in [
+        ("duplicates", o.max_duplicates),
+        ("outOfOrder", o.max_out_of_order),
+    ] {
+        if let Some(n) = bound {
+            out.push(bound_verdict(probe, id, n));
+        }
+    }
+    out
+}
+
 fn bound_verdict(probe: &str, id: &str, n: u64) -> Verdict {
     let mut b = verdict(
         format!("rpo/{probe}/{id}"),

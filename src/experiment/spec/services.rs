@@ -70,6 +70,7 @@ pub struct RestartSpec {
     /// Restarts in a row before a service that keeps exiting is declared crash-looping
     /// (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_restarts: Option<u32>,
     /// A start that stays up this long ends the streak and resets the backoff (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
