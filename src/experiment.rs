@@ -147,15 +147,24 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+/// What `-` in place of a file is called in messages: the experiment read from stdin.
+pub const STDIN_NAME: &str = "<stdin>";
+
 /// Read and validate an experiment file, replacing its variables from `vars`. Files over
-/// [`limits::MAX_FILE_BYTES`] are refused without being read whole.
+/// [`limits::MAX_FILE_BYTES`] are refused without being read whole. `-` reads standard
+/// input (named [`STDIN_NAME`]; its relative paths are resolved against `.`).
 pub fn load(path: &Path, vars: &Vars) -> Result<Experiment, LoadError> {
-    let file_name = path.display().to_string();
-    let text = source::read_bounded(path).map_err(|u| match u.at {
+    let (read, source) = if path == Path::new("-") {
+        (Path::new("/dev/stdin"), Path::new(STDIN_NAME))
+    } else {
+        (path, path)
+    };
+    let file_name = source.display().to_string();
+    let text = source::read_bounded(read).map_err(|u| match u.at {
         Some(pos) => Diagnostic::at(&file_name, pos, u.message),
         None => Diagnostic::whole_file(&file_name, u.message),
     })?;
-    parse(&text, path, vars)
+    parse(&text, source, vars)
 }
 
 /// Parse and validate experiment text; `source` names it in messages, `vars` gives the

@@ -280,3 +280,59 @@ fn init_writes_a_starter_that_runs_and_never_overwrites() {
     let report = kit::report::Report::read(&json).unwrap();
     assert!(report.probes[0].rto().time_to_recover_ms.is_some());
 }
+
+/// `validate -` checks an experiment piped in, named `<stdin>` in what it prints.
+fn validate_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = kit::shakeout()
+        .arg("validate")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn validate_reads_an_experiment_from_stdin() {
+    let demo = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/demo.yaml"),
+    )
+    .unwrap();
+    let out = validate_stdin(&["-"], &demo);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "<stdin>: ok (demo-kill-and-restart)\n"
+    );
+
+    // Problems are placed in `<stdin>` like in a file.
+    let out = validate_stdin(&["-"], b"apiVersion: shakeout/v1\nkind: Experiment\nmetadata: {name: x}\nspec: {duration: 5 seconds}\n");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).starts_with("<stdin>:4:"), "{}", stderr(&out));
+
+    // Mixed with files, each is checked; stdin once only.
+    let demo_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/demo.yaml");
+    let out = validate_stdin(&[demo_path.to_str().unwrap(), "-"], &demo);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let out = validate_stdin(&["-", "-"], &demo);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("named more than once"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Nothing piped in is an empty experiment, not a hang.
+    let out = validate_stdin(&["-"], b"");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("<stdin>:1:1: the file is empty"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -47,7 +47,7 @@ pub enum Command {
     Run(RunArgs),
     /// Check experiment files without running them (exit 0 valid, 3 invalid).
     Validate {
-        /// Experiment files.
+        /// Experiment files; `-` reads one from standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         #[command(flatten)]
