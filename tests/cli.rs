@@ -291,9 +291,20 @@ fn validate_stdin(args: &[&str], input: &[u8]) -> Output {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
+        .unwrap_or_else(|e| panic!("shakeout validate {args:?}: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        // A refusal that never reads stdin may exit before this write: a broken pipe.
+        if let Err(e) = stdin.write_all(input) {
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe,
+                "writing to stdin: {e}"
+            );
+        }
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("shakeout validate {args:?}: {e}"))
 }
 
 #[test]
