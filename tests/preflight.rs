@@ -119,16 +119,16 @@ fn preflight_checks_the_embedded_agent_and_says_what_is_missing() {
     std::fs::copy(kit::process::BIN, &bin).unwrap();
     let exp = open.path().join("demo.yaml");
     std::fs::copy(&demo, &exp).unwrap();
-    let out = Command::new(&bin)
+    let mut command = Command::new(&bin);
+    command
         .arg("preflight")
         .arg(&exp)
         .env("SHAKEOUT_STATE_DIR", open.path().join("state"))
         .env("HOME", open.path())
         .current_dir(open.path())
         .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+        .gid(65534);
+    let out = kit::process::output_of_fresh_copy(&mut command);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(
         out.status.code(),

@@ -13,6 +13,19 @@ use kit::report::Report;
 use kit::{free_port, shakeout, state, wait_for, Case};
 use nix::sys::signal::Signal;
 
+/// The demo judges latency against fixed objectives (p99 <= 50 ms in steady state): it
+/// runs alone, while the other runs here (each probing at 200/s) share the CPU among
+/// themselves. Other runs' verdicts do not depend on a lightly loaded machine.
+static CPU: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared_cpu() -> std::sync::RwLockReadGuard<'static, ()> {
+    CPU.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn whole_cpu() -> std::sync::RwLockWriteGuard<'static, ()> {
+    CPU.write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A case whose runs also write a JUnit report, `junit.xml`.
 fn case() -> Case {
     let case = Case::new();
@@ -38,6 +51,7 @@ fn kill_sample(name: &str, at: &str) -> Map {
 
 #[test]
 fn killed_and_restarted_service_rto_matches_the_truth() {
+    let _cpu = shared_cpu();
     let case = case();
     let file = case.write(
         experiment(&case, "30s")
@@ -76,6 +90,7 @@ fn killed_and_restarted_service_rto_matches_the_truth() {
 
 #[test]
 fn exit_code_1_when_an_objective_fails() {
+    let _cpu = shared_cpu();
     let case = case();
     let file = case.write(
         experiment(&case, "30s")
@@ -130,6 +145,7 @@ fn exit_code_1_when_an_objective_fails() {
 
 #[test]
 fn exit_code_0_for_a_healthy_steady_state_and_reports_are_valid() {
+    let _cpu = shared_cpu();
     let case = case();
     let file = case.write(experiment(&case, "10s").steady_state(
         "{ window: 1s, availability: { min: 99% }, latency: { p99: { max: 100ms } } }",
@@ -154,6 +170,7 @@ fn exit_code_0_for_a_healthy_steady_state_and_reports_are_valid() {
 
 #[test]
 fn exit_code_2_when_a_stop_condition_fires_and_reverts_still_run() {
+    let _cpu = shared_cpu();
     let case = case();
     let reverted = case.path("reverted");
     let file = case.write(
@@ -182,6 +199,7 @@ fn exit_code_2_when_a_stop_condition_fires_and_reverts_still_run() {
 
 #[test]
 fn exit_code_4_when_a_revert_fails() {
+    let _cpu = shared_cpu();
     let case = case();
     let file = case.write(experiment(&case, "20s").fault(
         fault("bad-revert", "500ms").with("duration", "500ms").with(
@@ -201,6 +219,7 @@ fn exit_code_4_when_a_revert_fails() {
 
 #[test]
 fn exit_code_3_when_a_service_never_gets_ready_and_nothing_is_left_running() {
+    let _cpu = shared_cpu();
     let case = case();
     let port = free_port();
     let pid_file = case.path("pid");
@@ -249,6 +268,7 @@ fn exit_code_3_when_a_service_never_gets_ready_and_nothing_is_left_running() {
 
 #[test]
 fn sigint_interrupts_reverts_and_exits_2() {
+    let _cpu = shared_cpu();
     let case = Case::new();
     let (applied, reverted) = (case.path("applied"), case.path("reverted"));
     // A second fault scheduled after the interrupt: the run never reaches it, so a
@@ -295,6 +315,7 @@ fn sigint_interrupts_reverts_and_exits_2() {
 
 #[test]
 fn dry_run_applies_nothing() {
+    let _cpu = shared_cpu();
     let case = case();
     let ran = case.path("ran");
     let file = case.write(experiment(&case, "10s").fault(fault("marker", "1s").with(
@@ -315,6 +336,7 @@ fn dry_run_applies_nothing() {
 
 #[test]
 fn the_demo_runs_and_meets_its_objectives() {
+    let _cpu = whole_cpu();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("demo.json");
     let started = Instant::now();
@@ -345,6 +367,7 @@ fn the_demo_runs_and_meets_its_objectives() {
 /// kill and its RTO still run. (Needs root to run the copy as uid 65534.)
 #[test]
 fn the_demo_without_root_skips_the_network_fault_in_every_report() {
+    let _cpu = whole_cpu();
     if !kit::root_or_skip(
         "the_demo_without_root_skips_the_network_fault_in_every_report",
         "root, to run the demo as an unprivileged user",
@@ -362,7 +385,8 @@ fn the_demo_without_root_skips_the_network_fault_in_every_report() {
         open.path().join("demo.xml"),
         open.path().join("demo.md"),
     );
-    let out = std::process::Command::new(&bin)
+    let mut command = std::process::Command::new(&bin);
+    command
         .current_dir(open.path())
         .env("SHAKEOUT_STATE_DIR", open.path().join("state"))
         .env("HOME", open.path())
@@ -375,9 +399,8 @@ fn the_demo_without_root_skips_the_network_fault_in_every_report() {
         .arg("--markdown")
         .arg(&markdown)
         .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+        .gid(65534);
+    let out = kit::process::output_of_fresh_copy(&mut command);
     assert_eq!(out.status.code(), Some(0), "{}", kit::explain(&out));
     let report = Report::read(&json).unwrap();
     let slow = report.fault("slow-sample");
@@ -407,6 +430,7 @@ fn the_demo_without_root_skips_the_network_fault_in_every_report() {
 
 #[test]
 fn a_readiness_command_gates_the_start_and_its_failure_is_exit_3() {
+    let _cpu = shared_cpu();
     // The service makes `made` in the case's directory; it is ready once `ready` exists.
     let experiment = |case: &Case, made: &str| {
         let dir = case.dir().display();

@@ -159,3 +159,25 @@ impl Drop for Owned {
         }
     }
 }
+
+/// `command`'s output, where its program is a file the test has just written (a copy of
+/// a binary, to run it from a directory another user can reach). While the copy was being
+/// written, a thread of this test binary may have forked a child that still holds the
+/// write descriptor until it calls exec; running the copy then fails with "text file
+/// busy" (ETXTBSY). That lasts only until the child's exec, so it is retried.
+pub fn output_of_fresh_copy(command: &mut Command) -> Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match command.output() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => {
+                return result.unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+            }
+        }
+    }
+}
