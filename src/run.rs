@@ -138,6 +138,9 @@ pub async fn execute(
             );
         }
     }
+    let mut events = events.drain(origin);
+    events.extend(certificate_changes(&recordings));
+    events.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
     let record = RunRecord {
         seed,
         started_at,
@@ -150,10 +153,36 @@ pub async fn execute(
         stop,
         faults: fault_reports,
         services: service_records,
-        events: events.drain(origin),
+        events,
     };
     let judgment = verdict::judge::judge(exp, &record);
     report::build(exp, record, judgment)
+}
+
+/// A timeline event for each change of a served certificate, at the handshake that first
+/// saw the new one.
+fn certificate_changes(recordings: &[probe::ProbeRecording]) -> Vec<crate::record::Event> {
+    recordings
+        .iter()
+        .flat_map(|r| {
+            r.setup.changes.iter().map(|c| crate::record::Event {
+                at_ms: crate::text::ms(c.at),
+                source: "probe".into(),
+                message: format!(
+                    "probe {}: the server's certificate changed: now {} (issuer {}, serial {}, \
+                     valid until {}), was {} (serial {}, valid until {})",
+                    r.name,
+                    c.to.subject,
+                    c.to.issuer,
+                    c.to.serial,
+                    crate::text::rfc3339_unix(c.to.not_after_unix),
+                    c.from.subject,
+                    c.from.serial,
+                    crate::text::rfc3339_unix(c.from.not_after_unix),
+                ),
+            })
+        })
+        .collect()
 }
 
 struct LiveRun<'a> {
