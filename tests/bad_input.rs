@@ -147,7 +147,7 @@ bad_input! {
     duplicate_probe_name => 14:13 "probe name `web` is already used by spec.probes[0] at line 11, column 13";
     duplicate_fault_name => 19:13 "fault name `marker-fault` is already used by spec.faults[0] at line 15, column 13";
     duplicate_service_name => 10:13 "service name `marker-service` is already used by spec.services[0] at line 8, column 13";
-    crash_loop_limit_zero => 10:47 "spec.services[0].restart.maxRestarts: service `marker-service`: must be at least 1, like 5; use `policy: never` for no restarts";
+    crash_loop_limit_zero => 10:47 "spec.services[0].restart.maxRestarts: `0` is out of range: expected a whole number from 1 to 4294967295";
     backoff_cap_below_delay => 10:55 "the longest wait (500ms) is shorter than the first (2s): make it at least 2s";
     restart_limits_without_restarts => 10:33 "service `marker-service` is never restarted, so `maxRestarts` has no effect";
     fault_starts_after_duration => 16:11 "fault `marker-fault` starts at 90s, not before the end of the run (spec.duration: 1m): `at` must be less than 1m";
