@@ -93,7 +93,8 @@ pub const PROBES: &[Kind] = &[
         name: "http (HTTP/2)",
         does: "HTTP/2 requests, every send in flight multiplexed on one connection \
                (`version: http2`; `auto`, the default, takes h2 when a TLS server offers it)",
-        needs: "a server that speaks HTTP/2: over TLS by ALPN, or in plain text with prior knowledge",
+        needs:
+            "a server that speaks HTTP/2: over TLS by ALPN, or in plain text with prior knowledge",
         example: r#"{ name: grpc-gw, rate: 200/s, http: { url: "http://127.0.0.1:8080/health", version: http2 } }"#,
     },
     Kind {

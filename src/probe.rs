@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use pace::{Pace, ProbeStats, RunningProbe};
 pub use record::{
-    Bucket, CertificateChange, ConnectionSetup, Counts, Outcome, Phase, PhaseStats,
-    ProbeRecording, Recorder,
+    Bucket, CertificateChange, ConnectionSetup, Counts, Outcome, Phase, PhaseStats, ProbeRecording,
+    Recorder,
 };
 pub use write::WriteTarget;
 
@@ -123,12 +123,10 @@ impl ProbeConfig {
                 tls: Some(t),
                 version,
                 ..
-            }) => Some(
-                tls::TlsClient::new(t, *version).map_err(|e| ProbeError {
-                    probe: probe.name.clone(),
-                    source: ProbeSetupError::Tls(e),
-                })?,
-            ),
+            }) => Some(tls::TlsClient::new(t, *version).map_err(|e| ProbeError {
+                probe: probe.name.clone(),
+                source: ProbeSetupError::Tls(e),
+            })?),
             _ => None,
         };
         Ok(ProbeConfig {

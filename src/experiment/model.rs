@@ -11,8 +11,8 @@ use hyper::{HeaderMap, Method, Uri};
 use shakeout_api::{Dur, StatusRanges};
 
 use super::spec::{
-    ConnectionMode, ExecFaultSpec, HttpVersion, FaultSpec, NetworkFaultSpec, PodDeleteSpec, PodSelector,
-    ProcessFaultSpec, WriteProbeSpec,
+    ConnectionMode, ExecFaultSpec, FaultSpec, HttpVersion, NetworkFaultSpec, PodDeleteSpec,
+    PodSelector, ProcessFaultSpec, WriteProbeSpec,
 };
 
 /// Default deadline of a probe, from its intended send time.

@@ -66,6 +66,10 @@ fn io_source<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
         if let Some(io) = err.downcast_ref::<io::Error>() {
             return Some(io);
         }
+        // h2's errors do not give their I/O cause as a source.
+        if let Some(io) = err.downcast_ref::<h2::Error>().and_then(h2::Error::get_io) {
+            return Some(io);
+        }
         cause = err.source();
     }
     None

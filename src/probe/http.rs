@@ -24,7 +24,8 @@ use hyper::{HeaderMap, Method, Request, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use shakeout_api::StatusRanges;
 use tokio::net::TcpStream;
-use tokio::time::timeout_at;
+use tokio::sync::watch;
+use tokio::time::{timeout, timeout_at};
 
 use super::classify::{self, Stage};
 use super::record::SetupLog;
@@ -34,7 +35,20 @@ use crate::experiment::spec::{ConnectionMode, HttpVersion};
 use stream::Stream;
 
 type Driver = http1::Connection<TokioIo<Stream>, Full<Bytes>>;
-type H2 = http2::SendRequest<Full<Bytes>>;
+/// Why an HTTP/2 connection ended, once it has: its outcome, and a TLS failure's reason.
+type Ended = Option<(Outcome, Option<(tls::TlsReason, String)>)>;
+
+/// A handle on an HTTP/2 connection (cloned by every worker that sends on it).
+#[derive(Clone)]
+struct H2 {
+    tx: http2::SendRequest<Full<Bytes>>,
+    /// Set by the connection's task when it ends: requests in flight then only see
+    /// "canceled", and the connection's own error says what happened (a TLS alert).
+    ended: watch::Receiver<Ended>,
+}
+
+/// How long a failed HTTP/2 request waits for its connection's own error.
+const CONNECTION_ERROR_WAIT: Duration = Duration::from_millis(50);
 
 /// The request every send repeats, prepared once per probe.
 #[derive(Debug)]
@@ -265,14 +279,14 @@ impl HttpSender {
         deadline: Instant,
     ) -> Option<Outcome> {
         let (plan, shared) = (&*self.plan, &*self.shared);
-        if self.h2.as_ref().is_some_and(|tx| tx.is_closed()) {
+        if self.h2.as_ref().is_some_and(|h2| h2.tx.is_closed()) {
             self.h2 = None;
         }
         if self.h2.is_none() {
             let Ok(mut slot) = timeout_at(connect_deadline, shared.h2.lock()).await else {
                 return Some(Outcome::ConnectTimeout);
             };
-            match slot.as_ref().filter(|tx| !tx.is_closed()) {
+            match slot.as_ref().filter(|h2| !h2.tx.is_closed()) {
                 Some(tx) => self.h2 = Some(tx.clone()),
                 None => {
                     *slot = None;
@@ -361,12 +375,18 @@ async fn open(plan: &Plan, shared: &Shared) -> Result<Opened, Outcome> {
         let (tx, connection) = http2::handshake(TokioExecutor::new(), io)
             .await
             .map_err(|e| failed(&e, log))?;
+        let (ended_tx, ended) = watch::channel(None);
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "HTTP/2 probe connection ended");
-            }
+            let why = match connection.await {
+                Ok(()) => (Outcome::Reset, None),
+                Err(error) => {
+                    tracing::debug!(%error, "HTTP/2 probe connection ended");
+                    (classify::hyper_error(&error), tls::failure(&error))
+                }
+            };
+            ended_tx.send_replace(Some(why));
         });
-        return Ok(Opened::H2(tx));
+        return Ok(Opened::H2(H2 { tx, ended }));
     }
     let (tx, driver) = http1::handshake(io).await.map_err(|e| failed(&e, log))?;
     Ok(Opened::H1(Conn {
@@ -377,17 +397,30 @@ async fn open(plan: &Plan, shared: &Shared) -> Result<Opened, Outcome> {
 }
 
 /// One request and its whole response over HTTP/2, classified.
-async fn exchange_h2(tx: &mut H2, plan: &Plan, log: &SetupLog) -> Outcome {
+async fn exchange_h2(h2: &mut H2, plan: &Plan, log: &SetupLog) -> Outcome {
+    let H2 { tx, ended } = h2;
     let result = async {
         tx.ready().await?;
         let response = tx.send_request(plan.h2_request()).await?;
         plan.judge(response).await
     }
     .await;
-    match result {
-        Ok(outcome) => outcome,
-        Err(error) => failed(&error, log),
+    let error = match result {
+        Ok(outcome) => return outcome,
+        Err(error) => error,
+    };
+    // A request whose connection died sees only that; the connection's task knows why.
+    // A stream reset alone leaves the connection up, and the wait ends at its bound.
+    let why = timeout(CONNECTION_ERROR_WAIT, ended.wait_for(Option::is_some)).await;
+    if let Ok(Ok(why)) = why {
+        if let Some((outcome, tls)) = why.clone() {
+            if let Some((reason, message)) = tls {
+                log.record_tls_failure(reason, message);
+            }
+            return outcome;
+        }
     }
+    failed(&error, log)
 }
 
 impl Conn {

@@ -99,12 +99,22 @@ pub(super) fn failure(error: &(dyn StdError + 'static)) -> Option<(TlsReason, St
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return Some((TlsReason::of(tls), tls.to_string()));
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+        let io = err.downcast_ref::<std::io::Error>();
+        // h2's errors do not give their I/O cause as a source.
+        let io = io.or_else(|| err.downcast_ref::<h2::Error>().and_then(h2::Error::get_io));
+        if let Some(io) = io {
             // `io::Error::source` skips the custom error it wraps; look inside.
-            if let Some(inner) = io.get_ref() {
-                if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-                    return Some((TlsReason::of(tls), tls.to_string()));
-                }
+            if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                return Some((TlsReason::of(tls), tls.to_string()));
+            }
+            // h2 keeps an I/O error as its kind and text only, so an alert that ends an
+            // HTTP/2 connection after the handshake (TLS 1.3: a client certificate the
+            // server wanted) is known by rustls's words for it.
+            let text = io.to_string();
+            if io.kind() == std::io::ErrorKind::InvalidData
+                && text.starts_with("received fatal alert")
+            {
+                return Some((TlsReason::RejectedByServer, text));
             }
         }
         cause = err.source();
@@ -183,7 +193,10 @@ fn client_config(tls: &TlsTarget, version: HttpVersion) -> Result<Arc<ClientConf
         Some((cert, key)) => {
             let chain = certificates(cert)?;
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                format!("tls.clientKey: cannot read a private key from {}: {e}", key.display())
+                format!(
+                    "tls.clientKey: cannot read a private key from {}: {e}",
+                    key.display()
+                )
             })?;
             builder
                 .with_client_auth_cert(chain, key)
@@ -273,7 +286,12 @@ impl ServerCertVerifier for AcceptAnything {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -282,7 +300,12 @@ impl ServerCertVerifier for AcceptAnything {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -311,7 +334,19 @@ mod tests {
             assert_eq!(failure(&io).map(|f| f.0), Some(want));
         }
         let alert = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
-        assert_eq!(failure(&alert).map(|f| f.0), Some(TlsReason::RejectedByServer));
+        assert_eq!(
+            failure(&alert).map(|f| f.0),
+            Some(TlsReason::RejectedByServer)
+        );
+        // As h2 hands it back: the alert's text only.
+        let text = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "received fatal alert: CertificateRequired",
+        );
+        assert_eq!(
+            failure(&text).map(|f| f.0),
+            Some(TlsReason::RejectedByServer)
+        );
         let plain = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         assert_eq!(failure(&plain), None);
     }

@@ -61,7 +61,6 @@ pub struct CertificateReport {
     pub serial: String,
 }
 
-
 impl CertificateReport {
     pub(crate) fn of(c: &CertificateInfo) -> Self {
         CertificateReport {

@@ -86,8 +86,11 @@ fn render_junit(r: &Report) -> io::Result<Vec<u8>> {
                     }
                     if !r.warnings.is_empty() {
                         // CI pages show a suite's standard error; a warning belongs there.
-                        let text: String =
-                            r.warnings.iter().map(|w| format!("WARNING: {w}\n")).collect();
+                        let text: String = r
+                            .warnings
+                            .iter()
+                            .map(|w| format!("WARNING: {w}\n"))
+                            .collect();
                         w.create_element("system-err")
                             .write_text_content(BytesText::new(&xml_safe(&text)))?;
                     }

@@ -7,12 +7,12 @@ use std::fmt::Write as _;
 
 use anstyle::{AnsiColor, Style};
 
+use super::connection::{insecure_warning, setup_summary, tls_summary};
 use super::format::{
     action_outcome, agent_summary, command, duration, errors, opt_duration, opt_percent,
     prober_limited_warning, rto_summary, service_output, service_summary, status_words,
     verdict_outcome, verdict_tag, write_summary,
 };
-use super::connection::{insecure_warning, setup_summary, tls_summary};
 use super::{FaultReport, ProbeReport, Report, RunStatus};
 
 /// Lines of a misbehaving service's output shown in the terminal.

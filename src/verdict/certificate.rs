@@ -38,8 +38,14 @@ pub(super) fn probes<'a>(exp: &'a Experiment) -> Vec<(&'a str, &'a CertificateOb
 }
 
 /// Judge every certificate verdict; `at` is the wall-clock time the run ended.
-pub(super) fn judge(exp: &Experiment, recordings: &[ProbeRecording], at: SystemTime) -> Vec<Verdict> {
-    let now = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+pub(super) fn judge(
+    exp: &Experiment,
+    recordings: &[ProbeRecording],
+    at: SystemTime,
+) -> Vec<Verdict> {
+    let now = at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     probes(exp)
         .into_iter()
         .map(|(name, o)| {

@@ -98,7 +98,12 @@ impl Ca {
 
     /// A client certificate (mTLS) with common name `cn`.
     pub fn client(&self, cn: &str) -> Pem {
-        self.leaf(cn, &[], Lifetime::Days(30), ExtendedKeyUsagePurpose::ClientAuth)
+        self.leaf(
+            cn,
+            &[],
+            Lifetime::Days(30),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
     }
 
     fn leaf(

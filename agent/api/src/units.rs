@@ -116,7 +116,11 @@ const VALIDITY_HINT: &str = "a whole number of days or hours, like 21d, 30d or 1
 impl FromStr for Validity {
     type Err = UnitError;
     fn from_str(text: &str) -> Result<Self, UnitError> {
-        let bad = || UnitError(format!("invalid validity `{text}`: expected {VALIDITY_HINT}"));
+        let bad = || {
+            UnitError(format!(
+                "invalid validity `{text}`: expected {VALIDITY_HINT}"
+            ))
+        };
         let s = text.trim();
         let (digits, secs) = if let Some(d) = s.strip_suffix('d') {
             (d, 86_400)

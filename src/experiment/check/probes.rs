@@ -120,7 +120,9 @@ fn check_http(c: &mut Checker<'_>, path: &str, http: &HttpProbeSpec) -> Option<H
     let uri = url(&http.url, true)
         .map_err(|e| c.report(&format!("{path}.url"), e))
         .ok();
-    let https = uri.as_ref().is_some_and(|u| u.scheme_str() == Some("https"));
+    let https = uri
+        .as_ref()
+        .is_some_and(|u| u.scheme_str() == Some("https"));
     let tls = match (&http.tls, &uri) {
         (Some(_), Some(_)) if !https => {
             c.report_key(
@@ -222,9 +224,10 @@ fn check_tls(
     let default = TlsSpec::default();
     let spec = spec.unwrap_or(&default);
     let before = c.found.len();
-    let ca = spec.ca.as_ref().map(|ca| {
-        c.pem_file(&format!("{path}.ca"), ca, "a PEM file of CA certificates")
-    });
+    let ca = spec
+        .ca
+        .as_ref()
+        .map(|ca| c.pem_file(&format!("{path}.ca"), ca, "a PEM file of CA certificates"));
     let client = match (&spec.client_cert, &spec.client_key) {
         (Some(cert), Some(key)) => Some((
             c.pem_file(&format!("{path}.clientCert"), cert, "a PEM certificate"),
@@ -247,10 +250,11 @@ fn check_tls(
         (None, None) => None,
     };
     let host = uri.host().unwrap_or_default();
-    let server_name = spec
-        .server_name
-        .clone()
-        .unwrap_or_else(|| host.trim_start_matches('[').trim_end_matches(']').to_owned());
+    let server_name = spec.server_name.clone().unwrap_or_else(|| {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned()
+    });
     if rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {
         c.report(
             &format!("{path}.serverName"),
