@@ -3,6 +3,7 @@
 //! failures kept apart by reason, mTLS, the warning of `insecureSkipVerify` in every report
 //! form, one multiplexed HTTP/2 connection, the certificate objective and a certificate
 //! that changes mid-run.
+#![allow(clippy::unwrap_used)] // Tests fail loudly by design.
 
 mod kit;
 

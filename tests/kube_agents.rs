@@ -214,7 +214,7 @@ fn agents_are_reached_over_tls_through_port_forward_and_by_pod_ip() {
     }
     // A CA that did not sign the agent's certificate: refused, over either path.
     let other = tempfile::tempdir().unwrap();
-    let (wrong, _) = agent_certificate(other.path()).unwrap();
+    let (wrong, _) = agent_certificate(other.path());
     for reach in ["port-forward", "pod-ip"] {
         let out = reached(reach, &wrong);
         assert_eq!(out.status.code(), Some(3), "{reach}: {}", explain(&out));

@@ -25,7 +25,7 @@ pub(super) fn planned(probe: &str, o: &CertificateObjective) -> Verdict {
 }
 
 /// The https:// probes the objective applies to, in the file's order.
-pub(super) fn probes<'a>(exp: &'a Experiment) -> Vec<(&'a str, &'a CertificateObjective)> {
+pub(super) fn probes(exp: &Experiment) -> Vec<(&str, &CertificateObjective)> {
     let Some(o) = &exp.file.spec.objectives.certificate else {
         return Vec::new();
     };
