@@ -526,3 +526,47 @@ fn a_certificate_that_changes_mid_run_is_an_event_on_the_timeline() {
         "changed at {at} ms, fault at {fault_at} ms"
     );
 }
+
+#[test]
+fn without_tls_ca_the_system_store_is_trusted_and_an_empty_one_is_refused() {
+    let case = Case::new();
+    let ca = Ca::new("system CA");
+    let ca_file = ca.write(case.dir(), "ca");
+    let (cert, key) = server_cert(&case, &ca, "api", Lifetime::Days(30));
+    let file = case.write(
+        Experiment::new("system-store", "1s")
+            .service(tls_sample("api", case.port, &cert, &key, &[]))
+            .probe(https_probe(
+                "api",
+                case.port,
+                "/health",
+                "connection: keepAlive",
+            )),
+    );
+    // The system's store as rustls-native-certs reads it: SSL_CERT_FILE when set.
+    let run_trusting = |store: &Path| {
+        let output = case
+            .command(&file)
+            .env("SSL_CERT_FILE", store)
+            .env_remove("SSL_CERT_DIR")
+            .output()
+            .unwrap();
+        let report = kit::report::Report::read(&case.path("report.json"))
+            .unwrap_or_else(|| panic!("no report:\n{}", kit::explain(&output)));
+        (output, report)
+    };
+    let (output, report) = run_trusting(&ca_file);
+    assert_eq!(output.status.code(), Some(0), "{}", kit::explain(&output));
+    let run = report.probe("api").phase("run");
+    assert_eq!(run.ok, run.scheduled, "{run:?}");
+    let empty = case.path("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let (output, report) = run_trusting(&empty);
+    assert_eq!(output.status.code(), Some(3), "{}", kit::explain(&output));
+    let reason = report.run.reason.clone().unwrap_or_default();
+    assert!(
+        reason.starts_with("probe `api`: no trusted CA certificate found in the system's store")
+            && reason.contains("set `tls.ca` on the probe"),
+        "{reason}"
+    );
+}
