@@ -10,8 +10,8 @@ use hyper::header::{HeaderValue, CONNECTION, HOST};
 use hyper::{HeaderMap, Method, Request, Uri};
 use shakeout_api::StatusRanges;
 
-use crate::probe::{HttpTarget, Outcome};
 use crate::experiment::spec::{ConnectionMode, HttpVersion};
+use crate::probe::{HttpTarget, Outcome};
 
 /// The request every send repeats, prepared once per probe.
 #[derive(Debug)]

@@ -133,6 +133,11 @@ impl SetupLog {
         }
     }
 
+    /// The certificate changes after the first `seen` (for live events).
+    pub fn changes_since(&self, seen: usize) -> Vec<CertificateChange> {
+        self.lock().changes.get(seen..).unwrap_or_default().to_vec()
+    }
+
     pub(super) fn finish(&self) -> ConnectionSetup {
         let inner = self.lock();
         ConnectionSetup {
