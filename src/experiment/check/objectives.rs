@@ -151,6 +151,20 @@ mod tests {
     }
 
     #[test]
+    fn certificate_objective_needs_an_https_probe() {
+        let text = format!("{BASE}  objectives:\n    certificate: {{ minValidity: 21d }}\n");
+        assert!(one(&text).starts_with(
+            "12:5: spec.objectives.certificate: no https:// probe to see a certificate with"
+        ));
+        let text =
+            format!("{BASE}  objectives:\n    certificate: {{ minValidity: 21d, probe: web }}\n");
+        assert!(one(&text).contains("probe `web` is not an https:// probe"));
+        let https = BASE.replace("http://127.0.0.1", "https://127.0.0.1");
+        let text = format!("{https}  objectives:\n    certificate: {{ minValidity: 21d }}\n");
+        assert_eq!(problems(&text), vec![]);
+    }
+
+    #[test]
     fn rto_stable_for_positive() {
         let text = format!("{BASE}  objectives:\n    rto: {{ max: 5s, stableFor: 0s }}\n");
         assert_eq!(

@@ -402,6 +402,78 @@ mod tests {
         assert_eq!(problems(&text), vec![]);
     }
 
+    /// The probe `web` of `text`, parsed (`None` when it has a problem).
+    fn parsed(text: &str) -> Option<HttpTarget> {
+        let exp: crate::experiment::spec::ExperimentFile = serde_yaml::from_str(text).unwrap();
+        let positions = crate::experiment::position::Positions::scan(text).unwrap();
+        match super::super::check(&exp, &positions, "t.yaml")
+            .probes
+            .pop()??
+        {
+            Probe {
+                target: ProbeTarget::Http(h),
+                ..
+            } => Some(h),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn https_defaults_to_port_443_the_system_store_and_the_host_as_name() {
+        let text = BASE.replace("http://127.0.0.1:8080/health", "https://api.example/health");
+        let h = parsed(&text).unwrap();
+        assert_eq!(h.authority, "api.example:443");
+        let tls = h.tls.unwrap();
+        assert_eq!(tls.server_name, "api.example");
+        assert_eq!(
+            (tls.ca, tls.client, tls.insecure_skip_verify),
+            (None, None, false)
+        );
+        let plain = parsed(BASE).unwrap();
+        assert!(plain.tls.is_none());
+        let v6 = BASE.replace("http://127.0.0.1:8080/health", "\"https://[::1]:8443/\"");
+        assert_eq!(parsed(&v6).unwrap().tls.unwrap().server_name, "::1");
+    }
+
+    #[test]
+    fn tls_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let not_pem = dir.path().join("key.txt");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let text = BASE.replace(
+            "http: { url: http://127.0.0.1:8080/health }",
+            &format!(
+                "http: {{ url: \"https://h/\", tls: {{ ca: {}, serverName: \"bad name\", clientKey: {} }} }}",
+                ca.display(),
+                not_pem.display()
+            ),
+        );
+        let found: Vec<String> = problems(&text).into_iter().map(|d| d.message).collect();
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(
+            found[0].contains("serverName: `bad name` is not a DNS name"),
+            "{found:#?}"
+        );
+        assert!(
+            found[1].contains("`clientKey` needs `clientCert`"),
+            "{found:#?}"
+        );
+        let text = text
+            .replace("serverName: \"bad name\", ", "")
+            .replace("clientKey", "clientCert: cert.pem, clientKey");
+        let found: Vec<String> = problems(&text).into_iter().map(|d| d.message).collect();
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(
+            found[0].contains("tls.clientCert: cannot read `cert.pem`"),
+            "{found:#?}"
+        );
+        assert!(found[1].contains("holds no PEM block"), "{found:#?}");
+        let text = BASE.replace("health }", "health, tls: { insecureSkipVerify: true } }");
+        assert!(one(&text).contains("`tls` applies to https:// URLs only"));
+    }
+
     #[test]
     fn tcp_and_limits() {
         let text = BASE.replace(

@@ -152,3 +152,58 @@ impl SetupLog {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests fail loudly by design.
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate for `cn`, DER, valid until `not_after` (Unix seconds).
+    fn der(cn: &str, not_after: i64) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_certificate_is_parsed_once_and_each_change_is_kept() {
+        let log = SetupLog::new();
+        let (a, b) = (der("a", 2_000_000_000), der("b", 1_900_000_000));
+        let ms = Duration::from_millis;
+        log.record_certificate(ms(10), &a);
+        log.record_certificate(ms(20), &a);
+        assert!(log.changes_since(0).is_empty());
+        log.record_certificate(ms(30), &b);
+        log.record_certificate(ms(40), &a);
+        let s = log.finish();
+        assert_eq!(s.first_certificate.unwrap().subject, "CN=a");
+        assert_eq!(s.certificate.unwrap().subject, "CN=a");
+        assert_eq!(s.earliest_not_after, Some(1_900_000_000));
+        let at: Vec<(Duration, &str)> = s
+            .changes
+            .iter()
+            .map(|c| (c.at, c.to.subject.as_str()))
+            .collect();
+        assert_eq!(at, [(ms(30), "CN=b"), (ms(40), "CN=a")]);
+        assert_eq!(log.changes_since(1).len(), 1);
+    }
+
+    #[test]
+    fn tls_failures_count_by_reason_and_keep_the_first_message() {
+        let log = SetupLog::new();
+        log.record_tls_failure(TlsReason::Expired, "first".into());
+        log.record_tls_failure(TlsReason::Expired, "second".into());
+        log.record_opened(Duration::from_micros(150), Some(Duration::from_millis(2)));
+        let s = log.finish();
+        assert_eq!(s.tls_failures[TlsReason::Expired as usize], 2);
+        assert_eq!(
+            s.tls_messages[TlsReason::Expired as usize].as_deref(),
+            Some("first")
+        );
+        assert_eq!((s.connect.len(), s.handshake.len()), (1, 1));
+    }
+}
