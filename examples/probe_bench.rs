@@ -63,6 +63,7 @@ fn main() -> anyhow::Result<()> {
             HttpTarget::get(uri, timeout, connection)
                 .ok_or_else(|| anyhow::anyhow!("--url `{}` has no host", args.url))?,
         ),
+        tls: None,
     };
     // One thread by default, at every rate: measured here, two worker threads wake each
     // other per request and cost 1.38x wrk's CPU per request at max rate, one costs 1.04x.

@@ -77,8 +77,25 @@ pub const PROBES: &[Kind] = &[
     Kind {
         name: "http",
         does: "an HTTP request at a constant rate; ok when the status (and body) match",
-        needs: "a route to the URL (http://; https is not supported yet)",
+        needs: "a route to the URL (http://)",
         example: r#"{ name: web, rate: 100/s, http: { url: "http://127.0.0.1:8080/health", timeout: 500ms, expect: { status: 200-299 } } }"#,
+    },
+    Kind {
+        name: "http (https)",
+        does: "the same over TLS: a failed handshake is its own outcome (`tls`), counted by \
+               reason (unknown issuer, expired, name mismatch...); the served certificate's \
+               subject, issuer and expiry go in the report, and a change of it in the timeline",
+        needs: "a route to the URL; the server's CA in the system store or in `tls.ca`; \
+                `tls.clientCert` and `tls.clientKey` for servers that require mTLS",
+        example: r#"{ name: api, rate: 50/s, http: { url: "https://127.0.0.1:8443/health", tls: { serverName: api.internal } } }"#,
+    },
+    Kind {
+        name: "http (HTTP/2)",
+        does: "HTTP/2 requests, every send in flight multiplexed on one connection \
+               (`version: http2`; `auto`, the default, takes h2 when a TLS server offers it)",
+        needs:
+            "a server that speaks HTTP/2: over TLS by ALPN, or in plain text with prior knowledge",
+        example: r#"{ name: grpc-gw, rate: 200/s, http: { url: "http://127.0.0.1:8080/health", version: http2 } }"#,
     },
     Kind {
         name: "tcp",
@@ -100,6 +117,10 @@ pub const PROBES: &[Kind] = &[
         example: r#"{ name: cache-writes, rate: 100/s, write: { redis: { url: "redis://127.0.0.1:6379/0", mode: set } } }"#,
     },
 ];
+
+/// The objective on served certificates, as `shakeout probes` shows it with the https
+/// probe: a verdict `certificate/PROBE` that fails when the leaf expires sooner.
+pub const CERTIFICATE_OBJECTIVE: &str = "certificate: { probe: api, minValidity: 21d }";
 
 #[cfg(test)]
 mod tests {
@@ -154,6 +175,27 @@ mod tests {
             ) {
                 panic!("the `{}` example does not validate: {e}\n{text}", kind.name);
             }
+        }
+    }
+
+    #[test]
+    fn the_certificate_objective_example_is_valid() {
+        let probe = PROBES
+            .iter()
+            .find(|k| k.name == "http (https)")
+            .map(|k| k.example)
+            .unwrap_or_default();
+        let text = format!(
+            "{}  objectives:\n    {}\n",
+            with(&[], &[probe]),
+            CERTIFICATE_OBJECTIVE
+        );
+        if let Err(e) = crate::experiment::parse(
+            &text,
+            Path::new("catalog.yaml"),
+            &crate::experiment::Vars::new(),
+        ) {
+            panic!("the certificate objective example does not validate: {e}\n{text}");
         }
     }
 

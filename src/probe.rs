@@ -1,8 +1,9 @@
-//! Probes: HTTP requests, TCP connects and sequenced writes sent on a fixed open-model
+//! Probes: HTTP(S) requests, TCP connects and sequenced writes sent on a fixed open-model
 //! schedule (send k is due at `origin + k / rate`), latency measured from the intended
 //! send time, every outcome recorded into a bounded [`Recorder`].
 
 pub mod record;
+pub mod tls;
 pub mod write;
 
 mod claim;
@@ -18,7 +19,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 pub use pace::{Pace, ProbeStats, RunningProbe};
-pub use record::{Bucket, Counts, Outcome, Phase, PhaseStats, ProbeRecording, Recorder};
+pub use record::{
+    Bucket, CertificateChange, ConnectionSetup, Counts, Outcome, Phase, PhaseStats, ProbeRecording,
+    Recorder,
+};
 pub use write::WriteTarget;
 
 pub use crate::experiment::model::{HttpTarget, TcpTarget, DEFAULT_TIMEOUT};
@@ -34,6 +38,8 @@ pub struct ProbeConfig {
     /// Upper bound on sends in flight; sends beyond it past their deadline are `Missed`.
     pub max_in_flight: usize,
     pub target: Target,
+    /// The TLS client of an https:// probe, built once (trust store, client certificate).
+    pub tls: Option<tls::TlsClient>,
 }
 
 /// What a probe talks to.
@@ -78,7 +84,16 @@ impl Target {
 #[error("probe `{probe}`: {source}")]
 pub struct ProbeError {
     pub probe: String,
-    pub source: write::WriteError,
+    pub source: ProbeSetupError,
+}
+
+/// What could not be made ready: a write backend, or an https:// probe's TLS client.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProbeSetupError {
+    #[error(transparent)]
+    Write(#[from] write::WriteError),
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl ProbeConfig {
@@ -91,7 +106,7 @@ impl ProbeConfig {
             ProbeTarget::Write(w) => {
                 Target::Write(WriteTarget::from_spec(w, run).map_err(|source| ProbeError {
                     probe: probe.name.clone(),
-                    source,
+                    source: source.into(),
                 })?)
             }
         };
@@ -103,11 +118,23 @@ impl ProbeConfig {
                 needed.clamp(4, DEFAULT_MAX_IN_FLIGHT_CAP)
             }
         };
+        let tls = match &probe.target {
+            ProbeTarget::Http(HttpTarget {
+                tls: Some(t),
+                version,
+                ..
+            }) => Some(tls::TlsClient::new(t, *version).map_err(|e| ProbeError {
+                probe: probe.name.clone(),
+                source: ProbeSetupError::Tls(e),
+            })?),
+            _ => None,
+        };
         Ok(ProbeConfig {
             name: probe.name.clone(),
             pace: Pace::Rate(probe.rate),
             max_in_flight,
             target,
+            tls,
         })
     }
 }

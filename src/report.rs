@@ -5,6 +5,7 @@
 mod atomic;
 pub use atomic::write_atomic;
 mod build;
+mod connection;
 #[cfg(test)]
 mod fixture;
 mod format;
@@ -27,6 +28,7 @@ pub use crate::record::{
 pub use crate::text::ms;
 pub use crate::verdict::{RtoReport, RunStatus, Verdict, VerdictStatus};
 pub use build::{build, error_report, latency_summary};
+pub use connection::{CertificateReport, ConnectionSetupReport, TlsReport};
 pub use json::{report_schema, write_json};
 pub use junit::write_junit;
 pub use markdown::render_markdown;
@@ -45,6 +47,10 @@ pub struct Report {
     pub experiment: ExperimentInfo,
     /// How the run went as a whole: status, exit code, seed, timing.
     pub run: RunInfo,
+    /// What a reader must not miss whatever the verdicts say, like a probe that verified
+    /// no certificate (`tls.insecureSkipVerify`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Phases as they happened, on the run's timeline.
     pub phases: Vec<PhaseSpan>,
     /// One entry per probe, in the order of the experiment file.
@@ -123,6 +129,15 @@ pub struct ProbeReport {
     /// `keepAlive` or `new` for HTTP probes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
+    /// `auto`, `http1` or `http2` for HTTP probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Connections opened and what opening them cost (HTTP probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_setup: Option<ConnectionSetupReport>,
+    /// https:// probes: the certificate served, handshake failures by reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsReport>,
     /// Bound on concurrent sends; a send due beyond it counts as `missed`.
     pub max_in_flight: u64,
     /// True when the prober's own scheduling lag, not the service, explains the latency.
@@ -154,7 +169,7 @@ pub struct PhaseReport {
     /// ok / scheduled in percent; absent when nothing was scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability_percent: Option<f64>,
-    /// Failed sends by kind (`status`, `body`, `timeout`, `connectTimeout`, `refused`, `reset`, `missed`, `other`); zero kinds omitted.
+    /// Failed sends by kind (`status`, `body`, `timeout`, `connectTimeout`, `refused`, `reset`, `tls`, `missed`, `other`); zero kinds omitted.
     pub errors: BTreeMap<String, u64>,
     /// Latency of ok responses from their intended send time.
     pub latency: LatencySummary,

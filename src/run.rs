@@ -116,6 +116,7 @@ pub async fn execute(
         origin,
         bucket,
         progress: progress.as_ref(),
+        certificates_seen: vec![0; recorders.len()],
     };
     let (stop, timeline) = run.main_loop(&mut faults, &interrupt, &events).await;
 
@@ -125,6 +126,8 @@ pub async fn execute(
     for p in running {
         p.stop().await;
     }
+    // Changes seen after the loop's last tick, before the probes stopped.
+    run.certificate_events(&events);
     let end = origin.elapsed();
     let recordings: Vec<_> = recorders.iter().map(|r| r.finish(end)).collect();
     // Before the services stop: the backend under test is often one of them.
@@ -138,6 +141,9 @@ pub async fn execute(
             );
         }
     }
+    let mut events = events.drain(origin);
+    // Certificate changes are pushed when learnt of, stamped when they were seen.
+    events.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
     let record = RunRecord {
         seed,
         started_at,
@@ -150,7 +156,7 @@ pub async fn execute(
         stop,
         faults: fault_reports,
         services: service_records,
-        events: events.drain(origin),
+        events,
     };
     let judgment = verdict::judge::judge(exp, &record);
     report::build(exp, record, judgment)
@@ -164,6 +170,8 @@ struct LiveRun<'a> {
     origin: Instant,
     bucket: Duration,
     progress: &'a dyn Progress,
+    /// Per probe, the served-certificate changes already made events.
+    certificates_seen: Vec<usize>,
 }
 
 impl LiveRun<'_> {
@@ -174,6 +182,32 @@ impl LiveRun<'_> {
     }
 
     /// Close every bucket whose sends have all reached their deadline; returns the horizon.
+    /// An event for each change of a served certificate a probe saw since the last call,
+    /// at the handshake that first saw the new one.
+    fn certificate_events(&mut self, events: &Events) {
+        for (recorder, seen) in self.recorders.iter().zip(&mut self.certificates_seen) {
+            for c in recorder.setup.changes_since(*seen) {
+                *seen += 1;
+                events.push_at(
+                    self.origin + c.at,
+                    "probe",
+                    format!(
+                        "probe {}: the server's certificate changed: now {} (issuer {}, \
+                         serial {}, valid until {}), was {} (serial {}, valid until {})",
+                        recorder.name(),
+                        c.to.subject,
+                        c.to.issuer,
+                        c.to.serial,
+                        crate::text::rfc3339_unix(c.to.not_after_unix),
+                        c.from.subject,
+                        c.from.serial,
+                        crate::text::rfc3339_unix(c.from.not_after_unix),
+                    ),
+                );
+            }
+        }
+    }
+
     fn close_buckets(&self, now: Duration) -> Duration {
         let mut horizon = now;
         for (c, r) in self.configs.iter().zip(self.recorders) {
@@ -262,6 +296,7 @@ impl LiveRun<'_> {
                 break Stop::Interrupted;
             }
             let horizon = self.close_buckets(now);
+            self.certificate_events(events);
             self.progress
                 .update(&self.live_status(phase, now, tl.steady_start, faults));
             if now >= hard_end {

@@ -1,11 +1,14 @@
 //! The sample HTTP service shipped with shakeout: the demo's target and the tests'.
 //! Small on purpose, with knobs that make its behaviour known (added delay, a stall on
-//! demand, a key-value store with a chosen durability), so a measurement can be compared
-//! with the truth.
+//! demand, a key-value store with a chosen durability, optional TLS), so a measurement
+//! can be compared with the truth. It speaks HTTP/1.1 and HTTP/2 (ALPN over TLS, prior
+//! knowledge in plain text) and counts the connections it accepted.
 
 mod store;
+mod tls;
 
 pub use store::{Durability, Store};
+pub use tls::TlsFiles;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,10 +18,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use shakeout_api::Dur;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
@@ -33,6 +38,8 @@ pub struct Config {
     /// Where the key-value store keeps `kv.log`; `None`: memory only.
     pub data_dir: Option<std::path::PathBuf>,
     pub durability: Durability,
+    /// Serve https:// with these files; `None`: plain http://.
+    pub tls: Option<TlsFiles>,
 }
 
 /// Why the sample service could not start.
@@ -40,6 +47,8 @@ pub struct Config {
 pub enum SampleError {
     #[error("cannot open the store: {0}")]
     Store(String),
+    #[error("tls: {0}")]
+    Tls(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -52,6 +61,8 @@ struct State {
     delay: Duration,
     /// Responses are held until this instant (set by POST /admin/stall?for=DUR).
     stalled_until: Mutex<Option<Instant>>,
+    /// Connections accepted (and, for TLS, past the handshake): GET /admin/connections.
+    connections: AtomicU64,
 }
 
 /// Serve until SIGTERM/SIGINT. `listening` is called with the bound address once the
@@ -62,6 +73,12 @@ pub async fn run(config: Config, listening: impl FnOnce(SocketAddr)) -> Result<(
             Store::open(dir, config.durability).map_err(|e| SampleError::Store(e.to_string()))?
         }
         None => Store::in_memory(),
+    };
+    let tls = match &config.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(
+            tls::server_config(files).map_err(SampleError::Tls)?,
+        )),
+        None => None,
     };
     let listener =
         TcpListener::bind(config.listen)
@@ -77,9 +94,10 @@ pub async fn run(config: Config, listening: impl FnOnce(SocketAddr)) -> Result<(
         store,
         delay: config.delay,
         stalled_until: Mutex::new(None),
+        connections: AtomicU64::new(0),
     });
     tokio::select! {
-        _ = serve(listener, state) => {}
+        _ = serve(listener, state, tls) => {}
         _ = shutdown_signal() => {}
     }
     Ok(())
@@ -101,18 +119,40 @@ async fn shutdown_signal() {
     }
 }
 
-async fn serve(listener: TcpListener, state: Arc<State>) {
+async fn serve(listener: TcpListener, state: Arc<State>, tls: Option<tokio_rustls::TlsAcceptor>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| handle(req, state.clone()));
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let service = {
+                let state = state.clone();
+                service_fn(move |req| handle(req, state.clone()))
+            };
+            // HTTP/1.1 or HTTP/2, by ALPN or by the client's first bytes.
+            let builder = auto::Builder::new(TokioExecutor::new());
+            match tls {
+                None => {
+                    state.connections.fetch_add(1, Ordering::Relaxed);
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+                Some(acceptor) => {
+                    // A failed handshake (wrong CA, no client certificate) is the client's
+                    // problem to report; the service carries on.
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    state.connections.fetch_add(1, Ordering::Relaxed);
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+            }
         });
     }
 }
@@ -139,6 +179,10 @@ async fn handle(
             ),
         });
     }
+    if path == "/admin/connections" {
+        let n = state.connections.load(Ordering::Relaxed);
+        return Ok(text(StatusCode::OK, format!("{n}\n")));
+    }
     let until = *state.stalled_until.lock().await;
     if let Some(until) = until {
         tokio::time::sleep_until(until).await;
@@ -161,6 +205,8 @@ async fn handle(
     }
     Ok(match path.as_str() {
         "/health" => text(StatusCode::OK, "ok\n".into()),
+        // The protocol the request came in with: what a probe's `version` got.
+        "/version" => text(StatusCode::OK, format!("ok {:?}\n", req.version())),
         "/" => text(
             StatusCode::OK,
             "hello from the shakeout sample service\n".into(),

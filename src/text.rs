@@ -79,6 +79,13 @@ fn sig3(v: f64) -> String {
     }
 }
 
+/// Unix seconds as RFC 3339 (`2026-12-16T10:00:00Z`), clamped at the epoch: certificate
+/// dates in verdicts and reports.
+pub fn rfc3339_unix(unix: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

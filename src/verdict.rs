@@ -11,6 +11,7 @@ use crate::probe::{Phase, PhaseStats, ProbeRecording};
 use crate::record::{ActionRecord, FaultRecord, FaultStatus, PodRecovery};
 use crate::text::duration;
 
+mod certificate;
 pub mod judge;
 pub mod live;
 mod model;

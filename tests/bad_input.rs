@@ -170,7 +170,11 @@ bad_input! {
     write_http_and_redis => 17:9 "write probe `orders-write` has both `http` and `redis`";
     write_bad_redis_url => 14:23 "`127.0.0.1:6379` is not a Redis URL";
     rpo_on_probe_without_writes => 20:28 "probe `web` is not a write probe";
-    https_url => 13:20 "https is not supported yet; use an http:// URL";
+    https_ready_check => 10:22 "spec.services[0].ready.http: `https://127.0.0.1:9/health`: https is not supported here (only probes speak TLS); use an http:// URL";
+    tls_ca_missing_file => 13:61 "spec.probes[0].http.tls.ca: cannot read `no-such-ca.pem`";
+    client_cert_without_key => 16:11 "spec.probes[0].http.tls.clientCert: `clientCert` needs `clientKey`, the PEM file of its private key";
+    http3_version => 13:59 "spec.probes[0].http.version: unknown value `http3`: did you mean `http1`? (expected one of `auto`, `http1`, `http2`)";
+    tls_on_http_url => 13:49 "spec.probes[0].http.tls: `tls` applies to https:// URLs only";
     tcp_address_without_port => 13:23 "`localhost` has no port: expected host:port";
     no_probes => 10:11 "spec.probes: needs at least one probe";
     pod_protected_namespace => 21:35 "`kube-system` is protected (kube-system, kube-public and the agents' own `shakeout`): name it in `allowProtected: [kube-system]`";

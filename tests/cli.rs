@@ -282,6 +282,7 @@ fn init_writes_a_starter_that_runs_and_never_overwrites() {
 }
 
 /// `validate -` checks an experiment piped in, named `<stdin>` in what it prints.
+#[allow(clippy::unwrap_used)] // Tests fail loudly by design.
 fn validate_stdin(args: &[&str], input: &[u8]) -> Output {
     use std::io::Write;
     let mut child = kit::shakeout()

@@ -16,7 +16,6 @@ use std::process::Output;
 use kit::agent::{self_signed, tls_args, SECRET};
 use kit::exp::{self, fault};
 use kit::kube_case::KubeCase;
-use kit::skip::certificates_or_skip;
 use kit::{explain, free_port, shakeout};
 
 const NO_ARGS: [&str; 0] = [];
@@ -181,19 +180,14 @@ fn preflight_checks_selectors_and_the_agent_on_each_pods_node() {
 }
 
 /// A self-signed certificate in `dir` for the name the chart's agent certificates carry.
-fn agent_certificate(dir: &Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+fn agent_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     self_signed(dir, "shakeout-agent", "DNS:shakeout-agent")
 }
 
 #[test]
 fn agents_are_reached_over_tls_through_port_forward_and_by_pod_ip() {
     let case = KubeCase::new();
-    let Some((cert, key)) = certificates_or_skip(
-        "agents_are_reached_over_tls_through_port_forward_and_by_pod_ip",
-        agent_certificate(case.dir()),
-    ) else {
-        return;
-    };
+    let (cert, key) = agent_certificate(case.dir());
     let (mut agent, port) = case.start_agent(&tls_args(&cert, &key));
     // The fake's agent pods have the pod IP 127.0.0.1, so `pod-ip` reaches the same agent.
     case.agent_pods(&["node-1"], &[port]);
@@ -220,7 +214,7 @@ fn agents_are_reached_over_tls_through_port_forward_and_by_pod_ip() {
     }
     // A CA that did not sign the agent's certificate: refused, over either path.
     let other = tempfile::tempdir().unwrap();
-    let (wrong, _) = agent_certificate(other.path()).unwrap();
+    let (wrong, _) = agent_certificate(other.path());
     for reach in ["port-forward", "pod-ip"] {
         let out = reached(reach, &wrong);
         assert_eq!(out.status.code(), Some(3), "{reach}: {}", explain(&out));

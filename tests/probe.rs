@@ -136,6 +136,7 @@ mod support {
             target: Target::Http(
                 HttpTarget::get(url.parse().unwrap(), timeout, connection).unwrap(),
             ),
+            tls: None,
         }
     }
 
@@ -154,6 +155,7 @@ mod support {
                 address: address.to_string(),
                 timeout,
             }),
+            tls: None,
         }
     }
 

@@ -24,6 +24,15 @@ pub struct SampleArgs {
     /// acknowledged from memory and written every DUR, so a crash loses up to DUR.
     #[arg(long, default_value = "sync")]
     pub durability: Durability,
+    /// Serve https:// with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Require client certificates issued by a CA of this PEM file (mTLS; needs --tls-cert).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
 }
 
 /// Run the service until SIGTERM/SIGINT; exit 0, or 3 when it cannot start.
@@ -44,6 +53,14 @@ pub(super) fn main(args: SampleArgs) -> i32 {
         delay: args.delay.0,
         data_dir: args.data_dir,
         durability: args.durability,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| sample::TlsFiles {
+                cert,
+                key,
+                client_ca: args.tls_client_ca,
+            }),
     };
     let listening = |addr: SocketAddr| println!("sample-service listening on {addr}");
     match runtime.block_on(sample::run(config, listening)) {

@@ -142,6 +142,36 @@ impl Checker<'_> {
         });
     }
 
+    /// A file named at `path` (relative to the experiment's directory), which must hold
+    /// at least one PEM item (`what`, for the message); its resolved path either way.
+    pub(crate) fn pem_file(&mut self, path: &str, name: &str, what: &str) -> std::path::PathBuf {
+        let base = std::path::Path::new(self.file)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let resolved = base.join(name);
+        match std::fs::read(&resolved) {
+            Err(e) => self.report(
+                path,
+                format!(
+                    "cannot read `{name}` ({}): {}: give {what}",
+                    resolved.display(),
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        "no such file".to_owned()
+                    } else {
+                        e.to_string()
+                    }
+                ),
+            ),
+            Ok(bytes) if !bytes.windows(11).any(|w| w == b"-----BEGIN ") => self.report(
+                path,
+                format!("`{name}` holds no PEM block (`-----BEGIN ...`): give {what}"),
+            ),
+            Ok(_) => {}
+        }
+        resolved
+    }
+
     /// `line L, column C` of the value at `path`, for "first defined at" messages.
     pub(crate) fn where_is(&self, path: &str) -> String {
         let pos = self.positions.nearest(path);

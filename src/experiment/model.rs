@@ -3,6 +3,7 @@
 //! (the spec types mirror the YAML, one optional field per action, because that is what
 //! users write and what the schema and the error positions describe).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,8 +11,8 @@ use hyper::{HeaderMap, Method, Uri};
 use shakeout_api::{Dur, StatusRanges};
 
 use super::spec::{
-    ConnectionMode, ExecFaultSpec, FaultSpec, NetworkFaultSpec, PodDeleteSpec, PodSelector,
-    ProcessFaultSpec, WriteProbeSpec,
+    ConnectionMode, ExecFaultSpec, FaultSpec, HttpVersion, NetworkFaultSpec, PodDeleteSpec,
+    PodSelector, ProcessFaultSpec, WriteProbeSpec,
 };
 
 /// Default deadline of a probe, from its intended send time.
@@ -39,7 +40,7 @@ pub enum ProbeTarget {
     Write(WriteProbeSpec),
 }
 
-/// An HTTP/1.1 probe target, defaults applied.
+/// An HTTP probe target, defaults applied.
 #[derive(Debug, Clone)]
 pub struct HttpTarget {
     pub method: Method,
@@ -53,6 +54,24 @@ pub struct HttpTarget {
     pub expect_status: StatusRanges,
     pub body_contains: Option<String>,
     pub connection: ConnectionMode,
+    /// The HTTP version to speak (`auto`: ALPN decides over TLS, HTTP/1.1 otherwise).
+    pub version: HttpVersion,
+    /// Set for https:// URLs.
+    pub tls: Option<TlsTarget>,
+}
+
+/// TLS settings of an https:// probe, file paths resolved against the experiment's
+/// directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsTarget {
+    /// CA certificates to trust instead of the system's.
+    pub ca: Option<PathBuf>,
+    /// Name the certificate must be valid for: `serverName`, else the URL's host.
+    pub server_name: String,
+    /// No verification of the server's certificate at all.
+    pub insecure_skip_verify: bool,
+    /// Client certificate chain and key (mTLS), both or neither.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 impl HttpTarget {
@@ -60,6 +79,7 @@ impl HttpTarget {
     /// answer, any status of the default ranges counts. `None` when `uri` has no host.
     pub fn get(uri: Uri, timeout: Duration, connection: ConnectionMode) -> Option<HttpTarget> {
         let authority = format!("{}:{}", uri.host()?, uri.port_u16().unwrap_or(80));
+        // Service readiness checks are plain http:// (the rules refuse https there).
         Some(HttpTarget {
             method: Method::GET,
             uri,
@@ -71,6 +91,8 @@ impl HttpTarget {
             expect_status: StatusRanges::default(),
             body_contains: None,
             connection,
+            version: HttpVersion::Http1,
+            tls: None,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Turning transport errors into outcomes. The distinctions are the point of a chaos
 //! probe: refused means the process is down, reset means it died with connections open,
-//! connect timeout means packets vanish, timeout means it hangs (FIELD-NOTES §1.5).
+//! connect timeout means packets vanish, timeout means it hangs (FIELD-NOTES §1.5), tls
+//! means the certificate or the handshake is wrong, not the process.
 
 use std::error::Error as StdError;
 use std::io;
@@ -16,9 +17,12 @@ pub(super) enum Stage {
     Exchange,
 }
 
-/// Classify an I/O error from the socket.
+/// Classify an I/O error from the socket (or the TLS layer over it).
 pub(super) fn io_error(error: &io::Error, stage: Stage) -> Outcome {
     use io::ErrorKind as K;
+    if super::tls::failure(error).is_some() {
+        return Outcome::Tls;
+    }
     match error.kind() {
         K::ConnectionRefused => Outcome::Refused,
         // A peer that vanished with the connection open: RST, a write into a closed
@@ -60,6 +64,10 @@ fn io_source<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
     let mut cause = Some(error);
     while let Some(err) = cause {
         if let Some(io) = err.downcast_ref::<io::Error>() {
+            return Some(io);
+        }
+        // h2's errors do not give their I/O cause as a source.
+        if let Some(io) = err.downcast_ref::<h2::Error>().and_then(h2::Error::get_io) {
             return Some(io);
         }
         cause = err.source();

@@ -1,89 +1,78 @@
-//! HTTP/1.1 probe sends over hyper's low-level client: one connection per worker, driven
-//! on the worker's own task (no connection task, no cross-task wake-up per request), kept
-//! alive or opened per send as the experiment says.
+//! HTTP probe sends over hyper's low-level clients. HTTP/1.1: one connection per worker,
+//! driven on the worker's own task (no connection task, no cross-task wake-up per
+//! request), kept alive or opened per send as the experiment says. HTTP/2 (`version:
+//! http2`, or ALPN h2 over TLS): one connection per probe carries every send in flight,
+//! its driver on a task of its own. https:// adds a rustls handshake under either; the
+//! connection's set-up cost, TLS failures and the served certificate go to the
+//! probe's [`SetupLog`](super::record::SetupLog).
+
+mod plan;
+mod stream;
 
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper::header::{HeaderValue, CONNECTION, HOST};
-use hyper::{HeaderMap, Method, Request, Uri};
-use hyper_util::rt::TokioIo;
-use shakeout_api::StatusRanges;
+use http_body_util::Full;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
-use tokio::time::timeout_at;
+use tokio::sync::watch;
+use tokio::time::{timeout, timeout_at};
 
 use super::classify::{self, Stage};
-use super::{HttpTarget, Outcome};
-use crate::experiment::spec::ConnectionMode;
+use super::record::SetupLog;
+use super::tls::{self, TlsClient};
+use super::{HttpTarget, Outcome, Recorder};
+use crate::experiment::spec::HttpVersion;
+use plan::Plan;
+use stream::Stream;
 
-type Driver = http1::Connection<TokioIo<TcpStream>, Full<Bytes>>;
+type Driver = http1::Connection<TokioIo<Stream>, Full<Bytes>>;
+/// Why an HTTP/2 connection ended, once it has: its outcome, and a TLS failure's reason.
+type Ended = Option<(Outcome, Option<(tls::TlsReason, String)>)>;
 
-/// The request every send repeats, prepared once per probe.
-#[derive(Debug)]
-struct Plan {
-    method: Method,
-    /// Origin form (path and query): what an HTTP/1.1 request line carries.
-    uri: Uri,
-    /// Configured headers plus `Host` (and `Connection: close` for new-connection mode).
-    headers: HeaderMap,
-    body: Bytes,
-    authority: String,
-    connect_timeout: Duration,
-    expect_status: StatusRanges,
-    body_contains: Option<Vec<u8>>,
-    keep_alive: bool,
+/// A handle on an HTTP/2 connection (cloned by every worker that sends on it).
+#[derive(Clone)]
+struct H2 {
+    tx: http2::SendRequest<Full<Bytes>>,
+    /// Set by the connection's task when it ends: requests in flight then only see
+    /// "canceled", and the connection's own error says what happened (a TLS alert).
+    ended: watch::Receiver<Ended>,
 }
 
-impl Plan {
-    fn new(target: &HttpTarget) -> Self {
-        let mut headers = target.headers.clone();
-        if !headers.contains_key(HOST) {
-            if let Some(host) = target
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                headers.insert(HOST, host);
-            }
-        }
-        let keep_alive = target.connection == ConnectionMode::KeepAlive;
-        if !keep_alive && !headers.contains_key(CONNECTION) {
-            // Let the server close first, so its side holds TIME_WAIT and the prober does
-            // not run out of ephemeral ports at high rates.
-            headers.insert(CONNECTION, HeaderValue::from_static("close"));
-        }
-        let uri = match target.uri.path_and_query() {
-            Some(pq) => Uri::from(pq.clone()),
-            None => Uri::from_static("/"),
-        };
-        Plan {
-            method: target.method.clone(),
-            uri,
-            headers,
-            body: target.body.clone(),
-            authority: target.authority.clone(),
-            connect_timeout: target.connect_timeout,
-            expect_status: target.expect_status.clone(),
-            body_contains: target.body_contains.as_ref().map(|s| s.as_bytes().to_vec()),
-            keep_alive,
-        }
+/// How long a failed HTTP/2 request waits for its connection's own error.
+const CONNECTION_ERROR_WAIT: Duration = Duration::from_millis(50);
+
+/// What every worker of one probe shares: the clock, the log, TLS, the HTTP/2 connection.
+struct Shared {
+    recorder: Arc<Recorder>,
+    origin: Instant,
+    tls: Option<TlsClient>,
+    /// The one HTTP/2 connection of a kept-alive probe; locked while it is (re)opened,
+    /// so workers wait for it instead of opening their own.
+    h2: tokio::sync::Mutex<Option<H2>>,
+    /// `version: auto` over TLS and the server chose HTTP/1.1: stop asking for h2.
+    h1_only: AtomicBool,
+}
+
+impl Shared {
+    fn log(&self) -> &SetupLog {
+        &self.recorder.setup
     }
 
-    /// A fresh request; the clones are reference counts except the header map, which
-    /// hyper consumes.
-    fn request(&self) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(self.body.clone()));
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        *request.headers_mut() = self.headers.clone();
-        request
+    /// Whether sends go over the shared HTTP/2 connection (when there is one).
+    fn multiplexed(&self, plan: &Plan) -> bool {
+        plan.keep_alive
+            && match plan.version {
+                HttpVersion::Http2 => true,
+                HttpVersion::Auto => self.tls.is_some() && !self.h1_only.load(Ordering::Relaxed),
+                HttpVersion::Http1 => false,
+            }
     }
 }
 
@@ -95,32 +84,67 @@ struct Conn {
     ended: Option<Option<hyper::Error>>,
 }
 
+/// A connection just opened, in the version the server and the probe agreed on.
+// Moved once into the worker's slot; boxing the HTTP/1.1 variant would add an allocation
+// per connection to the `connection: new` path.
+#[allow(clippy::large_enum_variant)]
+enum Opened {
+    H1(Conn),
+    H2(H2),
+}
+
 /// Sends one probe's requests. Cloning gives a new worker its own (not yet opened)
-/// connection.
+/// HTTP/1.1 connection.
 pub(super) struct HttpSender {
     plan: Arc<Plan>,
+    shared: Arc<Shared>,
     conn: Option<Conn>,
+    /// This worker's handle on the shared HTTP/2 connection.
+    h2: Option<H2>,
 }
 
 impl Clone for HttpSender {
     fn clone(&self) -> Self {
         HttpSender {
             plan: Arc::clone(&self.plan),
+            shared: Arc::clone(&self.shared),
             conn: None,
+            h2: None,
         }
     }
 }
 
 impl HttpSender {
-    pub(super) fn new(target: &HttpTarget) -> Self {
+    pub(super) fn new(
+        target: &HttpTarget,
+        tls: Option<TlsClient>,
+        recorder: Arc<Recorder>,
+        origin: Instant,
+    ) -> Self {
         HttpSender {
             plan: Arc::new(Plan::new(target)),
+            shared: Arc::new(Shared {
+                recorder,
+                origin,
+                tls,
+                h2: tokio::sync::Mutex::new(None),
+                h1_only: AtomicBool::new(false),
+            }),
             conn: None,
+            h2: None,
         }
     }
 
     /// Send one request and classify what came back, within the send's deadlines.
     pub(super) async fn send(&mut self, intended: Instant, deadline: Instant) -> Outcome {
+        let connect_deadline = (intended + self.plan.connect_timeout).min(deadline);
+        let connect_deadline = tokio::time::Instant::from_std(connect_deadline);
+        if self.conn.is_none() && self.shared.multiplexed(&self.plan) {
+            // `None`: the server chose HTTP/1.1, and `self.conn` holds the connection.
+            if let Some(outcome) = self.send_multiplexed(connect_deadline, deadline).await {
+                return outcome;
+            }
+        }
         let plan = &*self.plan;
         if let Some(conn) = &mut self.conn {
             if !conn.still_open().await {
@@ -131,18 +155,22 @@ impl HttpSender {
         }
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => {
-                let connect_deadline = (intended + plan.connect_timeout).min(deadline);
-                let connect_deadline = tokio::time::Instant::from_std(connect_deadline);
-                match timeout_at(connect_deadline, connect(&plan.authority)).await {
-                    Ok(Ok(conn)) => self.conn.insert(conn),
-                    Ok(Err(outcome)) => return outcome,
-                    Err(_elapsed) => return Outcome::ConnectTimeout,
+            None => match timeout_at(connect_deadline, open(plan, &self.shared)).await {
+                Ok(Ok(Opened::H1(conn))) => self.conn.insert(conn),
+                Ok(Ok(Opened::H2(mut tx))) => {
+                    // A new connection per send, and the server chose HTTP/2: one
+                    // request on it, then it closes as `tx` goes.
+                    let deadline = tokio::time::Instant::from_std(deadline);
+                    return timeout_at(deadline, exchange_h2(&mut tx, plan, self.shared.log()))
+                        .await
+                        .unwrap_or(Outcome::Timeout);
                 }
-            }
+                Ok(Err(outcome)) => return outcome,
+                Err(_elapsed) => return Outcome::ConnectTimeout,
+            },
         };
         let deadline = tokio::time::Instant::from_std(deadline);
-        let outcome = timeout_at(deadline, conn.exchange(plan))
+        let outcome = timeout_at(deadline, conn.exchange(plan, self.shared.log()))
             .await
             .unwrap_or(Outcome::Timeout);
         // A timed-out or failed connection has a request in an unknown state: never reuse.
@@ -152,24 +180,157 @@ impl HttpSender {
         }
         outcome
     }
+
+    /// One send over the probe's HTTP/2 connection, opened (once, by one worker) when
+    /// there is none. `None` when opening it gave an HTTP/1.1 connection instead.
+    async fn send_multiplexed(
+        &mut self,
+        connect_deadline: tokio::time::Instant,
+        deadline: Instant,
+    ) -> Option<Outcome> {
+        let (plan, shared) = (&*self.plan, &*self.shared);
+        if self.h2.as_ref().is_some_and(|h2| h2.tx.is_closed()) {
+            self.h2 = None;
+        }
+        if self.h2.is_none() {
+            let Ok(mut slot) = timeout_at(connect_deadline, shared.h2.lock()).await else {
+                return Some(Outcome::ConnectTimeout);
+            };
+            match slot.as_ref().filter(|h2| !h2.tx.is_closed()) {
+                Some(tx) => self.h2 = Some(tx.clone()),
+                None => {
+                    *slot = None;
+                    match timeout_at(connect_deadline, open(plan, shared)).await {
+                        Ok(Ok(Opened::H2(tx))) => {
+                            *slot = Some(tx.clone());
+                            self.h2 = Some(tx);
+                        }
+                        Ok(Ok(Opened::H1(conn))) => {
+                            shared.h1_only.store(true, Ordering::Relaxed);
+                            self.conn = Some(conn);
+                            return None;
+                        }
+                        Ok(Err(outcome)) => return Some(outcome),
+                        Err(_elapsed) => return Some(Outcome::ConnectTimeout),
+                    }
+                }
+            }
+        }
+        let tx = self.h2.as_mut()?;
+        let deadline = tokio::time::Instant::from_std(deadline);
+        // A stream that timed out is reset on its own; the connection stays.
+        Some(
+            timeout_at(deadline, exchange_h2(tx, plan, shared.log()))
+                .await
+                .unwrap_or(Outcome::Timeout),
+        )
+    }
 }
 
-async fn connect(authority: &str) -> Result<Conn, Outcome> {
-    let stream = TcpStream::connect(authority)
+/// A hyper error as an outcome; a TLS one has its reason logged.
+fn failed(error: &hyper::Error, log: &SetupLog) -> Outcome {
+    let outcome = classify::hyper_error(error);
+    if outcome == Outcome::Tls {
+        if let Some((reason, message)) = tls::failure(error) {
+            log.record_tls_failure(reason, message);
+        }
+    }
+    outcome
+}
+
+/// Open a connection: TCP, then TLS for https:// (its set-up times and certificate
+/// logged), then the HTTP handshake of the version agreed on.
+async fn open(plan: &Plan, shared: &Shared) -> Result<Opened, Outcome> {
+    let log = shared.log();
+    let started = Instant::now();
+    let tcp = TcpStream::connect(&plan.authority)
         .await
         .map_err(|e| classify::io_error(&e, Stage::Connect))?;
     // A request is one small write: Nagle would only delay it.
-    if let Err(error) = stream.set_nodelay(true) {
+    if let Err(error) = tcp.set_nodelay(true) {
         tracing::debug!(%error, "cannot set TCP_NODELAY on probe connection");
     }
-    let (tx, driver) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| classify::hyper_error(&e))?;
-    Ok(Conn {
+    let connected = Instant::now();
+    let (stream, h2) = match &shared.tls {
+        None => {
+            log.record_opened(connected - started, None);
+            (Stream::Plain(tcp), plan.version == HttpVersion::Http2)
+        }
+        Some(client) => {
+            let connector = tokio_rustls::TlsConnector::from(Arc::clone(&client.config));
+            let tls = match connector.connect(client.server_name.clone(), tcp).await {
+                Ok(tls) => tls,
+                Err(e) => {
+                    return Err(match tls::failure(&e) {
+                        Some((reason, message)) => {
+                            log.record_tls_failure(reason, message);
+                            Outcome::Tls
+                        }
+                        None => classify::io_error(&e, Stage::Exchange),
+                    })
+                }
+            };
+            let done = Instant::now();
+            log.record_opened(connected - started, Some(done - connected));
+            let session = tls.get_ref().1;
+            if let Some(leaf) = session.peer_certificates().and_then(|c| c.first()) {
+                log.record_certificate(done.saturating_duration_since(shared.origin), leaf);
+            }
+            let h2 = session.alpn_protocol() == Some(b"h2");
+            (Stream::Tls(Box::new(tls)), h2)
+        }
+    };
+    let io = TokioIo::new(stream);
+    if h2 {
+        let (tx, connection) = http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| failed(&e, log))?;
+        let (ended_tx, ended) = watch::channel(None);
+        tokio::spawn(async move {
+            let why = match connection.await {
+                Ok(()) => (Outcome::Reset, None),
+                Err(error) => {
+                    tracing::debug!(%error, "HTTP/2 probe connection ended");
+                    (classify::hyper_error(&error), tls::failure(&error))
+                }
+            };
+            ended_tx.send_replace(Some(why));
+        });
+        return Ok(Opened::H2(H2 { tx, ended }));
+    }
+    let (tx, driver) = http1::handshake(io).await.map_err(|e| failed(&e, log))?;
+    Ok(Opened::H1(Conn {
         tx,
         driver,
         ended: None,
-    })
+    }))
+}
+
+/// One request and its whole response over HTTP/2, classified.
+async fn exchange_h2(h2: &mut H2, plan: &Plan, log: &SetupLog) -> Outcome {
+    let H2 { tx, ended } = h2;
+    let result = async {
+        tx.ready().await?;
+        let response = tx.send_request(plan.h2_request()).await?;
+        plan.judge(response).await
+    }
+    .await;
+    let error = match result {
+        Ok(outcome) => return outcome,
+        Err(error) => error,
+    };
+    // A request whose connection died sees only that; the connection's task knows why.
+    // A stream reset alone leaves the connection up, and the wait ends at its bound.
+    let why = timeout(CONNECTION_ERROR_WAIT, ended.wait_for(Option::is_some)).await;
+    if let Ok(Ok(why)) = why {
+        if let Some((outcome, tls)) = why.clone() {
+            if let Some((reason, message)) = tls {
+                log.record_tls_failure(reason, message);
+            }
+            return outcome;
+        }
+    }
+    failed(&error, log)
 }
 
 impl Conn {
@@ -190,27 +351,21 @@ impl Conn {
     }
 
     /// One request and its whole response, classified.
-    async fn exchange(&mut self, plan: &Plan) -> Outcome {
+    async fn exchange(&mut self, plan: &Plan, log: &SetupLog) -> Outcome {
         let Conn { tx, driver, ended } = self;
         let request = plan.request();
         let result = drive(driver, ended, async {
             tx.ready().await?;
             let response = tx.send_request(request).await?;
-            let status_ok = plan.expect_status.contains(response.status().as_u16());
-            let body_ok = read_body(response.into_body(), plan.body_contains.as_deref()).await?;
-            Ok::<_, hyper::Error>(match (status_ok, body_ok) {
-                (true, true) => Outcome::Ok,
-                (false, _) => Outcome::Status,
-                (true, false) => Outcome::Body,
-            })
+            plan.judge(response).await
         })
         .await;
         // The driver's own error carries the I/O cause; the request only sees a generic
         // "connection error" or cancellation when the connection dies under it.
         match (result, &*ended) {
             (Some(Ok(outcome)), _) => outcome,
-            (_, Some(Some(driver_error))) => classify::hyper_error(driver_error),
-            (Some(Err(error)), _) => classify::hyper_error(&error),
+            (_, Some(Some(driver_error))) => failed(driver_error, log),
+            (Some(Err(error)), _) => failed(&error, log),
             // Closed cleanly with the exchange unfinished: the server hung up on us.
             (None, _) => Outcome::Reset,
         }
@@ -244,79 +399,4 @@ async fn drive<T>(
         }
     })
     .await
-}
-
-/// Read the body: only buffered when it must be searched, otherwise drained frame by
-/// frame (the connection can only be reused once the body is consumed).
-async fn read_body(mut body: Incoming, needle: Option<&[u8]>) -> Result<bool, hyper::Error> {
-    match needle {
-        None => {
-            while let Some(frame) = body.frame().await {
-                frame?;
-            }
-            Ok(true)
-        }
-        Some(needle) => {
-            let bytes = body.collect().await?.to_bytes();
-            Ok(contains(&bytes, needle))
-        }
-    }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)] // Tests fail loudly by design.
-mod tests {
-    use super::*;
-
-    fn target(url: &str, connection: ConnectionMode) -> HttpTarget {
-        let uri: Uri = url.parse().unwrap();
-        HttpTarget {
-            method: Method::GET,
-            authority: "127.0.0.1:8080".into(),
-            uri,
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
-            timeout: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(1),
-            expect_status: StatusRanges::default(),
-            body_contains: Some("ok".into()),
-            connection,
-        }
-    }
-
-    #[test]
-    fn request_line_is_origin_form_with_host() {
-        let plan = Plan::new(&target(
-            "http://svc.local:8080/health?deep=1",
-            ConnectionMode::KeepAlive,
-        ));
-        let req = plan.request();
-        assert_eq!(req.uri().to_string(), "/health?deep=1");
-        assert_eq!(req.headers()[HOST], "svc.local:8080");
-        assert!(!req.headers().contains_key(CONNECTION));
-        let bare = Plan::new(&target("http://svc.local", ConnectionMode::New));
-        assert_eq!(bare.request().uri(), "/");
-        assert_eq!(bare.request().headers()[CONNECTION], "close");
-        assert_eq!(bare.request().headers()[HOST], "svc.local");
-    }
-
-    #[test]
-    fn configured_host_wins() {
-        let mut t = target("http://10.0.0.1/", ConnectionMode::KeepAlive);
-        t.headers
-            .insert(HOST, HeaderValue::from_static("api.example"));
-        assert_eq!(Plan::new(&t).request().headers()[HOST], "api.example");
-    }
-
-    #[test]
-    fn substring_search_spans_the_whole_body() {
-        assert!(contains(b"status: ok", b"ok"));
-        assert!(!contains(b"status: o", b"ok"));
-        assert!(contains(b"", b""));
-        assert!(!contains(b"", b"x"));
-    }
 }

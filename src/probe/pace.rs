@@ -142,7 +142,12 @@ pub(crate) fn start(
     cancel: CancellationToken,
 ) -> RunningProbe {
     let sender = match &config.target {
-        Target::Http(h) => Sender::Http(HttpSender::new(h)),
+        Target::Http(h) => Sender::Http(HttpSender::new(
+            h,
+            config.tls.clone(),
+            Arc::clone(&recorder),
+            origin,
+        )),
         Target::Tcp(t) => Sender::Tcp(TcpSender::new(t)),
         Target::Write(w) => Sender::Write(WriteSender::new(w)),
     };

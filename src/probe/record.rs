@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::write::seqset::SeqSet;
 
+mod setup;
+pub use setup::{CertificateChange, ConnectionSetup, SetupLog};
+
 /// Highest latency a histogram can hold, in microseconds (1 hour; far above any timeout).
 pub const MAX_LATENCY_US: u64 = 3_600_000_000;
 
@@ -34,6 +37,8 @@ pub enum Outcome {
     Refused,
     /// Connection reset or closed mid-request (process killed with connections open).
     Reset,
+    /// The TLS handshake (or the TLS layer) failed: the reason is kept per kind.
+    Tls,
     /// Could not be sent before its deadline because the in-flight bound was reached.
     Missed,
     /// Anything else (DNS, protocol error, ...).
@@ -42,7 +47,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in report order.
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 10] = [
         Outcome::Ok,
         Outcome::Status,
         Outcome::Body,
@@ -50,11 +55,12 @@ impl Outcome {
         Outcome::ConnectTimeout,
         Outcome::Refused,
         Outcome::Reset,
+        Outcome::Tls,
         Outcome::Missed,
         Outcome::Other,
     ];
     /// Number of outcome kinds.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     /// Stable name used in reports (JSON keys, JUnit, terminal).
     pub fn as_str(self) -> &'static str {
@@ -66,6 +72,7 @@ impl Outcome {
             Outcome::ConnectTimeout => "connectTimeout",
             Outcome::Refused => "refused",
             Outcome::Reset => "reset",
+            Outcome::Tls => "tls",
             Outcome::Missed => "missed",
             Outcome::Other => "other",
         }
@@ -212,6 +219,9 @@ pub struct Recorder {
     name: String,
     bucket_ns: u64,
     inner: Mutex<Inner>,
+    /// Connection set-up cost, TLS failures and the served certificate; touched only
+    /// when a connection is opened, never per request on a kept-alive one.
+    pub setup: SetupLog,
 }
 
 impl Recorder {
@@ -234,6 +244,7 @@ impl Recorder {
                 lag: new_histogram(3),
                 acks: SeqSet::default(),
             }),
+            setup: SetupLog::new(),
         }
     }
 
@@ -384,6 +395,7 @@ impl Recorder {
             buckets: inner.closed.clone(),
             lag: inner.lag.clone(),
             acks: inner.acks.clone(),
+            setup: self.setup.finish(),
         }
     }
 }
@@ -409,6 +421,8 @@ pub struct ProbeRecording {
     pub lag: Histogram<u64>,
     /// Write probes: acknowledged sequence numbers (empty for other probes).
     pub acks: SeqSet,
+    /// Connections opened: their set-up cost, TLS failures, certificates seen.
+    pub setup: ConnectionSetup,
 }
 
 impl ProbeRecording {

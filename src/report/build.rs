@@ -36,6 +36,7 @@ pub fn error_report(exp: &Experiment, seed: u64, reason: String) -> Report {
             bucket_ms: 0.0,
             shakeout_version: env!("CARGO_PKG_VERSION").into(),
         },
+        warnings: Vec::new(),
         phases: Vec::new(),
         probes: Vec::new(),
         faults: Vec::new(),
@@ -88,6 +89,12 @@ fn phase_report(name: &str, s: &PhaseStats) -> PhaseReport {
 /// The report of a finished run.
 pub fn build(exp: &Experiment, r: RunRecord, j: Judgment) -> Report {
     let spans = r.timeline.spans(r.end);
+    let warnings = r
+        .configs
+        .iter()
+        .filter(|c| c.tls.as_ref().is_some_and(|t| t.insecure))
+        .map(|c| super::connection::insecure_warning(&c.name))
+        .collect();
     let probes = r
         .configs
         .iter()
@@ -112,6 +119,7 @@ pub fn build(exp: &Experiment, r: RunRecord, j: Judgment) -> Report {
             bucket_ms: ms(r.bucket),
             shakeout_version: env!("CARGO_PKG_VERSION").into(),
         },
+        warnings,
         phases: spans
             .iter()
             .map(|(p, s, e)| PhaseSpan {
@@ -141,12 +149,22 @@ fn probe_report(
         .map(|(p, _, _)| phase_report(p.as_str(), r.phase(*p)))
         .collect();
     phases.push(phase_report("run", &r.total()));
-    let connection = match &c.target {
-        Target::Http(h) => Some(match h.connection {
-            crate::experiment::spec::ConnectionMode::KeepAlive => "keepAlive".to_owned(),
-            crate::experiment::spec::ConnectionMode::New => "new".to_owned(),
-        }),
-        Target::Tcp(_) | Target::Write(_) => None,
+    let (connection, version) = match &c.target {
+        Target::Http(h) => (
+            Some(match h.connection {
+                crate::experiment::spec::ConnectionMode::KeepAlive => "keepAlive".to_owned(),
+                crate::experiment::spec::ConnectionMode::New => "new".to_owned(),
+            }),
+            Some(
+                match h.version {
+                    crate::experiment::spec::HttpVersion::Auto => "auto",
+                    crate::experiment::spec::HttpVersion::Http1 => "http1",
+                    crate::experiment::spec::HttpVersion::Http2 => "http2",
+                }
+                .to_owned(),
+            ),
+        ),
+        Target::Tcp(_) | Target::Write(_) => (None, None),
     };
     ProbeReport {
         name: c.name.clone(),
@@ -154,6 +172,9 @@ fn probe_report(
         target: c.target.describe(),
         rate_per_second: c.pace.per_second().unwrap_or(0.0),
         connection,
+        version,
+        connection_setup: super::connection::setup_report(c, &r.setup),
+        tls: super::connection::tls_report(c, &r.setup),
         max_in_flight: c.max_in_flight as u64,
         prober_limited,
         scheduling_lag: latency_summary(&r.lag),

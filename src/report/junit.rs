@@ -84,6 +84,16 @@ fn render_junit(r: &Report) -> io::Result<Vec<u8>> {
                         w.create_element("system-out")
                             .write_text_content(BytesText::new(&xml_safe(&fault_log(r))))?;
                     }
+                    if !r.warnings.is_empty() {
+                        // CI pages show a suite's standard error; a warning belongs there.
+                        let text: String = r
+                            .warnings
+                            .iter()
+                            .map(|w| format!("WARNING: {w}\n"))
+                            .collect();
+                        w.create_element("system-err")
+                            .write_text_content(BytesText::new(&xml_safe(&text)))?;
+                    }
                     Ok(())
                 })?;
             Ok(())
@@ -136,6 +146,9 @@ fn write_properties(w: &mut Writer<Vec<u8>>, r: &Report) -> io::Result<()> {
     ];
     for (k, v) in &r.experiment.labels {
         props.push(("label", format!("{k}={v}")));
+    }
+    for warning in &r.warnings {
+        props.push(("warning", format!("WARNING: {warning}")));
     }
     w.create_element("properties").write_inner_content(|w| {
         for (name, value) in &props {

@@ -55,6 +55,9 @@ fn headline(out: &mut String, r: &Report) {
     if let Some(reason) = &r.run.reason {
         let _ = writeln!(out, "> **Reason:** {}\n", text(reason));
     }
+    for w in &r.warnings {
+        let _ = writeln!(out, "> ⚠️ **WARNING:** {}\n", text(w));
+    }
     for p in r.probes.iter().filter(|p| p.prober_limited) {
         let _ = writeln!(out, "> ⚠️ {}\n", text(&prober_limited_warning(p)));
     }
@@ -117,6 +120,20 @@ fn probes(out: &mut String, r: &Report) {
         }
         if let Some(rto) = &p.rto {
             let _ = writeln!(out, "\n**RTO:** {}", text(&rto_summary(rto)));
+        }
+        if let Some(s) = &p.connection_setup {
+            let _ = writeln!(
+                out,
+                "\n**Connections:** {}",
+                text(&super::connection::setup_summary(s))
+            );
+        }
+        if let Some(t) = &p.tls {
+            let _ = writeln!(
+                out,
+                "\n**TLS:** {}",
+                text(&super::connection::tls_summary(t))
+            );
         }
         if let Some(w) = &p.write {
             out.push('\n');

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use anstyle::{AnsiColor, Style};
 
+use super::connection::{insecure_warning, setup_summary, tls_summary};
 use super::format::{
     action_outcome, agent_summary, command, duration, errors, opt_duration, opt_percent,
     prober_limited_warning, rto_summary, service_output, service_summary, status_words,
@@ -21,6 +22,9 @@ const SERVICE_LINES: usize = 5;
 pub fn render_terminal(r: &Report) -> String {
     let mut out = String::new();
     header(&mut out, r);
+    for w in &r.warnings {
+        let _ = writeln!(out, "{}: {w}", paint(WARN, "WARNING"));
+    }
     for p in &r.probes {
         probe(&mut out, p, &r.faults);
     }
@@ -96,6 +100,20 @@ fn probe(out: &mut String, p: &ProbeReport, faults: &[FaultReport]) {
     t.render(out, "  ");
     if let Some(rto) = &p.rto {
         let _ = writeln!(out, "  RTO: {}", rto_summary(rto));
+    }
+    if let Some(s) = &p.connection_setup {
+        let _ = writeln!(out, "  connections: {}", setup_summary(s));
+    }
+    if let Some(t) = &p.tls {
+        let _ = writeln!(out, "  TLS: {}", tls_summary(t));
+        if t.insecure_skip_verify {
+            let _ = writeln!(
+                out,
+                "  {}: {}",
+                paint(WARN, "WARNING"),
+                insecure_warning(&p.name)
+            );
+        }
     }
     if let Some(w) = &p.write {
         for line in write_summary(w, faults) {

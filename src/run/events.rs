@@ -33,7 +33,11 @@ impl Events {
 
     /// Record an event now and show it on the progress display.
     pub fn push(&self, source: &str, message: String) {
-        let now = Instant::now();
+        self.push_at(Instant::now(), source, message);
+    }
+
+    /// Record an event that happened at `now`, learnt of later (a probe saw it then).
+    pub fn push_at(&self, now: Instant, source: &str, message: String) {
         let origin = *self.origin.lock().unwrap_or_else(|p| p.into_inner());
         let at = origin.map(|o| signed_secs(o, now)).unwrap_or(0.0);
         self.progress.event(at, &message);

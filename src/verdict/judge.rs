@@ -97,6 +97,11 @@ pub fn judge(exp: &Experiment, r: &RunRecord) -> Judgment {
         })
         .collect();
     let mut verdicts = evaluate(exp, &results, &r.faults);
+    verdicts.extend(super::certificate::judge(
+        exp,
+        &r.recordings,
+        r.started_at + r.end,
+    ));
     let faults_ran = r.timeline.faults_start.is_some();
     if faults_ran && r.timeline.steady_start.is_none() {
         // The core hypothesis: steady state must come back. Not coming back is a failure.

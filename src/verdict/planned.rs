@@ -76,6 +76,9 @@ pub fn planned(exp: &Experiment) -> Vec<Verdict> {
             }
         }
     }
+    for (name, o) in super::certificate::probes(exp) {
+        out.push(super::certificate::planned(name, o));
+    }
     // Nothing is measured yet: no status, no measurement, no note.
     for v in &mut out {
         v.status = VerdictStatus::NotMeasured;

@@ -111,28 +111,10 @@ impl Drop for LocalAgent {
     }
 }
 
-/// A self-signed certificate (its own CA) from the openssl CLI, valid for `san`
-/// (`IP:127.0.0.1`, `DNS:shakeout-agent`), as `dir/STEM.pem` and `dir/STEM.key`; `None`
-/// when openssl is missing (callers skip, or fail under CI: `skip::certificates_or_skip`).
-pub fn self_signed(dir: &Path, stem: &str, san: &str) -> Option<(PathBuf, PathBuf)> {
-    let (cert, key) = (
-        dir.join(format!("{stem}.pem")),
-        dir.join(format!("{stem}.key")),
-    );
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", &format!("/CN={stem}")])
-        .args(["-addext", &format!("subjectAltName={san}")])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status();
-    made.is_ok_and(|s| s.success()).then_some((cert, key))
+/// A self-signed certificate (its own CA), made in process, valid for `san`
+/// (`IP:127.0.0.1`, `DNS:shakeout-agent`), as `dir/STEM.pem` and `dir/STEM.key`.
+pub fn self_signed(dir: &Path, stem: &str, san: &str) -> (PathBuf, PathBuf) {
+    super::certs::self_signed(stem, san).write(dir, stem)
 }
 
 /// The `--tls-cert CERT --tls-key KEY` arguments of an agent serving TLS.

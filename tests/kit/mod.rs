@@ -1,7 +1,7 @@
 //! The test kit every integration test includes (`mod kit;`): the real binaries and the
 //! processes tests start ([`process`]), waiting with a deadline ([`wait`]), when a test may
 //! skip ([`skip`]), experiment files ([`exp`]), a run of `shakeout run` and its typed
-//! report ([`case`], [`report`]), agents ([`agent`]), network namespaces ([`netns`]) and
+//! report ([`case`], [`report`]), test certificates ([`certs`]), agents ([`agent`]), network namespaces ([`netns`]) and
 //! the fake Kubernetes API server ([`fake_kube`], [`kube_case`]).
 //!
 //! A module tree rather than a crate: the Docker build context holds no `tests/`, and
@@ -12,6 +12,7 @@
 
 pub mod agent;
 pub mod case;
+pub mod certs;
 pub mod exp;
 pub mod fake_kube;
 pub mod kube_case;

@@ -20,6 +20,9 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub run: Run,
+    /// Run-wide warnings (`tls.insecureSkipVerify`); omitted when none.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     pub probes: Vec<Probe>,
     pub faults: Vec<Fault>,
     /// Omitted when no service was started.
@@ -54,6 +57,44 @@ pub struct Probe {
     pub timeline: Vec<Bucket>,
     #[serde(default, deserialize_with = "present")]
     pub write: Option<Write>,
+    #[serde(default, deserialize_with = "present")]
+    pub version: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub connection_setup: Option<ConnectionSetup>,
+    #[serde(default, deserialize_with = "present")]
+    pub tls: Option<Tls>,
+}
+
+/// Connections a probe opened and their cost.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionSetup {
+    pub opened: u64,
+    pub tcp_connect: Latency,
+    #[serde(default, deserialize_with = "present")]
+    pub tls_handshake: Option<Latency>,
+}
+
+/// What an https:// probe saw of TLS.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tls {
+    pub insecure_skip_verify: bool,
+    /// Failed handshakes by reason; zero reasons omitted.
+    #[serde(default)]
+    pub failures: BTreeMap<String, u64>,
+    #[serde(default, deserialize_with = "present")]
+    pub certificate: Option<Certificate>,
+    pub certificate_changes: u64,
+}
+
+/// A served leaf certificate.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Certificate {
+    pub subject: String,
+    pub issuer: String,
+    pub not_after: String,
 }
 
 /// A probe's counts over one phase (`baseline`, `faults`, `recovery`, `steady`, `run`).
@@ -370,6 +411,20 @@ impl Probe {
         self.rto
             .as_ref()
             .unwrap_or_else(|| panic!("probe {}: no rto", self.name))
+    }
+
+    #[track_caller]
+    pub fn tls(&self) -> &Tls {
+        self.tls
+            .as_ref()
+            .unwrap_or_else(|| panic!("probe {}: no tls", self.name))
+    }
+
+    #[track_caller]
+    pub fn connection_setup(&self) -> &ConnectionSetup {
+        self.connection_setup
+            .as_ref()
+            .unwrap_or_else(|| panic!("probe {}: no connectionSetup", self.name))
     }
 
     #[track_caller]

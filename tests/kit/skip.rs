@@ -20,16 +20,3 @@ pub fn root_or_skip(test: &str, needs: &str) -> bool {
     );
     false
 }
-
-/// `made` (test certificates from `agent::self_signed`), or `None` after
-/// saying the test skips because the openssl CLI is missing (failing under CI).
-pub fn certificates_or_skip<T>(test: &str, made: Option<T>) -> Option<T> {
-    if made.is_none() {
-        skip(
-            test,
-            "the openssl CLI is needed to make test certificates",
-            "the openssl CLI is needed to make test certificates",
-        );
-    }
-    made
-}

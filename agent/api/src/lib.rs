@@ -5,4 +5,4 @@ pub mod fault;
 pub mod units;
 
 pub use fault::*;
-pub use units::{Dur, Percent, Rate, StatusRanges, UnitError};
+pub use units::{Dur, Percent, Rate, StatusRanges, UnitError, Validity};

@@ -106,6 +106,47 @@ impl fmt::Display for Dur {
     }
 }
 
+/// A long span of time in whole days or hours, like `21d` or `12h`: how long a
+/// certificate must stay valid. Not a [`Dur`], whose largest unit is the hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Validity(pub Duration);
+
+const VALIDITY_HINT: &str = "a whole number of days or hours, like 21d, 30d or 12h";
+
+impl FromStr for Validity {
+    type Err = UnitError;
+    fn from_str(text: &str) -> Result<Self, UnitError> {
+        let bad = || {
+            UnitError(format!(
+                "invalid validity `{text}`: expected {VALIDITY_HINT}"
+            ))
+        };
+        let s = text.trim();
+        let (digits, secs) = if let Some(d) = s.strip_suffix('d') {
+            (d, 86_400)
+        } else if let Some(h) = s.strip_suffix('h') {
+            (h, 3_600)
+        } else {
+            return Err(bad());
+        };
+        let n: u64 = digits.trim().parse().map_err(|_| bad())?;
+        n.checked_mul(secs)
+            .map(|s| Validity(Duration::from_secs(s)))
+            .ok_or_else(bad)
+    }
+}
+
+impl fmt::Display for Validity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        if secs % 86_400 == 0 {
+            write!(f, "{}d", secs / 86_400)
+        } else {
+            write!(f, "{}h", secs / 3_600)
+        }
+    }
+}
+
 /// A percentage written with `%`: `95%`, `99.9%`. Stored as a fraction of 100.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
 pub struct Percent(pub f64);
@@ -313,6 +354,12 @@ string_unit!(
     "a duration with a unit, like 250ms, 1.5s, 2m or 1h30m"
 );
 string_unit!(
+    Validity,
+    "Validity",
+    r"^\s*[0-9]+\s*(d|h)\s*$",
+    "a whole number of days or hours, like 21d, 30d or 12h"
+);
+string_unit!(
     Percent,
     "Percent",
     r"^\s*\+?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*%\s*$",
@@ -334,6 +381,16 @@ string_unit!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validities_are_days_or_hours() {
+        assert_eq!("21d".parse::<Validity>().unwrap().0.as_secs(), 21 * 86_400);
+        assert_eq!("12h".parse::<Validity>().unwrap().to_string(), "12h");
+        assert_eq!("48h".parse::<Validity>().unwrap().to_string(), "2d");
+        for bad in ["", "21", "1.5d", "3w", "d"] {
+            assert!(bad.parse::<Validity>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations_parse_and_print_back() {

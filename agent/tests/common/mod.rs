@@ -321,35 +321,19 @@ impl BinAgent {
     }
 }
 
-/// A self-signed server certificate for 127.0.0.1 from the openssl CLI, as
-/// `dir/cert.pem` and `dir/key.pem`; `None` when openssl is missing (callers skip, or
-/// fail under CI, which installs it).
-pub fn self_signed(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+/// A self-signed server certificate for 127.0.0.1, made in process (rcgen), as
+/// `dir/cert.pem` and `dir/key.pem`.
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=agent",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        // rustls refuses a CA certificate as a server certificate.
-        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status();
-    if made.is_ok_and(|s| s.success()) {
-        return Some((cert, key));
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "the openssl CLI is needed to make a test certificate"
-    );
-    eprintln!("skipped: the openssl CLI is needed to make a test certificate");
-    None
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "agent");
+    // rustls refuses a CA certificate as a server certificate.
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    let pair = rcgen::KeyPair::generate().unwrap();
+    let made = params.self_signed(&pair).unwrap();
+    std::fs::write(&cert, made.pem()).unwrap();
+    std::fs::write(&key, pair.serialize_pem()).unwrap();
+    (cert, key)
 }

@@ -30,6 +30,13 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
             objectives.rpo.as_ref().and_then(|o| o.probe.as_deref()),
         ),
         (
+            "spec.objectives.certificate.probe",
+            objectives
+                .certificate
+                .as_ref()
+                .and_then(|o| o.probe.as_deref()),
+        ),
+        (
             "spec.abort.availability.probe",
             spec.abort
                 .as_ref()
@@ -53,6 +60,33 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
     }
     if let Some(rto) = &objectives.rto {
         c.positive("spec.objectives.rto.stableFor", rto.stable_for, "like 1s");
+    }
+    if let Some(cert) = &objectives.certificate {
+        let https: Vec<&str> = spec
+            .probes
+            .iter()
+            .filter(|p| {
+                p.http
+                    .as_ref()
+                    .is_some_and(|h| h.url.trim_start().starts_with("https://"))
+            })
+            .map(|p| p.name.as_str())
+            .collect();
+        match cert.probe.as_deref() {
+            Some(p) if probes.contains(&p) && !https.contains(&p) => c.report(
+                "spec.objectives.certificate.probe",
+                format!(
+                    "probe `{p}` is not an https:// probe, so it sees no certificate; \
+                     https:// probes: {}",
+                    listing(&https)
+                ),
+            ),
+            None if https.is_empty() => c.report_key(
+                "spec.objectives.certificate",
+                "no https:// probe to see a certificate with: add a probe with an https:// URL",
+            ),
+            _ => {}
+        }
     }
     if let Some(rpo) = &objectives.rpo {
         let writers: Vec<&str> = spec
@@ -114,6 +148,20 @@ mod tests {
         assert!(one(&text).starts_with(
             "12:14: spec.objectives.latency: set at least one percentile: p50, p90, p95, p99 or p999"
         ));
+    }
+
+    #[test]
+    fn certificate_objective_needs_an_https_probe() {
+        let text = format!("{BASE}  objectives:\n    certificate: {{ minValidity: 21d }}\n");
+        assert!(one(&text).starts_with(
+            "12:5: spec.objectives.certificate: no https:// probe to see a certificate with"
+        ));
+        let text =
+            format!("{BASE}  objectives:\n    certificate: {{ minValidity: 21d, probe: web }}\n");
+        assert!(one(&text).contains("probe `web` is not an https:// probe"));
+        let https = BASE.replace("http://127.0.0.1", "https://127.0.0.1");
+        let text = format!("{https}  objectives:\n    certificate: {{ minValidity: 21d }}\n");
+        assert_eq!(problems(&text), vec![]);
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! Rules for `spec.probes`: one target each, targets the prober can actually reach
-//! (http:// URLs, `host:port` addresses), sane limits. The URL and address checks are
-//! shared with service readiness checks.
+//! (http:// and https:// URLs, `host:port` addresses), TLS files that can be read, sane
+//! limits. The URL and address checks are shared with service readiness checks (plain
+//! http:// only).
 
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Uri};
 
 use super::Checker;
-use crate::experiment::model::{HttpTarget, Probe, ProbeTarget, TcpTarget, DEFAULT_TIMEOUT};
-use crate::experiment::spec::{HttpProbeSpec, ProbeSpec, Spec};
+use crate::experiment::model::{
+    HttpTarget, Probe, ProbeTarget, TcpTarget, TlsTarget, DEFAULT_TIMEOUT,
+};
+use crate::experiment::spec::{HttpProbeSpec, ProbeSpec, Spec, TlsSpec};
 
 /// Methods the HTTP probe sends (`method:` is case-insensitive).
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -114,9 +117,27 @@ fn check_probe(c: &mut Checker<'_>, i: usize, probe: &ProbeSpec) -> Option<Probe
 
 /// An HTTP probe's rules; the target, parsed with its defaults, when they all hold.
 fn check_http(c: &mut Checker<'_>, path: &str, http: &HttpProbeSpec) -> Option<HttpTarget> {
-    let uri = http_url(&http.url)
+    let uri = url(&http.url, true)
         .map_err(|e| c.report(&format!("{path}.url"), e))
         .ok();
+    let https = uri
+        .as_ref()
+        .is_some_and(|u| u.scheme_str() == Some("https"));
+    let tls = match (&http.tls, &uri) {
+        (Some(_), Some(_)) if !https => {
+            c.report_key(
+                &format!("{path}.tls"),
+                format!(
+                    "`tls` applies to https:// URLs only, and `{}` is plain http: use an \
+                     https:// URL, or remove `tls`",
+                    http.url
+                ),
+            );
+            None
+        }
+        (spec, Some(uri)) if https => check_tls(c, &format!("{path}.tls"), spec.as_ref(), uri),
+        _ => None,
+    };
     let method = match &http.method {
         None => Some(Method::GET),
         Some(m) if METHODS.contains(&m.to_ascii_uppercase().as_str()) => {
@@ -165,7 +186,11 @@ fn check_http(c: &mut Checker<'_>, path: &str, http: &HttpProbeSpec) -> Option<H
         "like 200ms",
     );
     let (uri, method, headers) = (uri?, method?, headers?);
-    let authority = format!("{}:{}", uri.host()?, uri.port_u16().unwrap_or(80));
+    if https && tls.is_none() {
+        return None;
+    }
+    let default_port = if https { 443 } else { 80 };
+    let authority = format!("{}:{}", uri.host()?, uri.port_u16().unwrap_or(default_port));
     let timeout = http.timeout.map(|d| d.0).unwrap_or(DEFAULT_TIMEOUT);
     let expect = http.expect.as_ref();
     Some(HttpTarget {
@@ -182,12 +207,76 @@ fn check_http(c: &mut Checker<'_>, path: &str, http: &HttpProbeSpec) -> Option<H
         expect_status: expect.and_then(|e| e.status.clone()).unwrap_or_default(),
         body_contains: expect.and_then(|e| e.body_contains.clone()),
         connection: http.connection.unwrap_or_default(),
+        version: http.version.unwrap_or_default(),
+        tls,
         uri,
     })
 }
 
-/// Checks an `http://host[:port]/path` URL; the error says what would be valid.
-pub(super) fn http_url(url: &str) -> Result<Uri, String> {
+/// An https:// probe's TLS rules: files that exist and hold PEM, a client certificate
+/// with its key, a valid server name. The settings, resolved, when they hold.
+fn check_tls(
+    c: &mut Checker<'_>,
+    path: &str,
+    spec: Option<&TlsSpec>,
+    uri: &Uri,
+) -> Option<TlsTarget> {
+    let default = TlsSpec::default();
+    let spec = spec.unwrap_or(&default);
+    let before = c.found.len();
+    let ca = spec
+        .ca
+        .as_ref()
+        .map(|ca| c.pem_file(&format!("{path}.ca"), ca, "a PEM file of CA certificates"));
+    let client = match (&spec.client_cert, &spec.client_key) {
+        (Some(cert), Some(key)) => Some((
+            c.pem_file(&format!("{path}.clientCert"), cert, "a PEM certificate"),
+            c.pem_file(&format!("{path}.clientKey"), key, "a PEM private key"),
+        )),
+        (Some(_), None) => {
+            c.report_key(
+                &format!("{path}.clientCert"),
+                "`clientCert` needs `clientKey`, the PEM file of its private key",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            c.report_key(
+                &format!("{path}.clientKey"),
+                "`clientKey` needs `clientCert`, the PEM certificate it belongs to",
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    let host = uri.host().unwrap_or_default();
+    let server_name = spec.server_name.clone().unwrap_or_else(|| {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned()
+    });
+    if rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {
+        c.report(
+            &format!("{path}.serverName"),
+            format!("`{server_name}` is not a DNS name or an IP address, like api.example.com"),
+        );
+    }
+    (c.found.len() == before).then_some(TlsTarget {
+        ca,
+        server_name,
+        insecure_skip_verify: spec.insecure_skip_verify.unwrap_or(false),
+        client,
+    })
+}
+
+/// Checks an `http://host[:port]/path` URL (service readiness, write probes); the error
+/// says what would be valid.
+pub(super) fn http_url(text: &str) -> Result<Uri, String> {
+    url(text, false)
+}
+
+/// Checks an `http://` (or, for probes, `https://`) URL.
+fn url(url: &str, https: bool) -> Result<Uri, String> {
     const SHAPE: &str = "expected http://host[:port]/path, like http://127.0.0.1:8080/health";
     if !url.contains("://") {
         return Err(format!("`{url}` has no scheme: {SHAPE}"));
@@ -197,9 +286,10 @@ pub(super) fn http_url(url: &str) -> Result<Uri, String> {
         .map_err(|e| format!("`{url}` is not a URL ({e}): {SHAPE}"))?;
     match uri.scheme_str() {
         Some("http") => {}
+        Some("https") if https => {}
         Some("https") => {
             return Err(format!(
-                "`{url}`: https is not supported yet; use an http:// URL"
+                "`{url}`: https is not supported here (only probes speak TLS); use an http:// URL"
             ))
         }
         Some(other) => {
@@ -298,11 +388,11 @@ mod tests {
     fn http_fields() {
         let text = BASE.replace(
             "http: { url: http://127.0.0.1:8080/health }",
-            "http: { url: https://x/, method: FETCH, timeout: 0s, connectTimeout: 0ms, headers: { \"a b\": x, ok: \"v\\n\" } }",
+            "http: { url: ftp://x/, method: FETCH, timeout: 0s, connectTimeout: 0ms, headers: { \"a b\": x, ok: \"v\\n\" } }",
         );
         let found: Vec<String> = problems(&text).into_iter().map(|d| d.message).collect();
         assert_eq!(found.len(), 6, "{found:#?}");
-        assert!(found[0].contains("url: `https://x/`: https is not supported yet"));
+        assert!(found[0].contains("url: `ftp://x/`: scheme `ftp` is not supported"));
         assert!(found[1].contains("method: `FETCH` is not a method"));
         assert!(found[2].contains("timeout: must be greater than 0s"));
         assert!(found[3].contains("connectTimeout: must be greater than 0s"));
@@ -310,6 +400,78 @@ mod tests {
         assert!(found[5].contains("headers.ok: not a valid header value"));
         let text = BASE.replace("url: http", "method: head, url: http");
         assert_eq!(problems(&text), vec![]);
+    }
+
+    /// The probe `web` of `text`, parsed (`None` when it has a problem).
+    fn parsed(text: &str) -> Option<HttpTarget> {
+        let exp: crate::experiment::spec::ExperimentFile = serde_yaml::from_str(text).unwrap();
+        let positions = crate::experiment::position::Positions::scan(text).unwrap();
+        match super::super::check(&exp, &positions, "t.yaml")
+            .probes
+            .pop()??
+        {
+            Probe {
+                target: ProbeTarget::Http(h),
+                ..
+            } => Some(h),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn https_defaults_to_port_443_the_system_store_and_the_host_as_name() {
+        let text = BASE.replace("http://127.0.0.1:8080/health", "https://api.example/health");
+        let h = parsed(&text).unwrap();
+        assert_eq!(h.authority, "api.example:443");
+        let tls = h.tls.unwrap();
+        assert_eq!(tls.server_name, "api.example");
+        assert_eq!(
+            (tls.ca, tls.client, tls.insecure_skip_verify),
+            (None, None, false)
+        );
+        let plain = parsed(BASE).unwrap();
+        assert!(plain.tls.is_none());
+        let v6 = BASE.replace("http://127.0.0.1:8080/health", "\"https://[::1]:8443/\"");
+        assert_eq!(parsed(&v6).unwrap().tls.unwrap().server_name, "::1");
+    }
+
+    #[test]
+    fn tls_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let not_pem = dir.path().join("key.txt");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let text = BASE.replace(
+            "http: { url: http://127.0.0.1:8080/health }",
+            &format!(
+                "http: {{ url: \"https://h/\", tls: {{ ca: {}, serverName: \"bad name\", clientKey: {} }} }}",
+                ca.display(),
+                not_pem.display()
+            ),
+        );
+        let found: Vec<String> = problems(&text).into_iter().map(|d| d.message).collect();
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(
+            found[0].contains("serverName: `bad name` is not a DNS name"),
+            "{found:#?}"
+        );
+        assert!(
+            found[1].contains("`clientKey` needs `clientCert`"),
+            "{found:#?}"
+        );
+        let text = text
+            .replace("serverName: \"bad name\", ", "")
+            .replace("clientKey", "clientCert: cert.pem, clientKey");
+        let found: Vec<String> = problems(&text).into_iter().map(|d| d.message).collect();
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(
+            found[0].contains("tls.clientCert: cannot read `cert.pem`"),
+            "{found:#?}"
+        );
+        assert!(found[1].contains("holds no PEM block"), "{found:#?}");
+        let text = BASE.replace("health }", "health, tls: { insecureSkipVerify: true } }");
+        assert!(one(&text).contains("`tls` applies to https:// URLs only"));
     }
 
     #[test]
@@ -336,7 +498,7 @@ mod tests {
             assert!(http_url(good).is_ok(), "{good}");
         }
         for (bad, why) in [
-            ("https://h/", "https is not supported yet"),
+            ("https://h/", "https is not supported here"),
             ("127.0.0.1:8080/health", "has no scheme"),
             ("ftp://h/", "scheme `ftp`"),
             ("http://h:0/", "port must be 1-65535"),

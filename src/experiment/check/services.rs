@@ -186,7 +186,7 @@ mod tests {
         let text = with_services(
             "    - name: app\n      command: [app]\n      ready: { http: \"https://h/\" }\n",
         );
-        assert!(one(&text).contains("ready.http: `https://h/`: https is not supported yet"));
+        assert!(one(&text).contains("ready.http: `https://h/`: https is not supported here"));
         let text =
             with_services("    - name: app\n      command: [app]\n      ready: { tcp: h }\n");
         assert!(one(&text).contains("ready.tcp: `h` has no port"));

@@ -5,7 +5,7 @@
 
 use std::str::FromStr;
 
-use shakeout_api::{Dur, Percent, Rate, StatusRanges, UnitError};
+use shakeout_api::{Dur, Percent, Rate, StatusRanges, UnitError, Validity};
 
 /// A unit written as a string with its unit: how editors describe it and the loader reads it.
 #[derive(Debug)]
@@ -26,7 +26,7 @@ fn parses<T: FromStr<Err = UnitError>>(text: &str) -> Result<(), String> {
 }
 
 /// Every unit the spec types use.
-pub const UNITS: [Unit; 4] = [
+pub const UNITS: [Unit; 5] = [
     Unit {
         name: "Duration",
         title: "duration",
@@ -59,6 +59,14 @@ pub const UNITS: [Unit; 4] = [
         examples: &["200-299", "200-299,404"],
         parse: parses::<StatusRanges>,
     },
+    Unit {
+        name: "Validity",
+        title: "validity",
+        description: "A whole number of days or hours: 21d, 30d or 12h (units: d, h).",
+        expected: "a whole number of days or hours, like 21d, 30d or 12h",
+        examples: &["21d", "30d"],
+        parse: parses::<Validity>,
+    },
 ];
 
 /// The unit defined as `name`, if it is one.
@@ -82,6 +90,7 @@ const TITLES: &[(&str, &str)] = &[
     ("AgentReach", "how to reach agent pods"),
     ("AgentSpec", "node agent"),
     ("AvailabilityObjective", "availability objective"),
+    ("CertificateObjective", "certificate objective"),
     ("ClusterAgentsSpec", "cluster agents"),
     ("ConnectionMode", "connection mode"),
     ("Direction", "traffic direction"),
@@ -92,6 +101,7 @@ const TITLES: &[(&str, &str)] = &[
     ("FaultSpec", "fault"),
     ("HttpProbeSpec", "HTTP probe"),
     ("HttpRequestSpec", "HTTP request"),
+    ("HttpVersion", "HTTP version"),
     ("HttpWriteSpec", "HTTP write backend"),
     ("KillSpec", "kill"),
     ("KubernetesSpec", "Kubernetes cluster"),
@@ -130,6 +140,7 @@ const TITLES: &[(&str, &str)] = &[
     ("Spec", "experiment spec"),
     ("SteadyStateSpec", "steady state"),
     ("TcpProbeSpec", "TCP probe"),
+    ("TlsSpec", "TLS settings"),
     ("TokenFrom", "token source"),
     ("WriteProbeSpec", "write probe"),
 ];

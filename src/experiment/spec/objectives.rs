@@ -3,7 +3,7 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use shakeout_api::{Dur, Percent};
+use shakeout_api::{Dur, Percent, Validity};
 
 /// The steady-state hypothesis.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -94,6 +94,20 @@ pub struct ObjectivesSpec {
     pub rpo: Option<RpoObjective>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_recovery: Option<PodRecoveryObjective>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateObjective>,
+}
+
+/// The certificate an https:// probe is served must stay valid for at least
+/// `minValidity` from the time it is seen.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CertificateObjective {
+    /// Shortest acceptable time left before the leaf's notAfter, like 21d.
+    pub min_validity: Validity,
+    /// Only this https:// probe (default: every https:// probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
 }
 
 /// After a pod deletion, the workloads must have Ready replacements within `max`.

@@ -129,11 +129,11 @@ pub enum RedisMode {
     Stream,
 }
 
-/// An HTTP/1.1 request per scheduled send.
+/// An HTTP request per scheduled send (HTTP/1.1 or HTTP/2, over TLS for https://).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HttpProbeSpec {
-    /// `http://host:port/path`.
+    /// `http://host:port/path` or `https://host:port/path`.
     pub url: String,
     /// GET (default), HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,6 +153,47 @@ pub struct HttpProbeSpec {
     /// `keepAlive` (default): reuse connections; `new`: one connection per request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<ConnectionMode>,
+    /// `auto` (default): HTTP/2 when a TLS server offers it (ALPN), else HTTP/1.1;
+    /// `http1`; `http2` (on http://, with prior knowledge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<HttpVersion>,
+    /// TLS settings of an https:// URL (default: the system's trusted CAs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+}
+
+/// Which HTTP version a probe speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum HttpVersion {
+    /// HTTP/2 when the TLS server offers it (ALPN h2), else HTTP/1.1.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only: one connection carries every request in flight.
+    Http2,
+}
+
+/// How an https:// probe trusts the server, and how it proves itself (mTLS).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// PEM file of the CA certificates to trust instead of the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// Name the certificate must be valid for (default: the URL's host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Accept any certificate: no chain, name or date check. Reports warn loudly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
+    /// PEM certificate (chain) the probe presents to servers that ask (mTLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    /// PEM private key of `clientCert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
 }
 
 /// What a good HTTP response looks like.

@@ -260,7 +260,8 @@ fn the_schema_holds_only_keywords_the_check_reads() {
 }
 
 /// Where the unit definitions are.
-const UNITS_AT: [&str; 4] = [
+const UNITS_AT: [&str; 5] = [
+    "/definitions/Validity",
     "/definitions/Duration",
     "/definitions/Percent",
     "/definitions/Rate",
