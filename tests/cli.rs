@@ -291,9 +291,16 @@ fn validate_stdin(args: &[&str], input: &[u8]) -> Output {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
+        .expect("spawn shakeout validate");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input)
+        .expect("write the experiment to shakeout's stdin");
+    child
+        .wait_with_output()
+        .expect("wait for shakeout validate")
 }
 
 #[test]
