@@ -14,6 +14,7 @@ use crate::text::duration;
 pub mod judge;
 pub mod live;
 mod model;
+pub mod monitor;
 mod planned;
 mod rpo;
 mod rto;

@@ -69,6 +69,8 @@ impl Report {
                     Some("no ok responses during recovery"),
                 ),
             ],
+            promql: Vec::new(),
+            alerts: Vec::new(),
         }
     }
 

@@ -76,6 +76,7 @@ pub fn planned(exp: &Experiment) -> Vec<Verdict> {
             }
         }
     }
+    out.extend(super::monitor::verdicts(exp, None, Default::default()));
     // Nothing is measured yet: no status, no measurement, no note.
     for v in &mut out {
         v.status = VerdictStatus::NotMeasured;

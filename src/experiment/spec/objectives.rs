@@ -94,6 +94,9 @@ pub struct ObjectivesSpec {
     pub rpo: Option<RpoObjective>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_recovery: Option<PodRecoveryObjective>,
+    /// PromQL queries evaluated during the run (needs `spec.prometheus`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promql: Vec<super::PromqlObjective>,
 }
 
 /// After a pod deletion, the workloads must have Ready replacements within `max`.
@@ -196,6 +199,9 @@ pub struct RtoObjective {
 pub struct AbortSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability: Option<AbortAvailability>,
+    /// PromQL stop conditions (needs `spec.prometheus`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promql: Vec<super::AbortPromql>,
 }
 
 /// Abort when a probe's availability stays below `below` for `for`.

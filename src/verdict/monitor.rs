@@ -1,0 +1,334 @@
+//! Verdicts on what the monitoring system showed: each PromQL objective over its phase
+//! (`promql/NAME/DURING`), and each alert (`alert/NAME/fires`, `.../resolves`,
+//! `.../noise`) measured on the run's timeline, with the resolution the polling and the
+//! rule's evaluation allow.
+
+use std::time::Duration;
+
+use super::{during_str, Verdict, VerdictStatus};
+use crate::experiment::spec::{AlertSpec, PromqlObjective};
+use crate::experiment::Experiment;
+use crate::monitor::{AlertRecord, MonitorRecord, PromqlRecord};
+use crate::text::duration;
+
+/// Where the alert verdicts measure from, on the run's timeline.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlertWindow {
+    /// The first fault's start (`None`: no fault ran).
+    pub faults_start: Option<Duration>,
+    /// When the service was back: the latest probe's measured recovery, else the
+    /// steady state restored, else the faults' end.
+    pub recovered: Option<Duration>,
+    /// What `recovered` is, in words.
+    pub recovered_by: &'static str,
+}
+
+fn base(id: String, kind: &str, during: Option<&str>, required: String) -> Verdict {
+    Verdict {
+        id,
+        kind: kind.into(),
+        probe: None,
+        during: during.map(Into::into),
+        status: VerdictStatus::NotMeasured,
+        measured: None,
+        required,
+        note: None,
+    }
+}
+
+/// The verdict of one PromQL objective (`rec` `None`: not run yet).
+pub fn promql_verdict(o: &PromqlObjective, rec: Option<&PromqlRecord>) -> Verdict {
+    let during = during_str(o.during);
+    let limit = o.failure_limit.unwrap_or(0);
+    let mut v = base(
+        format!("promql/{}/{during}", o.name),
+        "promql",
+        Some(during),
+        format!(
+            "`{}` {} {} at every evaluation{}",
+            o.query,
+            o.comparator.as_str(),
+            o.threshold,
+            if limit > 0 {
+                format!(" but {limit}")
+            } else {
+                String::new()
+            }
+        ),
+    );
+    let Some(r) = rec else {
+        v.note = Some(format!(
+            "no evaluation during {during}: the run did not get there"
+        ));
+        return v;
+    };
+    let mut notes = Vec::new();
+    if r.errors > 0 {
+        notes.push(format!(
+            "{} evaluations failed: {}",
+            r.errors,
+            r.first_error.as_deref().unwrap_or("?")
+        ));
+    }
+    if r.no_data > 0 {
+        notes.push(format!("{} evaluations returned no series", r.no_data));
+    }
+    if let Some(range) = &r.range {
+        match &range.error {
+            Some(e) => notes.push(format!("range query: {e}")),
+            None => notes.push(format!(
+                "range query over {during}: {} of {} points broke it",
+                range.breaking, range.points
+            )),
+        }
+    }
+    if r.evaluations == 0 {
+        let why = if r.errors == 0 && r.no_data == 0 {
+            format!("no evaluation fell in {during}")
+        } else if r.errors == 0 {
+            "the query returned no series: nothing to compare (check the metric exists and its labels)".into()
+        } else {
+            "no evaluation gave a value".into()
+        };
+        notes.insert(0, why);
+        v.note = Some(notes.join("; "));
+        return v;
+    }
+    let extremes = format!(
+        "min {}, max {}, last {}",
+        num(r.min),
+        num(r.max),
+        num(r.last)
+    );
+    v.measured = Some(format!(
+        "{} of {} evaluations broke it ({extremes})",
+        r.failures, r.evaluations
+    ));
+    if let Some(first) = r.failed.first() {
+        notes.push(format!(
+            "first at {}: {} = {}",
+            duration(Duration::from_secs_f64(first.at_ms.max(0.0) / 1000.0)),
+            first.series,
+            first.value
+        ));
+    }
+    v.status = if r.failures > limit {
+        VerdictStatus::Fail
+    } else {
+        VerdictStatus::Pass
+    };
+    if !notes.is_empty() {
+        v.note = Some(notes.join("; "));
+    }
+    v
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// `±poll + evaluation`, what the times of an alert are exact to.
+fn resolution(r: &AlertRecord) -> (Duration, String) {
+    let poll = Duration::from_secs_f64(r.poll_ms / 1000.0);
+    match r.evaluation_interval_ms {
+        Some(e) => {
+            let eval = Duration::from_secs_f64(e / 1000.0);
+            (
+                poll + eval,
+                format!(
+                    "resolution {}: poll every {} + rule evaluation every {} ({})",
+                    duration(poll + eval),
+                    duration(poll),
+                    duration(eval),
+                    r.evaluation_interval_note.as_deref().unwrap_or("?")
+                ),
+            )
+        }
+        None => (
+            poll,
+            format!(
+                "resolution {} (the poll) plus the rule's evaluation interval, {}",
+                duration(poll),
+                r.evaluation_interval_note
+                    .as_deref()
+                    .unwrap_or("unknown: never asked")
+            ),
+        ),
+    }
+}
+
+fn at(ms: f64) -> Duration {
+    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+}
+
+/// The three verdicts of one alert (`rec` `None`: not run yet).
+pub fn alert_verdicts(a: &AlertSpec, rec: Option<&AlertRecord>, w: AlertWindow) -> Vec<Verdict> {
+    let name = &a.name;
+    let mut fires = base(
+        format!("alert/{name}/fires"),
+        "alert",
+        None,
+        format!("firing within {} of the first fault", a.fires_within),
+    );
+    let mut resolves = base(
+        format!("alert/{name}/resolves"),
+        "alert",
+        None,
+        match a.resolves_within {
+            Some(d) => format!("gone within {d} of recovery"),
+            None => "gone before the run ends".into(),
+        },
+    );
+    let mut noise = base(
+        format!("alert/{name}/noise"),
+        "alert",
+        Some("baseline"),
+        "not firing before the first fault".into(),
+    );
+    let Some(r) = rec else {
+        return vec![fires, resolves, noise];
+    };
+    let (res, res_text) = resolution(r);
+    let _ = res;
+    if r.polls == r.errors {
+        let why = format!(
+            "no poll of {} was answered: {}",
+            r.source,
+            r.first_error.as_deref().unwrap_or("no poll was made")
+        );
+        for v in [&mut fires, &mut resolves, &mut noise] {
+            v.note = Some(why.clone());
+        }
+        return vec![fires, resolves, noise];
+    }
+    let start = w.faults_start.map(|d| d.as_secs_f64() * 1000.0);
+    // Noise: firing at any poll before the first fault (the whole run without faults).
+    let early = r
+        .changes
+        .iter()
+        .find(|c| c.firing && start.is_none_or(|s| c.at_ms < s));
+    noise.status = match early {
+        Some(c) => {
+            noise.measured = Some(format!(
+                "firing at {}{}",
+                duration(at(c.at_ms)),
+                start
+                    .map(|s| format!(", before the first fault at {}", duration(at(s))))
+                    .unwrap_or_else(|| ", and no fault ran".into())
+            ));
+            VerdictStatus::Fail
+        }
+        None => {
+            noise.measured = Some(match start {
+                Some(s) => format!("quiet for the {} before the first fault", duration(at(s))),
+                None => "quiet for the whole run (no fault ran)".into(),
+            });
+            VerdictStatus::Pass
+        }
+    };
+    let Some(start) = start else {
+        let why = "no fault ran, so there was nothing to alert on".to_string();
+        fires.note = Some(why.clone());
+        resolves.note = Some(why);
+        return vec![fires, resolves, noise];
+    };
+    // Fires: the first poll at or after the first fault that saw it (already firing at
+    // the fault's start counts from then: the noise verdict says so).
+    let firing_at_start = r
+        .changes
+        .iter()
+        .rev()
+        .find(|c| c.at_ms < start)
+        .is_some_and(|c| c.firing);
+    let first = if firing_at_start {
+        Some(start)
+    } else {
+        r.changes
+            .iter()
+            .find(|c| c.firing && c.at_ms >= start)
+            .map(|c| c.at_ms)
+    };
+    match first {
+        Some(f) => {
+            let t = at(f - start);
+            fires.measured = Some(format!("{} after the first fault", duration(t)));
+            fires.status = if t <= a.fires_within.0 {
+                VerdictStatus::Pass
+            } else {
+                VerdictStatus::Fail
+            };
+            fires.note = Some(res_text.clone());
+        }
+        None => {
+            fires.status = VerdictStatus::Fail;
+            fires.measured = Some(format!("never fired ({} polls of {})", r.polls, r.source));
+            fires.note = Some(if r.others.is_empty() {
+                format!("no alert fired at all; {res_text}")
+            } else {
+                format!("seen firing instead: {}; {res_text}", r.others.join(", "))
+            });
+            resolves.note = Some("the alert never fired".into());
+            return vec![fires, resolves, noise];
+        }
+    }
+    // Resolves: gone at the end, measured from recovery to the poll that saw it go.
+    if r.firing_at_end {
+        resolves.status = VerdictStatus::Fail;
+        resolves.measured = Some("still firing when the run ended".into());
+        resolves.note = Some(res_text);
+        return vec![fires, resolves, noise];
+    }
+    let gone = r.changes.iter().rev().find(|c| !c.firing).map(|c| c.at_ms);
+    let (Some(gone), Some(rec_at)) = (gone, w.recovered) else {
+        resolves.note = Some(format!(
+            "no recovery was observed to measure from; {res_text}"
+        ));
+        return vec![fires, resolves, noise];
+    };
+    let rec_ms = rec_at.as_secs_f64() * 1000.0;
+    let t = at(gone - rec_ms);
+    resolves.measured = Some(if gone >= rec_ms {
+        format!(
+            "{} after recovery ({} at {})",
+            duration(t),
+            w.recovered_by,
+            duration(rec_at)
+        )
+    } else {
+        format!(
+            "gone {} before recovery ({} at {})",
+            duration(at(rec_ms - gone)),
+            w.recovered_by,
+            duration(rec_at)
+        )
+    });
+    resolves.status = match a.resolves_within {
+        Some(max) if t > max.0 => VerdictStatus::Fail,
+        _ => VerdictStatus::Pass,
+    };
+    resolves.note = Some(res_text);
+    vec![fires, resolves, noise]
+}
+
+/// Every monitoring verdict of a run, in the file's order (`m` `None`: planned).
+pub fn verdicts(exp: &Experiment, m: Option<&MonitorRecord>, w: AlertWindow) -> Vec<Verdict> {
+    let spec = &exp.file.spec;
+    let mut out = Vec::new();
+    for o in &spec.objectives.promql {
+        let rec = m.and_then(|m| {
+            m.promql
+                .iter()
+                .find(|r| r.role == "objective" && r.name == o.name)
+        });
+        out.push(promql_verdict(o, rec));
+    }
+    for a in &spec.alerts {
+        let rec = m.and_then(|m| {
+            m.alerts
+                .iter()
+                .find(|r| r.name == a.name && r.labels == a.labels)
+        });
+        out.extend(alert_verdicts(a, rec, w));
+    }
+    out
+}
