@@ -128,31 +128,25 @@ fn num(v: Option<f64>) -> String {
 }
 
 /// `±poll + evaluation`, what the times of an alert are exact to.
-fn resolution(r: &AlertRecord) -> (Duration, String) {
+fn resolution(r: &AlertRecord) -> String {
     let poll = Duration::from_secs_f64(r.poll_ms / 1000.0);
     match r.evaluation_interval_ms {
         Some(e) => {
             let eval = Duration::from_secs_f64(e / 1000.0);
-            (
-                poll + eval,
-                format!(
-                    "resolution {}: poll every {} + rule evaluation every {} ({})",
-                    duration(poll + eval),
-                    duration(poll),
-                    duration(eval),
-                    r.evaluation_interval_note.as_deref().unwrap_or("?")
-                ),
+            format!(
+                "resolution {}: poll every {} + rule evaluation every {} ({})",
+                duration(poll + eval),
+                duration(poll),
+                duration(eval),
+                r.evaluation_interval_note.as_deref().unwrap_or("?")
             )
         }
-        None => (
-            poll,
-            format!(
-                "resolution {} (the poll) plus the rule's evaluation interval, {}",
-                duration(poll),
-                r.evaluation_interval_note
-                    .as_deref()
-                    .unwrap_or("unknown: never asked")
-            ),
+        None => format!(
+            "resolution {} (the poll) plus the rule's evaluation interval, {}",
+            duration(poll),
+            r.evaluation_interval_note
+                .as_deref()
+                .unwrap_or("unknown: never asked")
         ),
     }
 }
@@ -188,8 +182,7 @@ pub fn alert_verdicts(a: &AlertSpec, rec: Option<&AlertRecord>, w: AlertWindow) 
     let Some(r) = rec else {
         return vec![fires, resolves, noise];
     };
-    let (res, res_text) = resolution(r);
-    let _ = res;
+    let res_text = resolution(r);
     if r.polls == r.errors {
         let why = format!(
             "no poll of {} was answered: {}",
@@ -331,4 +324,192 @@ pub fn verdicts(exp: &Experiment, m: Option<&MonitorRecord>, w: AlertWindow) -> 
         out.extend(alert_verdicts(a, rec, w));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::spec::{AlertSource, Comparator, During};
+    use crate::monitor::AlertChange;
+    use shakeout_api::Dur;
+
+    fn s(secs: f64) -> Duration {
+        Duration::from_secs_f64(secs)
+    }
+
+    fn alert() -> AlertSpec {
+        AlertSpec {
+            name: "Down".into(),
+            labels: Default::default(),
+            fires_within: Dur(s(5.0)),
+            resolves_within: Some(Dur(s(3.0))),
+            source: AlertSource::Alertmanager,
+            every: None,
+        }
+    }
+
+    fn seen(changes: &[(f64, bool)], others: &[&str]) -> AlertRecord {
+        AlertRecord {
+            name: "Down".into(),
+            source: "alertmanager".into(),
+            poll_ms: 1000.0,
+            evaluation_interval_ms: Some(1000.0),
+            evaluation_interval_note: Some("rule group `g`".into()),
+            polls: 30,
+            changes: changes
+                .iter()
+                .map(|&(at, firing)| AlertChange {
+                    at_ms: at * 1000.0,
+                    unix_ms: 0.0,
+                    firing,
+                })
+                .collect(),
+            firing_at_end: changes.last().is_some_and(|c| c.1),
+            others: others.iter().map(|o| o.to_string()).collect(),
+            ..AlertRecord::default()
+        }
+    }
+
+    fn window() -> AlertWindow {
+        AlertWindow {
+            faults_start: Some(s(10.0)),
+            recovered: Some(s(14.0)),
+            recovered_by: "probes recovered",
+        }
+    }
+
+    fn by_kind(vs: &[Verdict], kind: &str) -> Verdict {
+        vs.iter()
+            .find(|v| v.id.ends_with(kind))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} in {vs:#?}"))
+    }
+
+    #[test]
+    fn an_alert_that_fires_and_resolves_in_time_passes_with_its_resolution() {
+        let vs = alert_verdicts(
+            &alert(),
+            Some(&seen(&[(13.0, true), (16.0, false)], &[])),
+            window(),
+        );
+        let fires = by_kind(&vs, "fires");
+        assert_eq!(fires.status, VerdictStatus::Pass, "{fires:#?}");
+        assert_eq!(
+            fires.measured.as_deref(),
+            Some("3.00s after the first fault")
+        );
+        assert!(fires
+            .note
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("resolution 2.00s: poll every 1.00s + rule evaluation every 1.00s"));
+        let resolves = by_kind(&vs, "resolves");
+        assert_eq!(resolves.status, VerdictStatus::Pass, "{resolves:#?}");
+        assert_eq!(
+            resolves.measured.as_deref(),
+            Some("2.00s after recovery (probes recovered at 14.0s)")
+        );
+        assert_eq!(by_kind(&vs, "noise").status, VerdictStatus::Pass);
+    }
+
+    #[test]
+    fn firing_before_the_first_fault_is_noise_and_slow_is_a_failure() {
+        let vs = alert_verdicts(
+            &alert(),
+            Some(&seen(
+                &[(4.0, true), (6.0, false), (17.0, true), (19.0, false)],
+                &[],
+            )),
+            window(),
+        );
+        let noise = by_kind(&vs, "noise");
+        assert_eq!(noise.status, VerdictStatus::Fail);
+        assert_eq!(
+            noise.measured.as_deref(),
+            Some("firing at 4.00s, before the first fault at 10.0s")
+        );
+        let fires = by_kind(&vs, "fires");
+        assert_eq!(
+            fires.status,
+            VerdictStatus::Fail,
+            "7 s is over the 5 s allowed"
+        );
+        assert_eq!(
+            by_kind(&vs, "resolves").status,
+            VerdictStatus::Fail,
+            "5 s after recovery"
+        );
+    }
+
+    #[test]
+    fn an_alert_that_never_fired_says_what_fired_instead() {
+        let vs = alert_verdicts(&alert(), Some(&seen(&[], &["Other", "Third"])), window());
+        let fires = by_kind(&vs, "fires");
+        assert_eq!(fires.status, VerdictStatus::Fail);
+        assert_eq!(
+            fires.measured.as_deref(),
+            Some("never fired (30 polls of alertmanager)")
+        );
+        assert!(fires
+            .note
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("seen firing instead: Other, Third"));
+        let vs = alert_verdicts(&alert(), Some(&seen(&[], &[])), window());
+        assert!(by_kind(&vs, "fires")
+            .note
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("no alert fired at all"));
+        // Still firing when the run ended: never resolved.
+        let vs = alert_verdicts(&alert(), Some(&seen(&[(12.0, true)], &[])), window());
+        assert_eq!(
+            by_kind(&vs, "resolves").measured.as_deref(),
+            Some("still firing when the run ended")
+        );
+    }
+
+    fn objective() -> PromqlObjective {
+        PromqlObjective {
+            name: "errors".into(),
+            query: "sum(errors)".into(),
+            comparator: Comparator::Lt,
+            threshold: 1.0,
+            during: During::Faults,
+            every: None,
+            failure_limit: Some(1),
+        }
+    }
+
+    #[test]
+    fn promql_fails_past_its_failure_limit_and_is_not_measured_without_series() {
+        let rec = |evaluations, failures, no_data| PromqlRecord {
+            evaluations,
+            failures,
+            no_data,
+            min: Some(0.0),
+            max: Some(3.0),
+            last: Some(0.0),
+            ..PromqlRecord::default()
+        };
+        let v = promql_verdict(&objective(), Some(&rec(10, 1, 0)));
+        assert_eq!(v.id, "promql/errors/faults");
+        assert_eq!(v.status, VerdictStatus::Pass, "one failure is allowed");
+        assert_eq!(v.required, "`sum(errors)` < 1 at every evaluation but 1");
+        let v = promql_verdict(&objective(), Some(&rec(10, 2, 0)));
+        assert_eq!(v.status, VerdictStatus::Fail);
+        assert_eq!(
+            v.measured.as_deref(),
+            Some("2 of 10 evaluations broke it (min 0, max 3, last 0)")
+        );
+        let v = promql_verdict(&objective(), Some(&rec(0, 0, 5)));
+        assert_eq!(v.status, VerdictStatus::NotMeasured);
+        assert!(
+            v.note
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("the query returned no series"),
+            "{v:#?}"
+        );
+    }
 }
