@@ -243,6 +243,13 @@ pub async fn prepare(exp: &Experiment) -> Result<Servers, MonitorError> {
     if let Some(api) = &alertmanager {
         api.json("/api/v2/alerts", timeout).await?;
     }
+    let from_prometheus = spec
+        .alerts
+        .iter()
+        .any(|a| a.source == crate::experiment::spec::AlertSource::Prometheus);
+    if let (true, Some(api)) = (from_prometheus, &prometheus) {
+        api.json("/api/v1/alerts", timeout).await?;
+    }
     Ok(Servers {
         prometheus,
         alertmanager,

@@ -190,7 +190,7 @@ fn alerts_fire_after_a_kill_and_resolve_after_recovery_as_prometheus_recorded() 
         .spec(
             "alerts",
             "[ { name: SampleDown, labels: { job: sample }, firesWithin: 15s, resolvesWithin: 10s }, \
-               { name: SampleOnFire, firesWithin: 15s } ]",
+               { name: SampleOnFire, firesWithin: 5s } ]",
         );
     let ran = case.run(&case.write(exp));
     // SampleOnFire never fires: that verdict fails the run.

@@ -189,6 +189,7 @@ fn alert_window(r: &RunRecord, rtos: &[Option<RtoReport>]) -> super::monitor::Al
         faults_start: r.timeline.faults_start,
         recovered,
         recovered_by,
+        end: r.end,
     }
 }
 

@@ -21,6 +21,8 @@ pub struct AlertWindow {
     pub recovered: Option<Duration>,
     /// What `recovered` is, in words.
     pub recovered_by: &'static str,
+    /// The end of the run: a window it cut short is not a failure.
+    pub end: Duration,
 }
 
 fn base(id: String, kind: &str, during: Option<&str>, required: String) -> Verdict {
@@ -252,6 +254,15 @@ pub fn alert_verdicts(a: &AlertSpec, rec: Option<&AlertRecord>, w: AlertWindow) 
             };
             fires.note = Some(res_text.clone());
         }
+        None if w.end < at(start) + a.fires_within.0 => {
+            fires.note = Some(format!(
+                "not fired when the run ended {} after the first fault, before the {} allowed; {res_text}",
+                duration(w.end.saturating_sub(at(start))),
+                a.fires_within
+            ));
+            resolves.note = Some("the alert was not seen firing".into());
+            return vec![fires, resolves, noise];
+        }
         None => {
             fires.status = VerdictStatus::Fail;
             fires.measured = Some(format!("never fired ({} polls of {})", r.polls, r.source));
@@ -266,9 +277,21 @@ pub fn alert_verdicts(a: &AlertSpec, rec: Option<&AlertRecord>, w: AlertWindow) 
     }
     // Resolves: gone at the end, measured from recovery to the poll that saw it go.
     if r.firing_at_end {
-        resolves.status = VerdictStatus::Fail;
         resolves.measured = Some("still firing when the run ended".into());
-        resolves.note = Some(res_text);
+        let cut = match (w.recovered, a.resolves_within) {
+            (Some(rec), Some(max)) => w.end < rec + max.0,
+            // Never recovered: no resolution could be due.
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        if cut {
+            resolves.note = Some(format!(
+                "the run ended before the alert was due to resolve; {res_text}"
+            ));
+        } else {
+            resolves.status = VerdictStatus::Fail;
+            resolves.note = Some(res_text);
+        }
         return vec![fires, resolves, noise];
     }
     let gone = r.changes.iter().rev().find(|c| !c.firing).map(|c| c.at_ms);
@@ -375,6 +398,7 @@ mod tests {
             faults_start: Some(s(10.0)),
             recovered: Some(s(14.0)),
             recovered_by: "probes recovered",
+            end: s(30.0),
         }
     }
 
@@ -463,10 +487,26 @@ mod tests {
             .starts_with("no alert fired at all"));
         // Still firing when the run ended: never resolved.
         let vs = alert_verdicts(&alert(), Some(&seen(&[(12.0, true)], &[])), window());
+        let resolves = by_kind(&vs, "resolves");
+        assert_eq!(resolves.status, VerdictStatus::Fail);
         assert_eq!(
-            by_kind(&vs, "resolves").measured.as_deref(),
+            resolves.measured.as_deref(),
             Some("still firing when the run ended")
         );
+        // A run that ended inside the windows judges neither.
+        let short = AlertWindow {
+            end: s(12.0),
+            ..window()
+        };
+        let vs = alert_verdicts(&alert(), Some(&seen(&[], &["Other"])), short);
+        assert_eq!(by_kind(&vs, "fires").status, VerdictStatus::NotMeasured);
+        let short = AlertWindow {
+            end: s(15.0),
+            ..window()
+        };
+        let vs = alert_verdicts(&alert(), Some(&seen(&[(12.0, true)], &[])), short);
+        assert_eq!(by_kind(&vs, "fires").status, VerdictStatus::Pass);
+        assert_eq!(by_kind(&vs, "resolves").status, VerdictStatus::NotMeasured);
     }
 
     fn objective() -> PromqlObjective {
