@@ -108,8 +108,8 @@ pub const MONITORING: &[Kind] = &[
         does: "a PromQL instant query every `every` while the run goes on; the verdict fails \
                when more than `failureLimit` evaluations in `during` break the comparison; \
                the phase is also asked as a range query for the report",
-        needs: "spec.prometheus (http://; a bad query or an unreachable server stops the run \
-                before anything starts)",
+        needs: "spec.prometheus (http://, or https:// with `tls`; a bad query or an \
+                unreachable server stops the run before anything starts)",
         example: r#"{ name: error-ratio, query: "sum(rate(http_errors_total[1m])) / sum(rate(http_requests_total[1m]))", comparator: "<", threshold: 0.05, during: faults, every: 5s, failureLimit: 1 }"#,
     },
     Kind {

@@ -7,6 +7,7 @@
 mod alerts;
 mod client;
 mod promql;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -211,12 +212,27 @@ pub async fn prepare(exp: &Experiment) -> Result<Servers, MonitorError> {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            Some(Api::new("Prometheus", &p.url, &headers, token.as_deref())?)
+            let tls = match &p.tls {
+                None => None,
+                Some(t) => {
+                    let ca = t.ca.as_ref().map(|ca| exp.dir().join(ca));
+                    let connector = tls::connector(ca.as_deref(), t.insecure_skip_verify)
+                        .map_err(|e| MonitorError::Config(format!("spec.prometheus.{e}")))?;
+                    Some(connector)
+                }
+            };
+            Some(Api::new(
+                "Prometheus",
+                &p.url,
+                &headers,
+                token.as_deref(),
+                tls,
+            )?)
         }
         None => None,
     };
     let alertmanager = match &spec.alertmanager {
-        Some(a) => Some(Api::new("Alertmanager", &a.url, &[], None)?),
+        Some(a) => Some(Api::new("Alertmanager", &a.url, &[], None, None)?),
         None => None,
     };
     let timeout = Duration::from_secs(5);

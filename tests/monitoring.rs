@@ -317,3 +317,51 @@ fn metrics_listen_is_scraped_during_the_run_and_a_taken_port_stops_it() {
         "the service started although the run could not"
     );
 }
+
+#[test]
+fn prometheus_over_https_is_trusted_by_its_ca_or_on_request_only() {
+    if !prometheus_or_skip("prometheus_over_https_is_trusted_by_its_ca_or_on_request_only") {
+        return;
+    }
+    let case = Case::new();
+    let Some((cert, key)) = kit::skip::certificates_or_skip(
+        "prometheus_over_https_is_trusted_by_its_ca_or_on_request_only",
+        kit::agent::self_signed(case.dir(), "prometheus", "IP:127.0.0.1"),
+    ) else {
+        return;
+    };
+    let prom = Prometheus::start_tls(case.dir(), (&cert, &key));
+    let url = format!("https://127.0.0.1:{}", prom.port);
+    let exp = |tls: String| {
+        Experiment::new("promql-tls", "30s")
+            .probe(health_probe(case.port, "10/s"))
+            .steady_state("{ window: 2s }")
+            .spec("prometheus", format!("{{ url: {}, tls: {tls} }}", quoted(&url)))
+            .objective(
+                "promql",
+                "[ { name: answers, query: \"vector(1)\", comparator: \"==\", threshold: 1, during: run, every: 500ms } ]",
+            )
+    };
+    let _sample = Owned::spawn(&mut kit::process::sample_service(case.port));
+    kit::process::wait_listening(case.port);
+    for tls in [
+        format!("{{ ca: {} }}", quoted(cert.display())),
+        "{ insecureSkipVerify: true }".to_string(),
+    ] {
+        let ran = case.run(&case.write(exp(tls.clone())));
+        assert_eq!(ran.code(), Some(0), "tls {tls}: {}", ran.explain());
+        let v = ran.report().verdict("promql/answers/run");
+        assert_eq!(v.status, "pass", "tls {tls}: {v:#?}");
+    }
+    // Another CA: the certificate is refused before anything runs.
+    let Some((other, _)) = kit::agent::self_signed(case.dir(), "other", "IP:127.0.0.1") else {
+        return;
+    };
+    let ran = case.run(&case.write(exp(format!("{{ ca: {} }}", quoted(other.display())))));
+    assert_eq!(ran.code(), Some(3), "{}", ran.explain());
+    let reason = ran.report().run.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("TLS") && reason.contains("certificate"),
+        "{reason}"
+    );
+}

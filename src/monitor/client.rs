@@ -18,7 +18,7 @@ use super::MonitorError;
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// One server's API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Api {
     /// `Prometheus at http://...` for messages.
     pub name: String,
@@ -26,7 +26,16 @@ pub struct Api {
     /// The URL's path prefix, without a trailing `/`.
     prefix: String,
     headers: HeaderMap,
+    /// For https://: the connector and the name the certificate must carry.
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
 }
+
+/// Anything hyper can speak HTTP/1.1 over: plain TCP or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// One series of an instant vector: its labels as PromQL writes them, and its value.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,12 +51,30 @@ impl Api {
         url: &str,
         headers: &[(String, String)],
         token: Option<&str>,
+        tls: Option<tokio_rustls::TlsConnector>,
     ) -> Result<Api, MonitorError> {
         let name = format!("{what} at {url}");
         let bad = |why: String| MonitorError::Config(format!("{name}: {why}"));
         let uri: Uri = url.parse().map_err(|e| bad(format!("{e}")))?;
         let host = uri.host().ok_or_else(|| bad("no host".into()))?;
-        let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+        let https = uri.scheme_str() == Some("https");
+        let authority = format!(
+            "{host}:{}",
+            uri.port_u16().unwrap_or(if https { 443 } else { 80 })
+        );
+        let tls = match (https, tls) {
+            (false, _) => None,
+            (true, None) => return Err(bad("https needs `tls`".into())),
+            (true, Some(connector)) => {
+                let host = host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned();
+                let name = rustls::pki_types::ServerName::try_from(host)
+                    .map_err(|e| bad(e.to_string()))?;
+                Some((connector, name))
+            }
+        };
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             let key =
@@ -66,6 +93,7 @@ impl Api {
             authority,
             prefix: uri.path().trim_end_matches('/').to_string(),
             headers: map,
+            tls,
         })
     }
 
@@ -77,6 +105,15 @@ impl Api {
             let stream = tokio::net::TcpStream::connect(&self.authority)
                 .await
                 .map_err(|e| fail(format!("cannot connect: {e}")))?;
+            let stream: Box<dyn Io> = match &self.tls {
+                None => Box::new(stream),
+                Some((connector, name)) => Box::new(
+                    connector
+                        .connect(name.clone(), stream)
+                        .await
+                        .map_err(|e| fail(format!("TLS: {e}")))?,
+                ),
+            };
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
                 .map_err(|e| fail(e.to_string()))?;

@@ -171,7 +171,8 @@ impl Loop {
                 Err(_) => None,
             };
             let now_breaking = worst.as_ref().is_some_and(|s| j.counts(s.value));
-            if now_breaking != breaking {
+            // An unanswered evaluation says nothing about the value: no change of state.
+            if answer.is_ok() && now_breaking != breaking {
                 breaking = now_breaking;
                 let what = if j.abort { "meets" } else { "breaks" };
                 let state = if breaking {

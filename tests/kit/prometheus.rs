@@ -57,6 +57,33 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// The status of GET https://127.0.0.1:`port``path`, trusting the certificate `cert`.
+pub fn https_status(port: u16, cert: &Path, path: &str) -> Option<u16> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(cert).ok()? {
+        roots.add(c.ok()?).ok()?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").ok()?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).ok()?;
+    let tcp = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    write!(tls, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    // A server closing without close_notify is an error here; what was read counts.
+    let _ = tls.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Percent-encoding of a query parameter.
 pub fn encode(text: &str) -> String {
     text.bytes()
@@ -99,6 +126,22 @@ impl Prometheus {
         rules: &str,
         alertmanager: Option<u16>,
     ) -> Prometheus {
+        Prometheus::start_with(dir, jobs, rules, alertmanager, None)
+    }
+
+    /// [`Prometheus::start`] serving https only, with the certificate and key of `tls`
+    /// (PEM files; the certificate names 127.0.0.1).
+    pub fn start_tls(dir: &Path, tls: (&Path, &Path)) -> Prometheus {
+        Prometheus::start_with(dir, &[], "", None, Some(tls))
+    }
+
+    fn start_with(
+        dir: &Path,
+        jobs: &[(&str, String)],
+        rules: &str,
+        alertmanager: Option<u16>,
+        tls: Option<(&Path, &Path)>,
+    ) -> Prometheus {
         let dir = dir.join(format!("prometheus-{}", free_port()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut config = String::from(
@@ -122,9 +165,22 @@ impl Prometheus {
         let file = dir.join("prometheus.yml");
         std::fs::write(&file, config).unwrap();
         let port = free_port();
+        let mut cmd = Command::new(PROMETHEUS);
+        if let Some((cert, key)) = tls {
+            let web = dir.join("web.yml");
+            std::fs::write(
+                &web,
+                format!(
+                    "tls_server_config: {{ cert_file: {}, key_file: {} }}\n",
+                    cert.display(),
+                    key.display()
+                ),
+            )
+            .unwrap();
+            cmd.arg(format!("--web.config.file={}", web.display()));
+        }
         let process = Owned::spawn(
-            Command::new(PROMETHEUS)
-                .arg(format!("--config.file={}", file.display()))
+            cmd.arg(format!("--config.file={}", file.display()))
                 .arg(format!(
                     "--storage.tsdb.path={}",
                     dir.join("data").display()
@@ -133,6 +189,17 @@ impl Prometheus {
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap()),
         );
+        if let Some((cert, _)) = tls {
+            super::wait::wait_for(
+                &format!("Prometheus on https://127.0.0.1:{port} to be ready"),
+                Duration::from_secs(30),
+                || https_status(port, cert, "/-/ready") == Some(200),
+            );
+            return Prometheus {
+                port,
+                _process: process,
+            };
+        }
         wait_ready(port, "Prometheus");
         // Discovery hands targets to the scraper in batches (every 5 s): until then
         // nothing is scraped, whatever the interval.

@@ -24,7 +24,36 @@ fn url(c: &mut Checker<'_>, path: &str, what: &str, url: &str) {
 
 pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
     if let Some(p) = &spec.prometheus {
-        url(c, "spec.prometheus.url", "Prometheus", &p.url);
+        let https = p.url.starts_with("https://");
+        match (&p.tls, https) {
+            (Some(_), false) => {
+                c.report("spec.prometheus.tls", "tls only applies to an https:// URL")
+            }
+            (Some(t), true) if t.ca.is_some() == t.insecure_skip_verify => c.report(
+                "spec.prometheus.tls",
+                "set exactly one of `ca: PATH` (the PEM file of the CA that signed \
+                 Prometheus's certificate) or `insecureSkipVerify: true`",
+            ),
+            (None, true) => c.report(
+                "spec.prometheus.url",
+                format!(
+                    "`{}`: https needs `tls: {{ ca: PATH }}` (the PEM file of the CA that \
+                     signed Prometheus's certificate) or `tls: {{ insecureSkipVerify: true }}`",
+                    p.url
+                ),
+            ),
+            _ => {}
+        }
+        if https {
+            url(
+                c,
+                "spec.prometheus.url",
+                "Prometheus",
+                &p.url.replacen("https://", "http://", 1),
+            );
+        } else {
+            url(c, "spec.prometheus.url", "Prometheus", &p.url);
+        }
         if let Some(t) = &p.bearer_token {
             if t.env.is_some() == t.file.is_some() {
                 c.report(
@@ -158,8 +187,22 @@ mod tests {
     }
 
     #[test]
-    fn https_is_refused_for_now() {
+    fn https_needs_a_way_to_trust_the_server() {
         let text = format!("{BASE}  prometheus: {{ url: \"https://prom:9090\" }}\n");
-        assert!(one(&text).contains("https is not supported yet for Prometheus"));
+        assert!(one(&text).contains("https needs `tls: { ca: PATH }`"));
+        let text = format!(
+            "{BASE}  prometheus: {{ url: \"https://prom:9090\", tls: {{ ca: ca.pem }} }}\n"
+        );
+        assert_eq!(problems(&text), vec![]);
+        let text = format!(
+            "{BASE}  prometheus: {{ url: \"https://prom:9090\", tls: {{ ca: ca.pem, insecureSkipVerify: true }} }}\n"
+        );
+        assert!(one(&text).contains("set exactly one of `ca: PATH`"));
+        let text = format!(
+            "{BASE}  prometheus: {{ url: \"http://prom:9090\", tls: {{ insecureSkipVerify: true }} }}\n"
+        );
+        assert!(one(&text).contains("tls only applies to an https:// URL"));
+        let text = format!("{BASE}  alertmanager: {{ url: \"https://am:9093\" }}\n");
+        assert!(one(&text).contains("https is not supported yet for Alertmanager"));
     }
 }

@@ -122,6 +122,7 @@ const TITLES: &[(&str, &str)] = &[
     ("ProcessTargetSpec", "target processes"),
     ("PromqlObjective", "PromQL objective"),
     ("PrometheusSpec", "Prometheus server"),
+    ("PrometheusTls", "TLS to Prometheus"),
     ("Protocol", "protocol"),
     ("ReadBackSpec", "read-back bounds"),
     ("ReadySpec", "readiness check"),

@@ -21,6 +21,22 @@ pub struct PrometheusSpec {
     /// Sent as `Authorization: Bearer TOKEN`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token: Option<TokenFrom>,
+    /// For an https:// URL: which certificates to trust.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<PrometheusTls>,
+}
+
+/// How an https:// Prometheus is trusted: exactly one of `ca` or `insecureSkipVerify`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PrometheusTls {
+    /// PEM file of the CA that signed Prometheus's certificate (relative to the experiment
+    /// file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// Trust any certificate (no chain or name check): for a test server only.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 /// An Alertmanager to read alerts from (API v2).
