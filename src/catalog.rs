@@ -122,6 +122,36 @@ pub const PROBES: &[Kind] = &[
 /// probe: a verdict `certificate/PROBE` that fails when the leaf expires sooner.
 pub const CERTIFICATE_OBJECTIVE: &str = "certificate: { probe: api, minValidity: 21d }";
 
+/// What the monitoring system can be asked, each `name` the list it is an entry of.
+pub const MONITORING: &[Kind] = &[
+    Kind {
+        name: "objectives.promql",
+        does: "a PromQL instant query every `every` while the run goes on; the verdict fails \
+               when more than `failureLimit` evaluations in `during` break the comparison; \
+               the phase is also asked as a range query for the report",
+        needs: "spec.prometheus (http://, or https:// with `tls`; a bad query or an \
+                unreachable server stops the run before anything starts)",
+        example: r#"{ name: error-ratio, query: "sum(rate(http_errors_total[1m])) / sum(rate(http_requests_total[1m]))", comparator: "<", threshold: 0.05, during: faults, every: 5s, failureLimit: 1 }"#,
+    },
+    Kind {
+        name: "abort.promql",
+        does: "stops the run (reverting every fault, exit 2) the first time the query's value \
+               satisfies the comparison",
+        needs: "spec.prometheus",
+        example: r#"{ name: checkout-down, query: "max_over_time(up{job=\"checkout\"}[30s])", comparator: "<", threshold: 1, every: 5s }"#,
+    },
+    Kind {
+        name: "alerts",
+        does: "polls the alert (name and labels) every `every` (default 1s): time to fire after \
+               the first fault, time to resolve after recovery, and noise before any fault, \
+               each a verdict with its resolution (poll + the rule's evaluation interval)",
+        needs: "spec.alertmanager (the default source, /api/v2/alerts) or spec.prometheus \
+                (`source: prometheus`, /api/v1/alerts); spec.prometheus also gives the rule's \
+                evaluation interval",
+        example: r#"{ name: HighErrorRate, labels: { service: checkout }, firesWithin: 2m, resolvesWithin: 5m }"#,
+    },
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +226,35 @@ mod tests {
             &crate::experiment::Vars::new(),
         ) {
             panic!("the certificate objective example does not validate: {e}\n{text}");
+        }
+    }
+
+    #[test]
+    fn every_monitoring_example_is_valid_where_it_goes() {
+        for kind in MONITORING {
+            let entry = format!("\n    - {}\n", kind.example);
+            let section = match kind.name {
+                "objectives.promql" => format!(
+                    "  objectives:\n    promql:{}",
+                    entry.replace("\n    ", "\n      ")
+                ),
+                "abort.promql" => format!(
+                    "  abort:\n    promql:{}",
+                    entry.replace("\n    ", "\n      ")
+                ),
+                _ => format!("  alerts:{entry}"),
+            };
+            let text = format!(
+                "{}  prometheus: {{ url: \"http://127.0.0.1:9090\" }}\n  alertmanager: {{ url: \"http://127.0.0.1:9093\" }}\n{section}",
+                with(&[], &[A_PROBE])
+            );
+            if let Err(e) = crate::experiment::parse(
+                &text,
+                Path::new("catalog.yaml"),
+                &crate::experiment::Vars::new(),
+            ) {
+                panic!("the `{}` example does not validate: {e}\n{text}", kind.name);
+            }
         }
     }
 

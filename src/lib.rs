@@ -8,6 +8,7 @@ pub mod cmd;
 pub mod experiment;
 pub mod fault;
 pub mod kube;
+pub mod monitor;
 pub mod probe;
 pub mod progress;
 pub mod record;

@@ -31,6 +31,8 @@ pub struct RunRecord {
     /// What each supervised service did, in the order of the experiment file.
     pub services: Vec<ServiceRecord>,
     pub events: Vec<Event>,
+    /// What the monitoring system showed: PromQL evaluations and alerts.
+    pub monitor: crate::monitor::MonitorRecord,
 }
 
 /// Why the run stopped.

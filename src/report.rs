@@ -19,6 +19,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::monitor::{
+    AlertChange, AlertRecord as AlertReport, PromqlRange, PromqlRecord as PromqlReport,
+    PromqlSample,
+};
 pub use crate::probe::write::{LossWindowReport, ReadBackReport, WriteReport};
 pub use crate::record::{
     ActionRecord as ActionReport, AgentActionRecord as AgentActionReport, ChosenPod, Event,
@@ -65,6 +69,13 @@ pub struct Report {
     pub events: Vec<Event>,
     /// Every objective and steady-state check, in the order of the experiment file.
     pub verdicts: Vec<Verdict>,
+    /// What each PromQL objective and stop condition saw (bounded: counts, extremes,
+    /// the first failures, the phase as a range query).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promql: Vec<PromqlReport>,
+    /// What polling each alert saw: its changes of state on the run's timeline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertReport>,
 }
 
 /// Which experiment ran.

@@ -5,6 +5,7 @@
 pub mod events;
 pub mod exec;
 mod faults;
+pub mod metrics;
 pub mod plan;
 mod rpo;
 pub mod service;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use crate::experiment::Experiment;
+use crate::monitor;
 use crate::probe::{self, Phase, ProbeConfig, Recorder};
 use crate::progress::{LiveProbe, LiveStatus, Progress};
 use crate::record::{RunRecord, Stop, Timeline};
@@ -39,6 +41,18 @@ pub async fn execute(
     progress: Arc<dyn Progress>,
     interrupt: CancellationToken,
 ) -> Report {
+    execute_serving(exp, seed, progress, interrupt, None).await
+}
+
+/// [`execute`], serving the run's metrics on `metrics` (`--metrics-listen`: a socket
+/// bound before anything started, so a taken port never leaves anything applied).
+pub async fn execute_serving(
+    exp: &Experiment,
+    seed: Option<u64>,
+    progress: Arc<dyn Progress>,
+    interrupt: CancellationToken,
+    metrics: Option<std::net::TcpListener>,
+) -> Report {
     let spec = &exp.file.spec;
     let seed = seed
         .or(spec.seed)
@@ -60,6 +74,15 @@ pub async fn execute(
     let configs = match configs {
         Ok(c) => c,
         Err(e) => return report::error_report(exp, seed, e.to_string()),
+    };
+    // The monitoring servers answer and every query parses before anything is applied.
+    let servers = if monitor::wanted(exp) {
+        match monitor::prepare(exp).await {
+            Ok(s) => Some(s),
+            Err(e) => return report::error_report(exp, seed, e.to_string()),
+        }
+    } else {
+        None
     };
     let (agents, local_agent, cluster) = match setup::prepare_agents(exp, &events).await {
         Ok(a) => a,
@@ -85,6 +108,20 @@ pub async fn execute(
     let origin = Instant::now();
     let started_at = SystemTime::now();
     events.set_origin(origin);
+    let stop_metrics = CancellationToken::new();
+    let _stop_metrics = stop_metrics.clone().drop_guard();
+    let live = metrics.map(|listener| {
+        let live = metrics::Live::default();
+        metrics::serve(listener, live.clone(), stop_metrics.clone());
+        live
+    });
+    let phase_cell = monitor::PhaseCell::default();
+    let monitor = servers.map(|s| {
+        let events = events.clone();
+        let note: monitor::Note =
+            Arc::new(move |source: &str, message: String| events.push(source, message));
+        monitor::start(exp, s, origin, started_at, phase_cell.clone(), note)
+    });
     let stop_probes = CancellationToken::new();
     let recorders: Vec<Arc<Recorder>> = configs
         .iter()
@@ -117,6 +154,9 @@ pub async fn execute(
         bucket,
         progress: progress.as_ref(),
         certificates_seen: vec![0; recorders.len()],
+        monitor: monitor.as_ref(),
+        phase_cell,
+        live,
     };
     let (stop, timeline) = run.main_loop(&mut faults, &interrupt, &events).await;
 
@@ -129,6 +169,10 @@ pub async fn execute(
     // Changes seen after the loop's last tick, before the probes stopped.
     run.certificate_events(&events);
     let end = origin.elapsed();
+    let monitor_record = match monitor {
+        Some(m) => m.finish(&timeline.spans(end), end).await,
+        None => monitor::MonitorRecord::default(),
+    };
     let recordings: Vec<_> = recorders.iter().map(|r| r.finish(end)).collect();
     // Before the services stop: the backend under test is often one of them.
     let writes = rpo::verify(&configs, &recordings, &stop).await;
@@ -157,6 +201,7 @@ pub async fn execute(
         faults: fault_reports,
         services: service_records,
         events,
+        monitor: monitor_record,
     };
     let judgment = verdict::judge::judge(exp, &record);
     report::build(exp, record, judgment)
@@ -172,7 +217,15 @@ struct LiveRun<'a> {
     progress: &'a dyn Progress,
     /// Per probe, the served-certificate changes already made events.
     certificates_seen: Vec<usize>,
+    monitor: Option<&'a monitor::Monitor>,
+    /// The phase as the monitors see it: set when it changes, not ahead.
+    phase_cell: monitor::PhaseCell,
+    /// What `--metrics-listen` serves, refreshed every [`METRICS_EVERY`].
+    live: Option<metrics::Live>,
 }
+
+/// How often the `--metrics-listen` snapshot is refreshed.
+const METRICS_EVERY: Duration = Duration::from_millis(250);
 
 impl LiveRun<'_> {
     fn set_phase(&self, at: Duration, phase: Phase) {
@@ -280,6 +333,7 @@ impl LiveRun<'_> {
         let mut tl = Timeline::default();
         let mut phase = "baseline";
         let mut boundary_declared = false;
+        let mut next_metrics = Duration::ZERO;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop = loop {
@@ -297,6 +351,13 @@ impl LiveRun<'_> {
             }
             let horizon = self.close_buckets(now);
             self.certificate_events(events);
+            if let Some(live) = &self.live {
+                if now >= next_metrics {
+                    next_metrics = now + METRICS_EVERY;
+                    let all: Vec<String> = self.exp.faults.iter().map(|f| f.name.clone()).collect();
+                    live.update(phase, self.recorders, &all, &faults.active_names());
+                }
+            }
             self.progress
                 .update(&self.live_status(phase, now, tl.steady_start, faults));
             if now >= hard_end {
@@ -307,6 +368,10 @@ impl LiveRun<'_> {
                 break Stop::Duration;
             }
             if let Some(why) = verdict::live::abort_fired(self.exp, self.recorders, self.bucket) {
+                events.push("abort", format!("stop condition: {why}"));
+                break Stop::Aborted(why);
+            }
+            if let Some(why) = self.monitor.and_then(|m| m.abort_fired()) {
                 events.push("abort", format!("stop condition: {why}"));
                 break Stop::Aborted(why);
             }
@@ -349,6 +414,7 @@ impl LiveRun<'_> {
                                 break Stop::SteadyStateBefore(why);
                             }
                             tl.faults_start = Some(at);
+                            self.phase_cell.set(Phase::Faults);
                             faults.start_all();
                             phase = "faults";
                         }
@@ -358,6 +424,7 @@ impl LiveRun<'_> {
                     if faults.all_done() {
                         tl.faults_end = Some(now);
                         self.set_phase(now, Phase::Recovery);
+                        self.phase_cell.set(Phase::Recovery);
                         events.push("run", "all faults ended; waiting for recovery".into());
                         phase = "recovery";
                     }
@@ -373,6 +440,7 @@ impl LiveRun<'_> {
                         tl.recovery_horizon = Some(horizon);
                         tl.steady_start = Some(now);
                         self.set_phase(now, Phase::Steady);
+                        self.phase_cell.set(Phase::Steady);
                         events.push(
                             "run",
                             "steady state restored; final steady-state window".into(),

@@ -4,6 +4,7 @@
 //! can be compared with the truth. It speaks HTTP/1.1 and HTTP/2 (ALPN over TLS, prior
 //! knowledge in plain text) and counts the connections it accepted.
 
+mod metrics;
 mod store;
 mod tls;
 
@@ -58,6 +59,7 @@ pub enum SampleError {
 
 struct State {
     store: Arc<Store>,
+    metrics: metrics::Metrics,
     delay: Duration,
     /// Responses are held until this instant (set by POST /admin/stall?for=DUR).
     stalled_until: Mutex<Option<Instant>>,
@@ -92,6 +94,7 @@ pub async fn run(config: Config, listening: impl FnOnce(SocketAddr)) -> Result<(
     }
     let state = Arc::new(State {
         store,
+        metrics: metrics::Metrics::default(),
         delay: config.delay,
         stalled_until: Mutex::new(None),
         connections: AtomicU64::new(0),
@@ -157,7 +160,24 @@ async fn serve(listener: TcpListener, state: Arc<State>, tls: Option<tokio_rustl
     }
 }
 
+/// Every request, counted by route and status once answered; `GET /metrics` answers
+/// the counts (Prometheus text) without delay or stall, like a real service's admin port.
 async fn handle(
+    req: Request<Incoming>,
+    state: Arc<State>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path() == "/metrics" {
+        return Ok(state.metrics.render());
+    }
+    let route = metrics::route(req.uri().path());
+    let resp = answer(req, state.clone()).await;
+    if let Ok(r) = &resp {
+        state.metrics.count(route, r.status());
+    }
+    resp
+}
+
+async fn answer(
     req: Request<Incoming>,
     state: Arc<State>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {

@@ -15,6 +15,7 @@ mod certificate;
 pub mod judge;
 pub mod live;
 mod model;
+pub mod monitor;
 mod planned;
 mod rpo;
 mod rto;

@@ -71,7 +71,14 @@ fn graph() -> BTreeMap<String, BTreeMap<String, Vec<String>>> {
 fn judged_and_recorded_data_never_names_its_presentation() {
     let deps = graph();
     let mut wrong = Vec::new();
-    for low in ["experiment", "probe", "verdict", "record", "text"] {
+    for low in [
+        "experiment",
+        "probe",
+        "monitor",
+        "verdict",
+        "record",
+        "text",
+    ] {
         for high in ["report", "run", "cmd"] {
             if let Some(files) = deps.get(low).and_then(|d| d.get(high)) {
                 wrong.push(format!("{low} names {high} in {files:?}"));

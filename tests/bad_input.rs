@@ -162,6 +162,10 @@ bad_input! {
     two_actions => 15:7 "fault `marker-fault` has more than one action";
     fault_before_steady_state_window => 16:11 "the baseline window must fit before the first fault, so `at` must be at least 10s";
     objective_missing_probe => 20:29 "spec.objectives.rto.probe: no probe named `checkout`; probes: `web`";
+    promql_unknown_comparator => 22:69 "spec.objectives.promql[0].comparator: unknown value `=<`, expected one of `>`, `>=`, `<`, `<=`, `==`, `!=`";
+    promql_every_zero => 22:73 "spec.objectives.promql[0].every: must be greater than 0s, like 5s";
+    promql_without_prometheus => 21:9 "spec.objectives.promql[0]: a PromQL query needs a server to ask: add `spec.prometheus: { url: http://HOST:9090 }`";
+    alert_without_alertmanager => 20:7 "spec.alerts[0]: alert `HighErrorRate` is read from Alertmanager (the default `source`): add `spec.alertmanager: { url: http://HOST:9093 }`, or set `source: prometheus`";
     abort_missing_probe => 20:49 "spec.abort.availability.probe: no probe named `api`; probes: `web`";
     latency_without_percentile => 20:14 "spec.objectives.latency: set at least one percentile";
     probe_http_and_tcp => 14:7 "probe `web` has both `http` and `tcp`";

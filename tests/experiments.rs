@@ -89,6 +89,7 @@ fn complete_experiment_validates() -> anyhow::Result<()> {
 /// accepts them (asserted, so this list stays honest).
 const SEMANTIC_ONLY: &[&str] = &[
     "abort_missing_probe",
+    "alert_without_alertmanager",
     "backoff_cap_below_delay",
     "bad_peer_cidr",
     "bucket_out_of_range",
@@ -116,6 +117,8 @@ const SEMANTIC_ONLY: &[&str] = &[
     "restart_limits_without_restarts",
     "probe_http_and_tcp",
     "probe_without_target",
+    "promql_every_zero",
+    "promql_without_prometheus",
     "revert_without_duration",
     "rpo_on_probe_without_writes",
     "service_ready_http_and_tcp",

@@ -115,6 +115,10 @@ pub struct RunArgs {
     /// Validate and print the plan; apply nothing, probe nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Serve the run's metrics (Prometheus/OpenMetrics text) on http://ADDR/metrics while
+    /// it runs, like 127.0.0.1:9464; a port already taken stops the run before it starts.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub vars: VarArgs,
 }

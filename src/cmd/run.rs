@@ -30,7 +30,19 @@ pub(super) fn run_file(args: &RunArgs) -> i32 {
             return exit::CANNOT_RUN;
         }
     };
-    run_loaded(&exp, &args.output, args.seed, args.dry_run)
+    // Bound before anything starts, so a taken port stops the run with nothing applied.
+    let metrics = match &args.metrics_listen {
+        None => None,
+        Some(_) if args.dry_run => None,
+        Some(addr) => match std::net::TcpListener::bind(addr) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("--metrics-listen {addr}: cannot listen: {e}; nothing was started");
+                return exit::CANNOT_RUN;
+            }
+        },
+    };
+    run_loaded(&exp, &args.output, args.seed, args.dry_run, metrics)
 }
 
 /// `shakeout demo`: the embedded demo experiment on `--port`. It is named `demo.yaml`, with
@@ -57,10 +69,16 @@ pub(super) fn run_demo(args: &DemoArgs) -> i32 {
             );
         }
     }
-    run_loaded(&exp, &args.output, None, false)
+    run_loaded(&exp, &args.output, None, false, None)
 }
 
-fn run_loaded(exp: &Experiment, output: &OutputArgs, seed: Option<u64>, dry_run: bool) -> i32 {
+fn run_loaded(
+    exp: &Experiment,
+    output: &OutputArgs,
+    seed: Option<u64>,
+    dry_run: bool,
+    metrics: Option<std::net::TcpListener>,
+) -> i32 {
     if let Err(e) = check_outputs(output) {
         eprintln!("{e}");
         return exit::CANNOT_RUN;
@@ -76,11 +94,12 @@ fn run_loaded(exp: &Experiment, output: &OutputArgs, seed: Option<u64>, dry_run:
         }
     };
     let progress: Arc<dyn Progress> = Arc::from(progress::for_terminal(output.quiet));
-    let report = runtime.block_on(crate::run::execute(
+    let report = runtime.block_on(crate::run::execute_serving(
         exp,
         seed,
         progress.clone(),
         interrupt_on_signals(),
+        metrics,
     ));
     progress.finish();
     // Through anstream: colour on a terminal, plain text in a pipe or file.

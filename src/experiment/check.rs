@@ -4,6 +4,7 @@
 
 mod agents;
 mod kube;
+mod monitor;
 mod objectives;
 mod probes;
 mod services;
@@ -80,6 +81,7 @@ pub fn check(exp: &ExperimentFile, positions: &Positions, file: &str) -> Checked
     kube::check(&mut c, spec);
     timeline::check(&mut c, spec);
     objectives::check(&mut c, spec);
+    monitor::check(&mut c, spec);
     let mut found = c.found;
     found.sort_by_key(|d| (d.line, d.column));
     Checked {

@@ -10,6 +10,7 @@ use shakeout_api::Dur;
 
 mod faults;
 mod kube;
+mod monitor;
 mod objectives;
 mod probes;
 mod services;
@@ -19,6 +20,7 @@ pub use kube::{
     AgentReach, ClusterAgentsSpec, KubernetesSpec, PodDeleteSpec, PodFaultSpec, PodMode,
     PodSelector,
 };
+pub use monitor::*;
 pub use objectives::*;
 pub use probes::*;
 pub use services::*;
@@ -84,6 +86,17 @@ pub struct Spec {
     /// The cluster, for `pod` faults and faults that target pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesSpec>,
+    /// A Prometheus server for `promql` objectives and stop conditions, and for alerts
+    /// read from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSpec>,
+    /// An Alertmanager for `alerts` (the default source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alertmanager: Option<AlertmanagerSpec>,
+    /// Alerts that must fire after the first fault, resolve after recovery, and stay quiet
+    /// before any fault; each gives three verdicts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertSpec>,
     /// Defaults of `${var.NAME}` in string values; `--var NAME=VALUE` overrides them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<String, String>,

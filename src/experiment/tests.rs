@@ -86,8 +86,9 @@ fn unknown_fields_list_the_valid_ones() {
     assert!(
         msg.starts_with(
             "x.yaml:13:3: spec: unknown field `sed`: did you mean `seed`? (expected one of \
-             `abort`, `agents`, `duration`, `faults`, `kubernetes`, `objectives`, `probes`, \
-             `recording`, `seed`, `services`, `steadyState`, `vars`)"
+             `abort`, `agents`, `alertmanager`, `alerts`, `duration`, `faults`, `kubernetes`, \
+             `objectives`, `probes`, `prometheus`, `recording`, `seed`, `services`, \
+             `steadyState`, `vars`)"
         ),
         "{msg}"
     );

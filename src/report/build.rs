@@ -43,6 +43,8 @@ pub fn error_report(exp: &Experiment, seed: u64, reason: String) -> Report {
         services: Vec::new(),
         events: Vec::new(),
         verdicts: Vec::new(),
+        promql: Vec::new(),
+        alerts: Vec::new(),
     }
 }
 
@@ -133,6 +135,8 @@ pub fn build(exp: &Experiment, r: RunRecord, j: Judgment) -> Report {
         services: r.services,
         events: r.events,
         verdicts: j.verdicts,
+        promql: r.monitor.promql,
+        alerts: r.monitor.alerts,
     }
 }
 

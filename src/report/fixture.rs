@@ -70,6 +70,8 @@ impl Report {
                     Some("no ok responses during recovery"),
                 ),
             ],
+            promql: Vec::new(),
+            alerts: Vec::new(),
         }
     }
 

@@ -71,6 +71,25 @@ pub fn plan(exp: &Experiment) -> String {
             a.for_
         ));
     }
+    for a in spec.abort.iter().flat_map(|a| &a.promql) {
+        out.push_str(&format!(
+            "  stops early (reverting every fault) when `{}` {} {} (promql {}, every {})\n",
+            a.query,
+            a.comparator.as_str(),
+            a.threshold,
+            a.name,
+            a.every.unwrap_or(crate::experiment::spec::DEFAULT_EVERY)
+        ));
+    }
+    if let Some(p) = &spec.prometheus {
+        out.push_str(&format!(
+            "  Prometheus at {}: every query is tried before anything starts\n",
+            p.url
+        ));
+    }
+    if let Some(a) = &spec.alertmanager {
+        out.push_str(&format!("  Alertmanager at {}\n", a.url));
+    }
     let verdicts = crate::verdict::planned(exp);
     if !verdicts.is_empty() {
         out.push_str("  verdicts the run will give (any that fails fails the run):\n");

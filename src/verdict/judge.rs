@@ -102,6 +102,11 @@ pub fn judge(exp: &Experiment, r: &RunRecord) -> Judgment {
         &r.recordings,
         r.started_at + r.end,
     ));
+    verdicts.extend(super::monitor::verdicts(
+        exp,
+        Some(&r.monitor),
+        alert_window(r, &rtos),
+    ));
     let faults_ran = r.timeline.faults_start.is_some();
     if faults_ran && r.timeline.steady_start.is_none() {
         // The core hypothesis: steady state must come back. Not coming back is a failure.
@@ -164,6 +169,32 @@ pub fn judge(exp: &Experiment, r: &RunRecord) -> Judgment {
         verdicts,
         status,
         reason,
+    }
+}
+
+/// Where alert times are measured from: the first fault, and the service back (the
+/// latest probe's measured recovery; else the steady state restored; else the faults' end).
+fn alert_window(r: &RunRecord, rtos: &[Option<RtoReport>]) -> super::monitor::AlertWindow {
+    let probes = rtos
+        .iter()
+        .flatten()
+        .filter_map(|x| x.recovered_ms)
+        .fold(None, |acc: Option<f64>, m| {
+            Some(acc.map_or(m, |a| a.max(m)))
+        });
+    let (recovered, recovered_by) = match (probes, r.timeline.steady_start, r.timeline.faults_end) {
+        (Some(m), _, _) => (
+            Some(Duration::from_secs_f64(m.max(0.0) / 1000.0)),
+            "probes recovered",
+        ),
+        (None, Some(s), _) => (Some(s), "steady state restored"),
+        (None, None, e) => (e, "faults ended"),
+    };
+    super::monitor::AlertWindow {
+        faults_start: r.timeline.faults_start,
+        recovered,
+        recovered_by,
+        end: r.end,
     }
 }
 

@@ -79,6 +79,7 @@ pub fn planned(exp: &Experiment) -> Vec<Verdict> {
     for (name, o) in super::certificate::probes(exp) {
         out.push(super::certificate::planned(name, o));
     }
+    out.extend(super::monitor::verdicts(exp, None, Default::default()));
     // Nothing is measured yet: no status, no measurement, no note.
     for v in &mut out {
         v.status = VerdictStatus::NotMeasured;

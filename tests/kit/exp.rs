@@ -69,6 +69,8 @@ pub struct Experiment {
     faults: Vec<Map>,
     objectives: Map,
     abort: Map,
+    /// Other `spec` keys (`prometheus`, `alerts`...), each a flow value.
+    extra: Map,
 }
 
 impl Experiment {
@@ -85,6 +87,7 @@ impl Experiment {
             faults: Vec::new(),
             objectives: Map::default(),
             abort: Map::default(),
+            extra: Map::default(),
         }
     }
 
@@ -132,6 +135,12 @@ impl Experiment {
         self
     }
 
+    /// Any other key of `spec` (`prometheus`, `alertmanager`, `alerts`), a flow value.
+    pub fn spec(mut self, key: &str, flow: impl fmt::Display) -> Experiment {
+        self.extra = self.extra.with(key, flow);
+        self
+    }
+
     /// One stop condition under `spec.abort`.
     pub fn abort(mut self, kind: &str, flow: impl fmt::Display) -> Experiment {
         self.abort = self.abort.with(kind, flow);
@@ -176,6 +185,9 @@ impl fmt::Display for Experiment {
         list(&mut y, "faults", &self.faults);
         mapping(&mut y, "objectives", &self.objectives);
         mapping(&mut y, "abort", &self.abort);
+        for (k, v) in &self.extra.0 {
+            y.push_str(&format!("  {k}: {v}\n"));
+        }
         f.write_str(&y)
     }
 }

@@ -30,6 +30,12 @@ pub struct Report {
     pub services: Vec<Service>,
     pub verdicts: Vec<Verdict>,
     pub events: Vec<Event>,
+    /// What each PromQL objective and stop condition saw; omitted when none.
+    #[serde(default)]
+    pub promql: Vec<Promql>,
+    /// What polling each alert saw; omitted when none.
+    #[serde(default)]
+    pub alerts: Vec<Alert>,
     #[serde(skip)]
     json: Value,
 }
@@ -313,6 +319,44 @@ pub struct Verdict {
     pub note: Option<String>,
 }
 
+/// One PromQL query's evaluations.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Promql {
+    pub name: String,
+    /// `objective` or `abort`.
+    pub role: String,
+    pub evaluations: u64,
+    pub failures: u64,
+    pub no_data: u64,
+    pub errors: u64,
+    #[serde(default)]
+    pub range: Option<Value>,
+}
+
+/// One alert's state changes, as polled.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub name: String,
+    pub poll_ms: f64,
+    #[serde(default, deserialize_with = "present")]
+    pub evaluation_interval_ms: Option<f64>,
+    pub polls: u64,
+    #[serde(default)]
+    pub changes: Vec<AlertChange>,
+    #[serde(default)]
+    pub others: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertChange {
+    pub at_ms: f64,
+    pub unix_ms: f64,
+    pub firing: bool,
+}
+
 /// Ground truth on the timeline: service starts and exits, faults, signals.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -374,6 +418,20 @@ impl Report {
     }
 
     #[track_caller]
+    pub fn promql(&self, name: &str) -> &Promql {
+        self.promql
+            .iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no promql `{name}` in the report: {:#?}", self.promql))
+    }
+
+    pub fn alert(&self, name: &str) -> &Alert {
+        self.alerts
+            .iter()
+            .find(|a| a.name == name)
+            .unwrap_or_else(|| panic!("no alert `{name}` in the report: {:#?}", self.alerts))
+    }
+
     pub fn verdict(&self, id: &str) -> &Verdict {
         self.verdicts
             .iter()

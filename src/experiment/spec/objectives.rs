@@ -96,6 +96,9 @@ pub struct ObjectivesSpec {
     pub pod_recovery: Option<PodRecoveryObjective>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateObjective>,
+    /// PromQL queries evaluated during the run (needs `spec.prometheus`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promql: Vec<super::PromqlObjective>,
 }
 
 /// The certificate an https:// probe is served must stay valid for at least
@@ -210,6 +213,9 @@ pub struct RtoObjective {
 pub struct AbortSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability: Option<AbortAvailability>,
+    /// PromQL stop conditions (needs `spec.prometheus`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promql: Vec<super::AbortPromql>,
 }
 
 /// Abort when a probe's availability stays below `below` for `for`.

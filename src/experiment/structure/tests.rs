@@ -36,8 +36,9 @@ fn reports_every_shape_problem_in_order() {
         [
             "7:9: spec.seed: `-1` is out of range: expected a whole number from 0 to 9007199254740991",
             "8:3: spec: unknown field `sede`: did you mean `seed`? (expected one of `abort`, \
-             `agents`, `duration`, `faults`, `kubernetes`, `objectives`, `probes`, \
-             `recording`, `seed`, `services`, `steadyState`, `vars`)",
+             `agents`, `alertmanager`, `alerts`, `duration`, `faults`, `kubernetes`, \
+             `objectives`, `probes`, `prometheus`, `recording`, `seed`, `services`, \
+             `steadyState`, `vars`)",
             "12:20: spec.probes[0].maxInFlight: invalid type: string \"many\", expected a \
              whole number from 0 to 4294967295",
         ]
