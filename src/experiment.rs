@@ -6,6 +6,7 @@
 mod check;
 pub mod limits;
 pub mod model;
+mod pos;
 pub mod position;
 mod schema;
 pub mod selector;

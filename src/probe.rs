@@ -11,6 +11,7 @@ mod classify;
 mod http;
 mod pace;
 mod pool;
+mod schedule;
 mod tcp;
 
 use std::sync::Arc;
@@ -18,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-pub use pace::{Pace, ProbeStats, RunningProbe};
+pub use pace::{ProbeStats, RunningProbe};
 pub use record::{
     Bucket, CertificateChange, ConnectionSetup, Counts, Outcome, Phase, PhaseStats, ProbeRecording,
     Recorder,
 };
+pub use schedule::Pace;
 pub use write::WriteTarget;
 
 pub use crate::experiment::model::{HttpTarget, TcpTarget, DEFAULT_TIMEOUT};

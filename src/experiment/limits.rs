@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::str::Chars;
 
-use super::position::Pos;
+use super::pos::Pos;
 
 /// Largest experiment file read, in bytes: 300 times the largest real one. It bounds
 /// everything that the limits below do not count: text, scalars, comments.

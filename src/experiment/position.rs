@@ -12,25 +12,16 @@ use yaml_rust2::scanner::Marker;
 
 use super::limits::{Budget, Counts, Lookahead, Refusal};
 
-/// A 1-based position in the text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Pos {
-    pub line: usize,
-    pub column: usize,
-}
+pub use super::pos::Pos;
 
-impl Pos {
-    /// The start of the file: where problems without a better place are reported.
-    pub const START: Pos = Pos { line: 1, column: 1 };
-
-    fn from_marker(m: Marker) -> (usize, Pos) {
-        // yaml-rust2 counts lines from 1 but columns from 0.
-        let pos = Pos {
-            line: m.line().max(1),
-            column: m.col() + 1,
-        };
-        (m.index(), pos)
-    }
+/// The char index and position of a parser marker.
+fn from_marker(m: Marker) -> (usize, Pos) {
+    // yaml-rust2 counts lines from 1 but columns from 0.
+    let pos = Pos {
+        line: m.line().max(1),
+        column: m.col() + 1,
+    };
+    (m.index(), pos)
 }
 
 /// Where one node sits: its own start and, for a mapping entry, its key.
@@ -72,7 +63,7 @@ impl Positions {
             let (ev, mark) = match next {
                 Ok(next) => next,
                 Err(e) => {
-                    let (index, pos) = Pos::from_marker(*e.marker());
+                    let (index, pos) = from_marker(*e.marker());
                     // yaml-rust2 counts flow nesting in a u8 and gives up at 256 levels,
                     // before any of them reaches `Budget::start` (it reads a whole flow
                     // collection ahead when it could be a key): the same refusal.
@@ -84,7 +75,7 @@ impl Positions {
                     break;
                 }
             };
-            let (index, pos) = Pos::from_marker(mark);
+            let (index, pos) = from_marker(mark);
             last = pos;
             lookahead.event_at(index);
             if ev == Event::StreamEnd {
@@ -98,7 +89,7 @@ impl Positions {
                     // A block mapping's start mark lies after its first key (see
                     // `on_node`); point where a reader sees it begin.
                     if let (true, Ok((_, key))) = (mapping, parser.next_token()) {
-                        let (key_index, key_pos) = Pos::from_marker(key);
+                        let (key_index, key_pos) = from_marker(key);
                         if key_index < index {
                             refusal.pos = key_pos;
                         }
@@ -292,7 +283,7 @@ impl Walker {
 
     /// One parser event; `Ok(false)` once the walk is done (a second document starts).
     fn on_event(&mut self, ev: Event, mark: Marker) -> Result<bool, Refusal> {
-        let (index, pos) = Pos::from_marker(mark);
+        let (index, pos) = from_marker(mark);
         match ev {
             Event::DocumentStart => {
                 self.positions.documents.push(pos);

@@ -140,6 +140,13 @@ pub fn describe_selector(sel: &PodSelector) -> String {
     parts.join(", ")
 }
 
+/// The selector's mode as the plan and reports spell it (`one` when not given).
+pub fn mode_word(sel: &PodSelector) -> String {
+    sel.mode
+        .map(|m| format!("{m:?}").to_lowercase())
+        .unwrap_or_else(|| "one".into())
+}
+
 /// How many of `n` matching pods the mode takes (at least one when there is one).
 pub fn how_many(sel: &PodSelector, n: usize) -> usize {
     let want = match sel.mode.unwrap_or_default() {

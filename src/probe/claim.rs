@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::pace::{Pace, Schedule};
+use super::schedule::{Pace, Schedule};
 
 /// What a free worker gets.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::claim::{Claim, Claims};
 use super::http::HttpSender;
-use super::pace::{Pace, Schedule};
+use super::schedule::{Pace, Schedule};
 use super::tcp::TcpSender;
 use super::write::WriteSender;
 use super::{Outcome, Recorder};

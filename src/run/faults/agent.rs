@@ -295,7 +295,7 @@ pub(super) fn plan(head: &str, dur: &str, f: &Fault) -> String {
             "on pods in namespace {} ({}, mode {}) through the agent on each pod's node",
             sel.namespace,
             crate::kube::pods::describe_selector(sel),
-            super::pods::mode_word(sel)
+            crate::kube::pods::mode_word(sel)
         ),
         Some(Route::Named(a)) => format!("through agent {a}"),
         Some(Route::Embedded) | None => "through the embedded agent".into(),

@@ -399,13 +399,6 @@ fn chosen_pod(p: &PodRef) -> ChosenPod {
     }
 }
 
-/// A selector's mode as the plan says it (`one` unless set).
-pub(super) fn mode_word(sel: &PodSelector) -> String {
-    sel.mode
-        .map(|m| format!("{m:?}").to_lowercase())
-        .unwrap_or_else(|| "one".into())
-}
-
 /// The dry-run plan of a pod deletion.
 pub(super) fn plan(head: &str, d: &PodDeleteSpec) -> String {
     format!(
@@ -413,7 +406,7 @@ pub(super) fn plan(head: &str, d: &PodDeleteSpec) -> String {
         if d.evict { "evict" } else { "delete" },
         d.pods.namespace,
         pods::describe_selector(&d.pods),
-        mode_word(&d.pods),
+        pods::mode_word(&d.pods),
         if d.dry_run {
             ", server-side dry run"
         } else {
