@@ -131,7 +131,7 @@ macro_rules! bad_input {
 
 bad_input! {
     syntax_error => 12:6 "invalid YAML: did not find expected '-' indicator";
-    unknown_field => 14:7 "spec.probes[0]: unknown field `timeout`, expected one of `http`, `maxInFlight`, `name`, `rate`, `tcp`, `write`; `timeout` goes in `http`, `tcp` or `write`";
+    unknown_field => 14:7 "spec.probes[0]: unknown field `timeout`, expected one of `grpc`, `http`, `maxInFlight`, `name`, `rate`, `tcp`, `write`; `timeout` goes in `grpc`, `http`, `tcp` or `write`";
     wrong_type => 7:9 "spec.seed: invalid type: string \"lucky\", expected a whole number from 0 to 9007199254740991";
     several_shape_errors => 14:49 "spec.probes[0].http: unknown field `retries`, expected one of `body`, `connectTimeout`";
     misspelt_fields => 16:9 "spec.probes[0].http: unknown field `timeuot`: did you mean `timeout`?";
