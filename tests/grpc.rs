@@ -132,13 +132,16 @@ fn not_serving_mid_run_counts_for_the_flip_window() {
 }
 
 #[test]
-fn an_unknown_service_is_a_not_found_status_with_its_message() {
+fn an_unknown_service_is_not_found_and_a_server_without_grpc_is_internal() {
     let case = Case::new();
     let grpc = free_port();
     let file = case.write(
         Experiment::new("grpc-unknown", "1s")
             .service(grpc_sample(case.port, grpc))
-            .probe(grpc_probe("nope", grpc, "50/s", ", service: shop.Nope")),
+            .probe(grpc_probe("nope", grpc, "50/s", ", service: shop.Nope"))
+            // The sample's HTTP port speaks HTTP/2 but no gRPC: a 404 with a text body
+            // and no gRPC status, which tonic reads as INTERNAL, naming the 404.
+            .probe(grpc_probe("not-grpc", case.port, "50/s", "")),
     );
     let ran = case.run(&file);
     let report = ran.report();
@@ -156,6 +159,15 @@ fn an_unknown_service_is_a_not_found_status_with_its_message() {
     );
     assert_eq!(g.statuses["NOT_FOUND"], run.scheduled);
     assert_eq!(g.status_messages["NOT_FOUND"], "service not registered");
+    let not_grpc = report.probe("not-grpc");
+    let run = not_grpc.phase("run");
+    assert_eq!(run.errors("grpcStatus"), run.scheduled, "{:?}", run.errors);
+    let g = not_grpc.grpc();
+    assert_eq!(g.statuses.keys().collect::<Vec<_>>(), ["INTERNAL"], "{g:?}");
+    assert!(
+        g.status_messages["INTERNAL"].contains("404 Not Found"),
+        "{g:?}"
+    );
     assert!(
         ran.stdout().contains("gRPC: statuses: NOT_FOUND"),
         "{}",

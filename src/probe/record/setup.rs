@@ -221,6 +221,25 @@ mod tests {
     }
 
     #[test]
+    fn grpc_statuses_count_by_code_and_keep_the_first_message() {
+        let log = SetupLog::new();
+        log.record_grpc_status(5, "service not registered");
+        log.record_grpc_status(5, "later");
+        // Past the last code: UNKNOWN, as gRPC reads it.
+        log.record_grpc_status(99, "odd");
+        log.record_grpc_status(-1, "odder");
+        let s = log.finish();
+        assert_eq!(s.grpc_statuses[5], 2);
+        assert_eq!(
+            s.grpc_messages[5].as_deref(),
+            Some("service not registered")
+        );
+        assert_eq!(s.grpc_statuses[2], 2);
+        assert_eq!(s.grpc_messages[2].as_deref(), Some("odd"));
+        assert_eq!(s.grpc_statuses.iter().sum::<u64>(), 4);
+    }
+
+    #[test]
     fn tls_failures_count_by_reason_and_keep_the_first_message() {
         let log = SetupLog::new();
         log.record_tls_failure(TlsReason::Expired, "first".into());
