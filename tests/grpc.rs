@@ -218,7 +218,7 @@ fn a_killed_server_is_refused_then_recovers_with_an_rto() {
 }
 
 #[test]
-fn grpc_over_tls_trusts_a_private_ca_and_the_wrong_ca_is_a_tls_outcome() {
+fn grpc_over_tls_trusts_a_private_ca_presents_a_client_certificate_and_the_wrong_ca_is_tls() {
     let case = Case::new();
     let grpc = free_port();
     let ca = Ca::new("grpc test CA");
@@ -227,23 +227,48 @@ fn grpc_over_tls_trusts_a_private_ca_and_the_wrong_ca_is_a_tls_outcome() {
     let (cert, key) = ca
         .server("grpc", &["127.0.0.1", "localhost"], Lifetime::Days(30))
         .write(case.dir(), "grpc");
+    let (client_cert, client_key) = ca.client("probe").write(case.dir(), "client");
+    // The gRPC listener takes the HTTP side's TLS files, client CA (mTLS) included.
     let sample = Map::named("sample")
         .with(
             "command",
             format!(
-                "[\"${{exe}}\", sample-service, --listen, \"127.0.0.1:{}\", --grpc-listen, \"127.0.0.1:{grpc}\", --tls-cert, {}, --tls-key, {}]",
+                "[\"${{exe}}\", sample-service, --listen, \"127.0.0.1:{}\", --grpc-listen, \"127.0.0.1:{grpc}\", --tls-cert, {}, --tls-key, {}, --tls-client-ca, {}]",
                 case.port,
                 quoted(cert.display()),
-                quoted(key.display())
+                quoted(key.display()),
+                quoted(ca_file.display())
             ),
         )
         .with("ready", format!("{{ tcp: \"127.0.0.1:{}\", within: 5s }}", case.port));
-    let trusting = |ca: &Path| format!(", tls: {{ ca: {} }}", quoted(ca.display()));
+    let trusting =
+        |ca: &Path, more: &str| format!(", tls: {{ ca: {}{more} }}", quoted(ca.display()));
+    let client = format!(
+        ", clientCert: {}, clientKey: {}",
+        quoted(client_cert.display()),
+        quoted(client_key.display())
+    );
     let file = case.write(
         Experiment::new("grpc-tls", "1s")
             .service(sample)
-            .probe(grpc_probe("trusted", grpc, "50/s", &trusting(&ca_file)))
-            .probe(grpc_probe("wrong-ca", grpc, "50/s", &trusting(&other_file))),
+            .probe(grpc_probe(
+                "trusted",
+                grpc,
+                "50/s",
+                &trusting(&ca_file, &client),
+            ))
+            .probe(grpc_probe(
+                "wrong-ca",
+                grpc,
+                "50/s",
+                &trusting(&other_file, &client),
+            ))
+            .probe(grpc_probe(
+                "no-client-cert",
+                grpc,
+                "50/s",
+                &trusting(&ca_file, ""),
+            )),
     );
     let ran = case.run(&file);
     let report = ran.report();
@@ -264,4 +289,11 @@ fn grpc_over_tls_trusts_a_private_ca_and_the_wrong_ca_is_a_tls_outcome() {
         wrong.tls().failures.keys().collect::<Vec<_>>(),
         ["unknownIssuer"]
     );
+    // Refused by the server after the (TLS 1.3) handshake: its alert, or a reset when the
+    // server's close beats it, as for https:// probes; never a success.
+    let without = report.probe("no-client-cert").phase("run");
+    assert_eq!(without.ok, 0, "{without:?}");
+    let (tls, reset) = (without.errors("tls"), without.errors("reset"));
+    assert_eq!(tls + reset, without.scheduled, "{:?}", without.errors);
+    assert!(tls > 0, "no refusal was seen as TLS: {:?}", without.errors);
 }
