@@ -268,7 +268,8 @@ fn grpc_over_tls_trusts_a_private_ca_presents_a_client_certificate_and_the_wrong
                 grpc,
                 "50/s",
                 &trusting(&ca_file, ""),
-            )),
+            ))
+            .objective("certificate", "{ probe: trusted, minValidity: 21d }"),
     );
     let ran = case.run(&file);
     let report = ran.report();
@@ -282,6 +283,9 @@ fn grpc_over_tls_trusts_a_private_ca_presents_a_client_certificate_and_the_wrong
         Some("CN=grpc")
     );
     assert!(trusted.connection_setup().tls_handshake.is_some());
+    // The served certificate is an objective for a gRPC probe as for an https:// one.
+    let verdict = report.verdict("certificate/trusted");
+    assert_eq!(verdict.status, "pass", "{verdict:?}");
     let wrong = report.probe("wrong-ca");
     let run = wrong.phase("run");
     assert_eq!(run.errors("tls"), run.scheduled, "{:?}", run.errors);
