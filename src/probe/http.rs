@@ -4,7 +4,8 @@
 //! http2`, or ALPN h2 over TLS): one connection per probe carries every send in flight,
 //! its driver on a task of its own. https:// adds a rustls handshake under either; the
 //! connection's set-up cost, TLS failures and the served certificate go to the
-//! probe's [`SetupLog`](super::record::SetupLog).
+//! probe's [`SetupLog`](super::record::SetupLog). gRPC probes borrow the same HTTP/2
+//! connection ([`HttpSender::h2_connection`]) for their calls.
 
 mod plan;
 mod stream;
