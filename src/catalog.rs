@@ -104,6 +104,16 @@ pub const PROBES: &[Kind] = &[
         example: r#"{ name: db-port, rate: 20/s, tcp: { address: "127.0.0.1:5432", timeout: 250ms } }"#,
     },
     Kind {
+        name: "grpc",
+        does: "a gRPC health check (`grpc.health.v1.Health/Check`) at a constant rate, every \
+               check multiplexed on one HTTP/2 connection; ok when SERVING, `notServing` for \
+               any other answer, `grpcStatus` (counted by code) when the call fails with a \
+               status, like NOT_FOUND for an unknown service",
+        needs: "a server that implements the standard health service; `tls` as for https \
+                (its `serverName` defaults to the address's host)",
+        example: r#"{ name: api-grpc, rate: 50/s, grpc: { address: "127.0.0.1:50051", service: shop.Checkout, timeout: 500ms } }"#,
+    },
+    Kind {
         name: "write (http)",
         does: "sequenced writes through your HTTP API, read back after the run: what was \
                acknowledged and then lost is the RPO",

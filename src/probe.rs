@@ -1,4 +1,4 @@
-//! Probes: HTTP(S) requests, TCP connects and sequenced writes sent on a fixed open-model
+//! Probes: HTTP(S) requests, TCP connects, gRPC health checks and sequenced writes sent on a fixed open-model
 //! schedule (send k is due at `origin + k / rate`), latency measured from the intended
 //! send time, every outcome recorded into a bounded [`Recorder`].
 
@@ -8,6 +8,7 @@ pub mod write;
 
 mod claim;
 mod classify;
+pub mod grpc;
 mod http;
 mod pace;
 mod pool;
@@ -27,8 +28,9 @@ pub use record::{
 pub use schedule::Pace;
 pub use write::WriteTarget;
 
-pub use crate::experiment::model::{HttpTarget, TcpTarget, DEFAULT_TIMEOUT};
+pub use crate::experiment::model::{GrpcTarget, HttpTarget, TcpTarget, DEFAULT_TIMEOUT};
 use crate::experiment::model::{Probe, ProbeTarget};
+use crate::experiment::spec::HttpVersion;
 /// Ceiling for the default in-flight bound.
 pub const DEFAULT_MAX_IN_FLIGHT_CAP: usize = 1024;
 
@@ -51,6 +53,7 @@ pub struct ProbeConfig {
 pub enum Target {
     Http(HttpTarget),
     Tcp(TcpTarget),
+    Grpc(GrpcTarget),
     Write(WriteTarget),
 }
 
@@ -60,14 +63,16 @@ impl Target {
         match self {
             Target::Http(h) => h.timeout,
             Target::Tcp(t) => t.timeout,
+            Target::Grpc(g) => g.timeout,
             Target::Write(w) => w.timeout,
         }
     }
-    /// `http`, `tcp` or `write`.
+    /// `http`, `tcp`, `grpc` or `write`.
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Http(_) => "http",
             Target::Tcp(_) => "tcp",
+            Target::Grpc(_) => "grpc",
             Target::Write(_) => "write",
         }
     }
@@ -76,6 +81,8 @@ impl Target {
         match self {
             Target::Http(h) => format!("{} {}", h.method, h.uri),
             Target::Tcp(t) => format!("tcp {}", t.address),
+            Target::Grpc(g) if g.service.is_empty() => format!("grpc {} health", g.address),
+            Target::Grpc(g) => format!("grpc {} health of {}", g.address, g.service),
             Target::Write(w) => w.describe(),
         }
     }
@@ -105,6 +112,7 @@ impl ProbeConfig {
         let target = match &probe.target {
             ProbeTarget::Http(h) => Target::Http(h.clone()),
             ProbeTarget::Tcp(t) => Target::Tcp(t.clone()),
+            ProbeTarget::Grpc(g) => Target::Grpc(g.clone()),
             ProbeTarget::Write(w) => {
                 Target::Write(WriteTarget::from_spec(w, run).map_err(|source| ProbeError {
                     probe: probe.name.clone(),
@@ -125,11 +133,19 @@ impl ProbeConfig {
                 tls: Some(t),
                 version,
                 ..
-            }) => Some(tls::TlsClient::new(t, *version).map_err(|e| ProbeError {
-                probe: probe.name.clone(),
-                source: ProbeSetupError::Tls(e),
-            })?),
+            }) => Some((t, *version)),
+            // gRPC is HTTP/2 only: ALPN offers h2 alone.
+            ProbeTarget::Grpc(GrpcTarget { tls: Some(t), .. }) => Some((t, HttpVersion::Http2)),
             _ => None,
+        };
+        let tls = match tls {
+            Some((t, version)) => {
+                Some(tls::TlsClient::new(t, version).map_err(|e| ProbeError {
+                    probe: probe.name.clone(),
+                    source: ProbeSetupError::Tls(e),
+                })?)
+            }
+            None => None,
         };
         Ok(ProbeConfig {
             name: probe.name.clone(),

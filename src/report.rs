@@ -9,6 +9,7 @@ mod connection;
 #[cfg(test)]
 mod fixture;
 mod format;
+mod grpc;
 mod json;
 mod junit;
 mod markdown;
@@ -33,6 +34,7 @@ pub use crate::text::ms;
 pub use crate::verdict::{RtoReport, RunStatus, Verdict, VerdictStatus};
 pub use build::{build, error_report, latency_summary};
 pub use connection::{CertificateReport, ConnectionSetupReport, TlsReport};
+pub use grpc::GrpcReport;
 pub use json::{report_schema, write_json};
 pub use junit::write_junit;
 pub use markdown::render_markdown;
@@ -131,7 +133,7 @@ pub struct PhaseSpan {
 pub struct ProbeReport {
     /// Probe name from the experiment file.
     pub name: String,
-    /// `http` or `tcp`.
+    /// `http`, `tcp`, `grpc` or `write`.
     pub kind: String,
     /// URL or address probed.
     pub target: String,
@@ -149,6 +151,9 @@ pub struct ProbeReport {
     /// https:// probes: the certificate served, handshake failures by reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsReport>,
+    /// gRPC probes: the service asked about, statuses other than OK by code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcReport>,
     /// Bound on concurrent sends; a send due beyond it counts as `missed`.
     pub max_in_flight: u64,
     /// True when the prober's own scheduling lag, not the service, explains the latency.
@@ -180,7 +185,7 @@ pub struct PhaseReport {
     /// ok / scheduled in percent; absent when nothing was scheduled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability_percent: Option<f64>,
-    /// Failed sends by kind (`status`, `body`, `timeout`, `connectTimeout`, `refused`, `reset`, `tls`, `missed`, `other`); zero kinds omitted.
+    /// Failed sends by kind (`status`, `body`, `notServing`, `grpcStatus`, `timeout`, `connectTimeout`, `refused`, `reset`, `tls`, `missed`, `other`); zero kinds omitted.
     pub errors: BTreeMap<String, u64>,
     /// Latency of ok responses from their intended send time.
     pub latency: LatencySummary,

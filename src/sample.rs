@@ -2,8 +2,10 @@
 //! Small on purpose, with knobs that make its behaviour known (added delay, a stall on
 //! demand, a key-value store with a chosen durability, optional TLS), so a measurement
 //! can be compared with the truth. It speaks HTTP/1.1 and HTTP/2 (ALPN over TLS, prior
-//! knowledge in plain text) and counts the connections it accepted.
+//! knowledge in plain text) and counts the connections it accepted; with `--grpc-listen`,
+//! it also serves the standard gRPC health service.
 
+mod grpc;
 mod metrics;
 mod store;
 mod tls;
@@ -41,6 +43,8 @@ pub struct Config {
     pub durability: Durability,
     /// Serve https:// with these files; `None`: plain http://.
     pub tls: Option<TlsFiles>,
+    /// Serve `grpc.health.v1` here too (over TLS when `tls` is set); `None`: no gRPC.
+    pub grpc_listen: Option<SocketAddr>,
 }
 
 /// Why the sample service could not start.
@@ -65,11 +69,18 @@ struct State {
     stalled_until: Mutex<Option<Instant>>,
     /// Connections accepted (and, for TLS, past the handshake): GET /admin/connections.
     connections: AtomicU64,
+    /// The gRPC health statuses, when there is a gRPC listener.
+    grpc: Option<tonic_health::server::HealthReporter>,
 }
 
 /// Serve until SIGTERM/SIGINT. `listening` is called with the bound address once the
-/// store is open (log replayed) and the socket listens: then the service is ready.
-pub async fn run(config: Config, listening: impl FnOnce(SocketAddr)) -> Result<(), SampleError> {
+/// store is open (log replayed) and the socket listens (after `grpc_listening`, with the
+/// gRPC listener's address, when there is one): then the service is ready.
+pub async fn run(
+    config: Config,
+    grpc_listening: impl FnOnce(SocketAddr),
+    listening: impl FnOnce(SocketAddr),
+) -> Result<(), SampleError> {
     let store = match &config.data_dir {
         Some(dir) => {
             Store::open(dir, config.durability).map_err(|e| SampleError::Store(e.to_string()))?
@@ -89,18 +100,45 @@ pub async fn run(config: Config, listening: impl FnOnce(SocketAddr)) -> Result<(
                 addr: config.listen,
                 source,
             })?;
+    let grpc = match config.grpc_listen {
+        Some(addr) => {
+            let listener = grpc::bind(addr).await?;
+            let (reporter, routes) = grpc::health();
+            grpc::start_serving(&reporter).await;
+            if let Ok(addr) = listener.local_addr() {
+                grpc_listening(addr);
+            }
+            Some((reporter, listener, routes))
+        }
+        None => None,
+    };
     if let Ok(addr) = listener.local_addr() {
         listening(addr);
     }
+    let (reporter, grpc_serve) = match grpc {
+        Some((reporter, listener, routes)) => (
+            Some(reporter),
+            Some(grpc::serve(listener, routes, tls.clone())),
+        ),
+        None => (None, None),
+    };
+    let grpc_serve = async {
+        match grpc_serve {
+            Some(serve) => serve.await,
+            None => std::future::pending().await,
+        }
+    };
     let state = Arc::new(State {
         store,
         metrics: metrics::Metrics::default(),
         delay: config.delay,
         stalled_until: Mutex::new(None),
         connections: AtomicU64::new(0),
+        grpc: reporter,
     });
     tokio::select! {
         _ = serve(listener, state, tls) => {}
+        _ = grpc_serve => {}
         _ = shutdown_signal() => {}
     }
     Ok(())
@@ -198,6 +236,9 @@ async fn answer(
                 "expected ?for=DURATION, like ?for=2s\n".into(),
             ),
         });
+    }
+    if req.method() == hyper::Method::POST && path == "/admin/grpc-health" {
+        return grpc::flip(state.grpc.as_ref(), req.uri().query()).await;
     }
     if path == "/admin/connections" {
         let n = state.connections.load(Ordering::Relaxed);

@@ -131,7 +131,7 @@ macro_rules! bad_input {
 
 bad_input! {
     syntax_error => 12:6 "invalid YAML: did not find expected '-' indicator";
-    unknown_field => 14:7 "spec.probes[0]: unknown field `timeout`, expected one of `http`, `maxInFlight`, `name`, `rate`, `tcp`, `write`; `timeout` goes in `http`, `tcp` or `write`";
+    unknown_field => 14:7 "spec.probes[0]: unknown field `timeout`, expected one of `grpc`, `http`, `maxInFlight`, `name`, `rate`, `tcp`, `write`; `timeout` goes in `grpc`, `http`, `tcp` or `write`";
     wrong_type => 7:9 "spec.seed: invalid type: string \"lucky\", expected a whole number from 0 to 9007199254740991";
     several_shape_errors => 14:49 "spec.probes[0].http: unknown field `retries`, expected one of `body`, `connectTimeout`";
     misspelt_fields => 16:9 "spec.probes[0].http: unknown field `timeuot`: did you mean `timeout`?";
@@ -169,7 +169,11 @@ bad_input! {
     abort_missing_probe => 20:49 "spec.abort.availability.probe: no probe named `api`; probes: `web`";
     latency_without_percentile => 20:14 "spec.objectives.latency: set at least one percentile";
     probe_http_and_tcp => 14:7 "probe `web` has both `http` and `tcp`";
-    probe_without_target => 11:7 "probe `web` has neither `http` nor `tcp` nor `write`";
+    probe_without_target => 11:7 "probe `web` has neither `http` nor `tcp` nor `grpc` nor `write`";
+    grpc_and_http => 14:7 "probe `web` has both `http` and `grpc`";
+    grpc_without_address => 13:13 "spec.probes[0].grpc: missing field `address`";
+    grpc_address_without_port => 13:24 "spec.probes[0].grpc.address: `localhost` has no port: expected host:port";
+    grpc_tls_ca_missing_file => 13:50 "spec.probes[0].grpc.tls.ca: cannot read `no-such-ca.pem`";
     write_without_sequence_placeholder => 15:38 "neither the URL nor the body holds the sequence placeholder: put `{seq}` or `{key}` in one";
     write_http_and_redis => 17:9 "write probe `orders-write` has both `http` and `redis`";
     write_bad_redis_url => 14:23 "`127.0.0.1:6379` is not a Redis URL";

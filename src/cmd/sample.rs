@@ -30,6 +30,11 @@ pub struct SampleArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Also serve the gRPC health service (grpc.health.v1) on this address: the whole
+    /// server and `sample` SERVING, flipped by POST /admin/grpc-health?status=NOT_SERVING
+    /// on the HTTP port. TLS with --tls-cert/--tls-key when given.
+    #[arg(long)]
+    pub grpc_listen: Option<SocketAddr>,
     /// Require client certificates issued by a CA of this PEM file (mTLS; needs --tls-cert).
     #[arg(long, requires = "tls_cert")]
     pub tls_client_ca: Option<std::path::PathBuf>,
@@ -61,9 +66,11 @@ pub(super) fn main(args: SampleArgs) -> i32 {
                 key,
                 client_ca: args.tls_client_ca,
             }),
+        grpc_listen: args.grpc_listen,
     };
     let listening = |addr: SocketAddr| println!("sample-service listening on {addr}");
-    match runtime.block_on(sample::run(config, listening)) {
+    let grpc_listening = |addr: SocketAddr| println!("sample-service grpc listening on {addr}");
+    match runtime.block_on(sample::run(config, grpc_listening, listening)) {
         Ok(()) => exit::MET,
         Err(e) => {
             eprintln!("sample-service: {e}");

@@ -3,6 +3,7 @@
 //! problems in one pass; each message names the path, what is wrong and what is valid.
 
 mod agents;
+mod grpc;
 mod kube;
 mod monitor;
 mod objectives;

@@ -36,6 +36,8 @@ pub struct Probe {
 pub enum ProbeTarget {
     Http(HttpTarget),
     Tcp(TcpTarget),
+    /// gRPC health checks.
+    Grpc(GrpcTarget),
     /// Sequenced writes; the backend is set up per run (its keys carry the run's id).
     Write(WriteProbeSpec),
 }
@@ -103,6 +105,18 @@ pub struct TcpTarget {
     /// `host:port`.
     pub address: String,
     pub timeout: Duration,
+}
+
+/// A gRPC health check probe target, defaults applied.
+#[derive(Debug, Clone)]
+pub struct GrpcTarget {
+    /// `host:port`.
+    pub address: String,
+    /// The service asked about ("" = the whole server).
+    pub service: String,
+    pub timeout: Duration,
+    /// Set when the probe speaks TLS.
+    pub tls: Option<TlsTarget>,
 }
 
 /// One fault of the timeline.

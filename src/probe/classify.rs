@@ -59,6 +59,22 @@ pub(super) fn hyper_error(error: &hyper::Error) -> Outcome {
     }
 }
 
+/// Classify any error by the first I/O error in its source chain (an HTTP/2 stream reset
+/// without one is the server's doing: reset); else other.
+pub(super) fn error_chain(error: &(dyn StdError + 'static)) -> Outcome {
+    if let Some(io) = io_source(error) {
+        return io_error(io, Stage::Exchange);
+    }
+    let mut cause = Some(error);
+    while let Some(err) = cause {
+        if err.downcast_ref::<h2::Error>().is_some() {
+            return Outcome::Reset;
+        }
+        cause = err.source();
+    }
+    Outcome::Other
+}
+
 /// The first `io::Error` in an error's source chain.
 fn io_source<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
     let mut cause = Some(error);

@@ -4,7 +4,8 @@
 //! http2`, or ALPN h2 over TLS): one connection per probe carries every send in flight,
 //! its driver on a task of its own. https:// adds a rustls handshake under either; the
 //! connection's set-up cost, TLS failures and the served certificate go to the
-//! probe's [`SetupLog`](super::record::SetupLog).
+//! probe's [`SetupLog`](super::record::SetupLog). gRPC probes borrow the same HTTP/2
+//! connection ([`HttpSender::h2_connection`]) for their calls.
 
 mod plan;
 mod stream;
@@ -34,7 +35,7 @@ use stream::Stream;
 
 type Driver = http1::Connection<TokioIo<Stream>, Full<Bytes>>;
 /// Why an HTTP/2 connection ended, once it has: its outcome, and a TLS failure's reason.
-type Ended = Option<(Outcome, Option<(tls::TlsReason, String)>)>;
+pub(super) type Ended = Option<(Outcome, Option<(tls::TlsReason, String)>)>;
 
 /// A handle on an HTTP/2 connection (cloned by every worker that sends on it).
 #[derive(Clone)]
@@ -188,34 +189,12 @@ impl HttpSender {
         connect_deadline: tokio::time::Instant,
         deadline: Instant,
     ) -> Option<Outcome> {
+        match self.ensure_h2(connect_deadline).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(outcome) => return Some(outcome),
+        }
         let (plan, shared) = (&*self.plan, &*self.shared);
-        if self.h2.as_ref().is_some_and(|h2| h2.tx.is_closed()) {
-            self.h2 = None;
-        }
-        if self.h2.is_none() {
-            let Ok(mut slot) = timeout_at(connect_deadline, shared.h2.lock()).await else {
-                return Some(Outcome::ConnectTimeout);
-            };
-            match slot.as_ref().filter(|h2| !h2.tx.is_closed()) {
-                Some(tx) => self.h2 = Some(tx.clone()),
-                None => {
-                    *slot = None;
-                    match timeout_at(connect_deadline, open(plan, shared)).await {
-                        Ok(Ok(Opened::H2(tx))) => {
-                            *slot = Some(tx.clone());
-                            self.h2 = Some(tx);
-                        }
-                        Ok(Ok(Opened::H1(conn))) => {
-                            shared.h1_only.store(true, Ordering::Relaxed);
-                            self.conn = Some(conn);
-                            return None;
-                        }
-                        Ok(Err(outcome)) => return Some(outcome),
-                        Err(_elapsed) => return Some(Outcome::ConnectTimeout),
-                    }
-                }
-            }
-        }
         let tx = self.h2.as_mut()?;
         let deadline = tokio::time::Instant::from_std(deadline);
         // A stream that timed out is reset on its own; the connection stays.
@@ -225,6 +204,118 @@ impl HttpSender {
                 .unwrap_or(Outcome::Timeout),
         )
     }
+
+    /// This worker's handle on the probe's HTTP/2 connection, opened (once, by one
+    /// worker) when there is none or it closed. `Ok(false)`: the server chose HTTP/1.1,
+    /// and `self.conn` holds that connection.
+    async fn ensure_h2(&mut self, connect_deadline: tokio::time::Instant) -> Result<bool, Outcome> {
+        let (plan, shared) = (&*self.plan, &*self.shared);
+        if self.h2.as_ref().is_some_and(|h2| h2.tx.is_closed()) {
+            self.h2 = None;
+        }
+        if self.h2.is_some() {
+            return Ok(true);
+        }
+        let Ok(mut slot) = timeout_at(connect_deadline, shared.h2.lock()).await else {
+            return Err(Outcome::ConnectTimeout);
+        };
+        match slot.as_ref().filter(|h2| !h2.tx.is_closed()) {
+            Some(tx) => self.h2 = Some(tx.clone()),
+            None => {
+                *slot = None;
+                match timeout_at(connect_deadline, open(plan, shared)).await {
+                    Ok(Ok(Opened::H2(tx))) => {
+                        *slot = Some(tx.clone());
+                        self.h2 = Some(tx);
+                    }
+                    Ok(Ok(Opened::H1(conn))) => {
+                        shared.h1_only.store(true, Ordering::Relaxed);
+                        self.conn = Some(conn);
+                        return Ok(false);
+                    }
+                    Ok(Err(outcome)) => return Err(outcome),
+                    Err(_elapsed) => return Err(Outcome::ConnectTimeout),
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The probe's HTTP/2 connection for a gRPC call: its request handle, and a way to
+    /// learn why it ended. Opened by the first worker that needs it, shared by all.
+    pub(super) async fn h2_connection(
+        &mut self,
+        intended: Instant,
+        deadline: Instant,
+    ) -> Result<H2Handle, Outcome> {
+        let connect_deadline = (intended + self.plan.connect_timeout).min(deadline);
+        let connect_deadline = tokio::time::Instant::from_std(connect_deadline);
+        match self.ensure_h2(connect_deadline).await {
+            Ok(true) => {}
+            // A gRPC probe plans HTTP/2 only, so `open` never hands back HTTP/1.1.
+            Ok(false) => {
+                self.conn = None;
+                return Err(Outcome::Other);
+            }
+            Err(outcome) => return Err(outcome),
+        }
+        let h2 = self.h2.clone().ok_or(Outcome::Other)?;
+        Ok(H2Handle {
+            h2,
+            shared: Arc::clone(&self.shared),
+        })
+    }
+}
+
+/// A worker's handle on a probe's HTTP/2 connection, lent to a gRPC call.
+pub(super) struct H2Handle {
+    h2: H2,
+    shared: Arc<Shared>,
+}
+
+impl H2Handle {
+    /// The request sender; clones share the connection.
+    pub(super) fn sender(&self) -> http2::SendRequest<Full<Bytes>> {
+        self.h2.tx.clone()
+    }
+
+    /// Why a call on this connection failed in transport: the connection's own end
+    /// (waited for briefly, as an HTTP/2 request does), else `cause` (from
+    /// [`transport_cause`]).
+    pub(super) async fn transport_failure(&mut self, cause: Ended) -> Outcome {
+        let why = timeout(
+            CONNECTION_ERROR_WAIT,
+            self.h2.ended.wait_for(Option::is_some),
+        )
+        .await;
+        let ended = match why {
+            Ok(Ok(why)) => why.clone(),
+            _ => None,
+        };
+        let Some((outcome, tls_failure)) = ended.or(cause) else {
+            return Outcome::Other;
+        };
+        if let Some((reason, message)) = tls_failure {
+            self.shared.log().record_tls_failure(reason, message);
+        }
+        outcome
+    }
+}
+
+/// What a transport error says of itself: its outcome, and a TLS failure's reason. Read
+/// before waiting on the connection, as the error is not `Send`.
+pub(super) fn transport_cause(error: &(dyn std::error::Error + 'static)) -> Ended {
+    let mut cause = Some(error);
+    let mut outcome = None;
+    while let Some(err) = cause {
+        if let Some(hyper) = err.downcast_ref::<hyper::Error>() {
+            outcome = Some(classify::hyper_error(hyper));
+            break;
+        }
+        cause = err.source();
+    }
+    let outcome = outcome.unwrap_or_else(|| classify::error_chain(error));
+    Some((outcome, tls::failure(error)))
 }
 
 /// A hyper error as an outcome; a TLS one has its reason logged.
@@ -276,7 +367,8 @@ async fn open(plan: &Plan, shared: &Shared) -> Result<Opened, Outcome> {
             if let Some(leaf) = session.peer_certificates().and_then(|c| c.first()) {
                 log.record_certificate(done.saturating_duration_since(shared.origin), leaf);
             }
-            let h2 = session.alpn_protocol() == Some(b"h2");
+            // `version: http2` (and gRPC) speaks HTTP/2 whatever ALPN said.
+            let h2 = session.alpn_protocol() == Some(b"h2") || plan.version == HttpVersion::Http2;
             (Stream::Tls(Box::new(tls)), h2)
         }
     };

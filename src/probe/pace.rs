@@ -12,6 +12,7 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::grpc::GrpcSender;
 use super::http::HttpSender;
 use super::pool::{Pool, Sender};
 use super::schedule::{Pace, Schedule};
@@ -89,6 +90,12 @@ pub(crate) fn start(
             origin,
         )),
         Target::Tcp(t) => Sender::Tcp(TcpSender::new(t)),
+        Target::Grpc(g) => Sender::Grpc(GrpcSender::new(
+            g,
+            config.tls.clone(),
+            Arc::clone(&recorder),
+            origin,
+        )),
         Target::Write(w) => Sender::Write(WriteSender::new(w)),
     };
     let runtime = Handle::current();

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::claim::{Claim, Claims};
+use super::grpc::GrpcSender;
 use super::http::HttpSender;
 use super::schedule::{Pace, Schedule};
 use super::tcp::TcpSender;
@@ -27,6 +28,7 @@ use super::{Outcome, Recorder};
 pub(super) enum Sender {
     Http(HttpSender),
     Tcp(TcpSender),
+    Grpc(GrpcSender),
     Write(WriteSender),
 }
 
@@ -36,6 +38,7 @@ impl Sender {
         match self {
             Sender::Http(h) => h.send(intended, deadline).await,
             Sender::Tcp(t) => t.send(deadline).await,
+            Sender::Grpc(g) => g.send(intended, deadline).await,
             Sender::Write(w) => w.send(k, deadline).await,
         }
     }

@@ -29,6 +29,11 @@ pub enum Outcome {
     Status,
     /// Response whose body lacked the expected substring.
     Body,
+    /// gRPC health check answered, but not SERVING (NOT_SERVING, SERVICE_UNKNOWN,
+    /// UNKNOWN).
+    NotServing,
+    /// gRPC call ended with a status other than OK (the code is kept per kind).
+    GrpcStatus,
     /// No complete response before the deadline (connection was established).
     Timeout,
     /// The connection could not be established before the deadline (blackhole, loss).
@@ -47,10 +52,12 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in report order.
-    pub const ALL: [Outcome; 10] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Ok,
         Outcome::Status,
         Outcome::Body,
+        Outcome::NotServing,
+        Outcome::GrpcStatus,
         Outcome::Timeout,
         Outcome::ConnectTimeout,
         Outcome::Refused,
@@ -60,7 +67,7 @@ impl Outcome {
         Outcome::Other,
     ];
     /// Number of outcome kinds.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 12;
 
     /// Stable name used in reports (JSON keys, JUnit, terminal).
     pub fn as_str(self) -> &'static str {
@@ -68,6 +75,8 @@ impl Outcome {
             Outcome::Ok => "ok",
             Outcome::Status => "status",
             Outcome::Body => "body",
+            Outcome::NotServing => "notServing",
+            Outcome::GrpcStatus => "grpcStatus",
             Outcome::Timeout => "timeout",
             Outcome::ConnectTimeout => "connectTimeout",
             Outcome::Refused => "refused",

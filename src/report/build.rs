@@ -168,7 +168,7 @@ fn probe_report(
                 .to_owned(),
             ),
         ),
-        Target::Tcp(_) | Target::Write(_) => (None, None),
+        Target::Tcp(_) | Target::Grpc(_) | Target::Write(_) => (None, None),
     };
     ProbeReport {
         name: c.name.clone(),
@@ -179,6 +179,7 @@ fn probe_report(
         version,
         connection_setup: super::connection::setup_report(c, &r.setup),
         tls: super::connection::tls_report(c, &r.setup),
+        grpc: super::grpc::grpc_report(c, &r.setup),
         max_in_flight: c.max_in_flight as u64,
         prober_limited,
         scheduling_lag: latency_summary(&r.lag),

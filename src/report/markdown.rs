@@ -128,6 +128,9 @@ fn probes(out: &mut String, r: &Report) {
                 text(&super::connection::setup_summary(s))
             );
         }
+        if let Some(g) = p.grpc.as_ref().and_then(super::grpc::grpc_summary) {
+            let _ = writeln!(out, "\n**gRPC:** {}", text(&g));
+        }
         if let Some(t) = &p.tls {
             let _ = writeln!(
                 out,

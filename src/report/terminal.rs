@@ -104,6 +104,9 @@ fn probe(out: &mut String, p: &ProbeReport, faults: &[FaultReport]) {
     if let Some(s) = &p.connection_setup {
         let _ = writeln!(out, "  connections: {}", setup_summary(s));
     }
+    if let Some(g) = p.grpc.as_ref().and_then(super::grpc::grpc_summary) {
+        let _ = writeln!(out, "  gRPC: {g}");
+    }
     if let Some(t) = &p.tls {
         let _ = writeln!(out, "  TLS: {}", tls_summary(t));
         if t.insecure_skip_verify {

@@ -24,14 +24,18 @@ pub(super) fn planned(probe: &str, o: &CertificateObjective) -> Verdict {
     }
 }
 
-/// The https:// probes the objective applies to, in the file's order.
+/// The https:// and gRPC TLS probes the objective applies to, in the file's order.
 pub(super) fn probes(exp: &Experiment) -> Vec<(&str, &CertificateObjective)> {
     let Some(o) = &exp.file.spec.objectives.certificate else {
         return Vec::new();
     };
     exp.probes
         .iter()
-        .filter(|p| matches!(&p.target, ProbeTarget::Http(h) if h.tls.is_some()))
+        .filter(|p| match &p.target {
+            ProbeTarget::Http(h) => h.tls.is_some(),
+            ProbeTarget::Grpc(g) => g.tls.is_some(),
+            ProbeTarget::Tcp(_) | ProbeTarget::Write(_) => false,
+        })
         .filter(|p| super::applies(&o.probe, &p.name))
         .map(|p| (p.name.as_str(), o))
         .collect()

@@ -69,6 +69,20 @@ pub struct Probe {
     pub connection_setup: Option<ConnectionSetup>,
     #[serde(default, deserialize_with = "present")]
     pub tls: Option<Tls>,
+    #[serde(default, deserialize_with = "present")]
+    pub grpc: Option<Grpc>,
+}
+
+/// What a gRPC health probe saw besides SERVING.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Grpc {
+    pub service: String,
+    /// Calls that ended with a status other than OK, by code name; zero codes omitted.
+    #[serde(default)]
+    pub statuses: BTreeMap<String, u64>,
+    #[serde(default)]
+    pub status_messages: BTreeMap<String, String>,
 }
 
 /// Connections a probe opened and their cost.
@@ -479,6 +493,12 @@ impl Probe {
     }
 
     #[track_caller]
+    pub fn grpc(&self) -> &Grpc {
+        self.grpc
+            .as_ref()
+            .unwrap_or_else(|| panic!("probe {} has no grpc report", self.name))
+    }
+
     pub fn connection_setup(&self) -> &ConnectionSetup {
         self.connection_setup
             .as_ref()

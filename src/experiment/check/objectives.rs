@@ -69,6 +69,7 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
                 p.http
                     .as_ref()
                     .is_some_and(|h| h.url.trim_start().starts_with("https://"))
+                    || p.grpc.as_ref().is_some_and(|g| g.tls.is_some())
             })
             .map(|p| p.name.as_str())
             .collect();
@@ -76,14 +77,15 @@ pub(super) fn check(c: &mut Checker<'_>, spec: &Spec) {
             Some(p) if probes.contains(&p) && !https.contains(&p) => c.report(
                 "spec.objectives.certificate.probe",
                 format!(
-                    "probe `{p}` is not an https:// probe, so it sees no certificate; \
-                     https:// probes: {}",
+                    "probe `{p}` is not an https:// probe (nor a gRPC probe with `tls`), so \
+                     it sees no certificate; probes that do: {}",
                     listing(&https)
                 ),
             ),
             None if https.is_empty() => c.report_key(
                 "spec.objectives.certificate",
-                "no https:// probe to see a certificate with: add a probe with an https:// URL",
+                "no https:// probe to see a certificate with (nor a gRPC probe with `tls`): \
+                 add a probe with an https:// URL",
             ),
             _ => {}
         }
@@ -161,6 +163,18 @@ mod tests {
         assert!(one(&text).contains("probe `web` is not an https:// probe"));
         let https = BASE.replace("http://127.0.0.1", "https://127.0.0.1");
         let text = format!("{https}  objectives:\n    certificate: {{ minValidity: 21d }}\n");
+        assert_eq!(problems(&text), vec![]);
+        let grpc = BASE.replace(
+            "http: { url: http://127.0.0.1:8080/health }",
+            "grpc: { address: \"127.0.0.1:1\", tls: {} }",
+        );
+        let text = format!("{grpc}  objectives:\n    certificate: {{ minValidity: 21d }}\n");
+        assert_eq!(problems(&text), vec![]);
+        let grpc = BASE.replace(
+            "http: { url: http://127.0.0.1:8080/health }",
+            "grpc: { address: \"127.0.0.1:1\", tls: {} }",
+        );
+        let text = format!("{grpc}  objectives:\n    certificate: {{ minValidity: 21d }}\n");
         assert_eq!(problems(&text), vec![]);
     }
 

@@ -56,6 +56,7 @@ fn check_probe(c: &mut Checker<'_>, i: usize, probe: &ProbeSpec) -> Option<Probe
     let targets: Vec<&str> = [
         ("http", probe.http.is_some()),
         ("tcp", probe.tcp.is_some()),
+        ("grpc", probe.grpc.is_some()),
         ("write", probe.write.is_some()),
     ]
     .into_iter()
@@ -65,8 +66,8 @@ fn check_probe(c: &mut Checker<'_>, i: usize, probe: &ProbeSpec) -> Option<Probe
         [] => c.report(
             &path,
             format!(
-                "probe `{name}` has neither `http` nor `tcp` nor `write`: add exactly one, \
-                 like `http: {{ url: http://127.0.0.1:8080/health }}` or \
+                "probe `{name}` has neither `http` nor `tcp` nor `grpc` nor `write`: add \
+                 exactly one, like `http: {{ url: http://127.0.0.1:8080/health }}` or \
                  `tcp: {{ address: 127.0.0.1:5432 }}`"
             ),
         ),
@@ -107,10 +108,15 @@ fn check_probe(c: &mut Checker<'_>, i: usize, probe: &ProbeSpec) -> Option<Probe
             timeout: tcp.timeout.map(|d| d.0).unwrap_or(DEFAULT_TIMEOUT),
         }
     });
-    match (http, tcp, &probe.write) {
-        (Some(h), None, None) => Some(ProbeTarget::Http(h)),
-        (None, Some(t), None) => Some(ProbeTarget::Tcp(t)),
-        (None, None, Some(w)) => Some(ProbeTarget::Write(w.clone())),
+    let grpc = probe
+        .grpc
+        .as_ref()
+        .and_then(|g| super::grpc::check(c, &format!("{path}.grpc"), g));
+    match (http, tcp, grpc, &probe.write) {
+        (Some(h), None, None, None) => Some(ProbeTarget::Http(h)),
+        (None, Some(t), None, None) => Some(ProbeTarget::Tcp(t)),
+        (None, None, Some(g), None) => Some(ProbeTarget::Grpc(g)),
+        (None, None, None, Some(w)) => Some(ProbeTarget::Write(w.clone())),
         _ => None,
     }
 }
@@ -135,7 +141,12 @@ fn check_http(c: &mut Checker<'_>, path: &str, http: &HttpProbeSpec) -> Option<H
             );
             None
         }
-        (spec, Some(uri)) if https => check_tls(c, &format!("{path}.tls"), spec.as_ref(), uri),
+        (spec, Some(uri)) if https => check_tls(
+            c,
+            &format!("{path}.tls"),
+            spec.as_ref(),
+            uri.host().unwrap_or_default(),
+        ),
         _ => None,
     };
     let method = match &http.method {
@@ -213,13 +224,14 @@ fn check_http(c: &mut Checker<'_>, path: &str, http: &HttpProbeSpec) -> Option<H
     })
 }
 
-/// An https:// probe's TLS rules: files that exist and hold PEM, a client certificate
-/// with its key, a valid server name. The settings, resolved, when they hold.
-fn check_tls(
+/// A probe's TLS rules (https:// and gRPC): files that exist and hold PEM, a client
+/// certificate with its key, a valid server name (default: `host`). The settings,
+/// resolved, when they hold.
+pub(super) fn check_tls(
     c: &mut Checker<'_>,
     path: &str,
     spec: Option<&TlsSpec>,
-    uri: &Uri,
+    host: &str,
 ) -> Option<TlsTarget> {
     let default = TlsSpec::default();
     let spec = spec.unwrap_or(&default);
@@ -249,7 +261,6 @@ fn check_tls(
         }
         (None, None) => None,
     };
-    let host = uri.host().unwrap_or_default();
     let server_name = spec.server_name.clone().unwrap_or_else(|| {
         host.trim_start_matches('[')
             .trim_end_matches(']')

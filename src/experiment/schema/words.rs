@@ -104,6 +104,7 @@ const TITLES: &[(&str, &str)] = &[
     ("ExpectSpec", "expected response"),
     ("ExpectStatusSpec", "acknowledging statuses"),
     ("FaultSpec", "fault"),
+    ("GrpcProbeSpec", "gRPC health probe"),
     ("HttpProbeSpec", "HTTP probe"),
     ("HttpRequestSpec", "HTTP request"),
     ("HttpVersion", "HTTP version"),

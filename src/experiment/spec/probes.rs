@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use shakeout_api::{Dur, Rate, StatusRanges};
 
-/// A probe: exactly one of `http`, `tcp` or `write`.
+/// A probe: exactly one of `http`, `tcp`, `grpc` or `write`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProbeSpec {
@@ -22,6 +22,9 @@ pub struct ProbeSpec {
     pub http: Option<HttpProbeSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<TcpProbeSpec>,
+    /// A gRPC health check (`grpc.health.v1.Health/Check`) per scheduled send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcProbeSpec>,
     /// Sequenced writes, read back after the run to measure data loss (RPO).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write: Option<WriteProbeSpec>,
@@ -228,4 +231,24 @@ pub struct TcpProbeSpec {
     /// Connect deadline from the intended send time (default 1s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
+}
+
+/// A `grpc.health.v1.Health/Check` per scheduled send, over one HTTP/2 connection per
+/// probe; success is the answer SERVING.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GrpcProbeSpec {
+    /// `host:port` of the gRPC server.
+    pub address: String,
+    /// The service whose health is asked, like `shop.Checkout` (default "": the whole
+    /// server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Deadline of each check from its intended send time (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    /// Speak TLS (default: plain text, HTTP/2 with prior knowledge). The same settings as
+    /// an https:// probe's; `serverName` defaults to the address's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
 }

@@ -143,7 +143,7 @@ fn a_field_put_one_level_too_high_says_where_it_goes() {
     assert_eq!(
         problems(&text),
         [
-            "10:7: spec.probes[0]: unknown field `connectTimeout`, expected one of `http`, \
+            "10:7: spec.probes[0]: unknown field `connectTimeout`, expected one of `grpc`, `http`, \
           `maxInFlight`, `name`, `rate`, `tcp`, `write`; `connectTimeout` goes in `http`"
         ]
     );

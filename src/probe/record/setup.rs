@@ -1,6 +1,7 @@
 //! What opening connections cost and showed: TCP connect and TLS handshake times (one
 //! small HdrHistogram each), TLS failures counted by reason with the first message of
-//! each, and the leaf certificates served (the current one, when it changed). Bounded
+//! each, the leaf certificates served (the current one, when it changed), and gRPC
+//! statuses by code (a gRPC probe's `grpcStatus` outcomes, with the first message). Bounded
 //! whatever the run's length.
 
 use std::sync::Mutex;
@@ -10,6 +11,9 @@ use hdrhistogram::Histogram;
 
 use super::new_histogram;
 use crate::probe::tls::{CertificateInfo, TlsReason};
+
+/// gRPC status codes: OK (0) to UNAUTHENTICATED (16).
+pub const GRPC_CODES: usize = 17;
 
 /// Most certificate changes kept; a server flapping between two certificates must not
 /// grow memory without bound.
@@ -35,6 +39,10 @@ pub struct ConnectionSetup {
     pub tls_failures: [u64; TlsReason::COUNT],
     /// The first message of each reason, as rustls said it.
     pub tls_messages: [Option<String>; TlsReason::COUNT],
+    /// gRPC calls that ended with a status other than OK, by code (0-16).
+    pub grpc_statuses: [u64; GRPC_CODES],
+    /// The first message of each gRPC status code, as the server gave it.
+    pub grpc_messages: [Option<String>; GRPC_CODES],
     /// The first certificate seen.
     pub first_certificate: Option<CertificateInfo>,
     /// The last certificate seen.
@@ -50,6 +58,8 @@ struct Inner {
     handshake: Histogram<u64>,
     tls_failures: [u64; TlsReason::COUNT],
     tls_messages: [Option<String>; TlsReason::COUNT],
+    grpc_statuses: [u64; GRPC_CODES],
+    grpc_messages: [Option<String>; GRPC_CODES],
     /// DER of the last certificate seen: a new handshake compares bytes, and parses only
     /// when they differ.
     der: Vec<u8>,
@@ -76,6 +86,8 @@ impl SetupLog {
                 handshake: new_histogram(2),
                 tls_failures: [0; TlsReason::COUNT],
                 tls_messages: Default::default(),
+                grpc_statuses: [0; GRPC_CODES],
+                grpc_messages: Default::default(),
                 der: Vec::new(),
                 first: None,
                 current: None,
@@ -106,6 +118,20 @@ impl SetupLog {
         inner.tls_failures[i] += 1;
         if inner.tls_messages[i].is_none() {
             inner.tls_messages[i] = Some(message);
+        }
+    }
+
+    /// A gRPC call that ended with status `code` (not OK): counted by code, the message
+    /// kept for the first of each. Codes past 16 count as UNKNOWN (2), as gRPC says.
+    pub fn record_grpc_status(&self, code: i32, message: &str) {
+        let i = usize::try_from(code)
+            .ok()
+            .filter(|&i| i < GRPC_CODES)
+            .unwrap_or(2);
+        let mut inner = self.lock();
+        inner.grpc_statuses[i] += 1;
+        if inner.grpc_messages[i].is_none() {
+            inner.grpc_messages[i] = Some(message.to_owned());
         }
     }
 
@@ -145,6 +171,8 @@ impl SetupLog {
             handshake: inner.handshake.clone(),
             tls_failures: inner.tls_failures,
             tls_messages: inner.tls_messages.clone(),
+            grpc_statuses: inner.grpc_statuses,
+            grpc_messages: inner.grpc_messages.clone(),
             first_certificate: inner.first.clone(),
             certificate: inner.current.clone(),
             earliest_not_after: inner.earliest_not_after,
@@ -190,6 +218,25 @@ mod tests {
             .collect();
         assert_eq!(at, [(ms(30), "CN=b"), (ms(40), "CN=a")]);
         assert_eq!(log.changes_since(1).len(), 1);
+    }
+
+    #[test]
+    fn grpc_statuses_count_by_code_and_keep_the_first_message() {
+        let log = SetupLog::new();
+        log.record_grpc_status(5, "service not registered");
+        log.record_grpc_status(5, "later");
+        // Past the last code: UNKNOWN, as gRPC reads it.
+        log.record_grpc_status(99, "odd");
+        log.record_grpc_status(-1, "odder");
+        let s = log.finish();
+        assert_eq!(s.grpc_statuses[5], 2);
+        assert_eq!(
+            s.grpc_messages[5].as_deref(),
+            Some("service not registered")
+        );
+        assert_eq!(s.grpc_statuses[2], 2);
+        assert_eq!(s.grpc_messages[2].as_deref(), Some("odd"));
+        assert_eq!(s.grpc_statuses.iter().sum::<u64>(), 4);
     }
 
     #[test]
