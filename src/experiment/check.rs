@@ -2,6 +2,7 @@
 //! that exist, values above zero). Every rule reports and moves on, so a user fixes all
 //! problems in one pass; each message names the path, what is wrong and what is valid.
 
+mod address;
 mod agents;
 mod grpc;
 mod kube;
@@ -10,6 +11,7 @@ mod objectives;
 mod probes;
 mod services;
 mod timeline;
+mod tls;
 mod write;
 
 use std::collections::HashMap;

@@ -2,7 +2,8 @@
 //! timeout, and the same TLS rules as an https:// probe, its server name defaulting to
 //! the address's host.
 
-use super::probes::{check_tls, host_port};
+use super::address::host_port;
+use super::tls::check_tls;
 use super::Checker;
 use crate::experiment::model::{GrpcTarget, DEFAULT_TIMEOUT};
 use crate::experiment::spec::GrpcProbeSpec;

@@ -5,13 +5,11 @@
 
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::{HeaderMap, Method, Uri};
+use hyper::{HeaderMap, Method};
 
 use super::Checker;
-use crate::experiment::model::{
-    HttpTarget, Probe, ProbeTarget, TcpTarget, TlsTarget, DEFAULT_TIMEOUT,
-};
-use crate::experiment::spec::{HttpProbeSpec, ProbeSpec, Spec, TlsSpec};
+use crate::experiment::model::{HttpTarget, Probe, ProbeTarget, TcpTarget, DEFAULT_TIMEOUT};
+use crate::experiment::spec::{HttpProbeSpec, ProbeSpec, Spec};
 
 /// Methods the HTTP probe sends (`method:` is case-insensitive).
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -99,7 +97,7 @@ fn check_probe(c: &mut Checker<'_>, i: usize, probe: &ProbeSpec) -> Option<Probe
         .and_then(|http| check_http(c, &format!("{path}.http"), http));
     let tcp = probe.tcp.as_ref().map(|tcp| {
         let path = format!("{path}.tcp");
-        if let Err(e) = host_port(&tcp.address) {
+        if let Err(e) = super::address::host_port(&tcp.address) {
             c.report(&format!("{path}.address"), e);
         }
         c.positive(&format!("{path}.timeout"), tcp.timeout, "like 500ms");
@@ -123,7 +121,7 @@ fn check_probe(c: &mut Checker<'_>, i: usize, probe: &ProbeSpec) -> Option<Probe
 
 /// An HTTP probe's rules; the target, parsed with its defaults, when they all hold.
 fn check_http(c: &mut Checker<'_>, path: &str, http: &HttpProbeSpec) -> Option<HttpTarget> {
-    let uri = url(&http.url, true)
+    let uri = super::address::url(&http.url, true)
         .map_err(|e| c.report(&format!("{path}.url"), e))
         .ok();
     let https = uri
@@ -141,7 +139,7 @@ fn check_http(c: &mut Checker<'_>, path: &str, http: &HttpProbeSpec) -> Option<H
             );
             None
         }
-        (spec, Some(uri)) if https => check_tls(
+        (spec, Some(uri)) if https => super::tls::check_tls(
             c,
             &format!("{path}.tls"),
             spec.as_ref(),
@@ -222,137 +220,6 @@ fn check_http(c: &mut Checker<'_>, path: &str, http: &HttpProbeSpec) -> Option<H
         tls,
         uri,
     })
-}
-
-/// A probe's TLS rules (https:// and gRPC): files that exist and hold PEM, a client
-/// certificate with its key, a valid server name (default: `host`). The settings,
-/// resolved, when they hold.
-pub(super) fn check_tls(
-    c: &mut Checker<'_>,
-    path: &str,
-    spec: Option<&TlsSpec>,
-    host: &str,
-) -> Option<TlsTarget> {
-    let default = TlsSpec::default();
-    let spec = spec.unwrap_or(&default);
-    let before = c.found.len();
-    let ca = spec
-        .ca
-        .as_ref()
-        .map(|ca| c.pem_file(&format!("{path}.ca"), ca, "a PEM file of CA certificates"));
-    let client = match (&spec.client_cert, &spec.client_key) {
-        (Some(cert), Some(key)) => Some((
-            c.pem_file(&format!("{path}.clientCert"), cert, "a PEM certificate"),
-            c.pem_file(&format!("{path}.clientKey"), key, "a PEM private key"),
-        )),
-        (Some(_), None) => {
-            c.report_key(
-                &format!("{path}.clientCert"),
-                "`clientCert` needs `clientKey`, the PEM file of its private key",
-            );
-            None
-        }
-        (None, Some(_)) => {
-            c.report_key(
-                &format!("{path}.clientKey"),
-                "`clientKey` needs `clientCert`, the PEM certificate it belongs to",
-            );
-            None
-        }
-        (None, None) => None,
-    };
-    let server_name = spec.server_name.clone().unwrap_or_else(|| {
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned()
-    });
-    if rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {
-        c.report(
-            &format!("{path}.serverName"),
-            format!("`{server_name}` is not a DNS name or an IP address, like api.example.com"),
-        );
-    }
-    (c.found.len() == before).then_some(TlsTarget {
-        ca,
-        server_name,
-        insecure_skip_verify: spec.insecure_skip_verify.unwrap_or(false),
-        client,
-    })
-}
-
-/// Checks an `http://host[:port]/path` URL (service readiness, write probes); the error
-/// says what would be valid.
-pub(super) fn http_url(text: &str) -> Result<Uri, String> {
-    url(text, false)
-}
-
-/// Checks an `http://` (or, for probes, `https://`) URL.
-fn url(url: &str, https: bool) -> Result<Uri, String> {
-    const SHAPE: &str = "expected http://host[:port]/path, like http://127.0.0.1:8080/health";
-    if !url.contains("://") {
-        return Err(format!("`{url}` has no scheme: {SHAPE}"));
-    }
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("`{url}` is not a URL ({e}): {SHAPE}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") if https => {}
-        Some("https") => {
-            return Err(format!(
-                "`{url}`: https is not supported here (only probes speak TLS); use an http:// URL"
-            ))
-        }
-        Some(other) => {
-            return Err(format!(
-                "`{url}`: scheme `{other}` is not supported: {SHAPE}"
-            ))
-        }
-        None => return Err(format!("`{url}` has no scheme: {SHAPE}")),
-    }
-    let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("`{url}` has no host: {SHAPE}"));
-    }
-    if authority.contains('@') {
-        return Err(format!(
-            "`{url}`: user info is not supported; send credentials with `headers`"
-        ));
-    }
-    // `Uri` accepts any digits as a port; the connection needs 1-65535.
-    if let Some(port) = uri.authority().and_then(|a| a.port()) {
-        if port.as_u16() == 0 {
-            return Err(format!("`{url}`: port must be 1-65535"));
-        }
-    } else if authority.ends_with(':') || (authority.contains(':') && !authority.ends_with(']')) {
-        return Err(format!("`{url}`: port must be 1-65535"));
-    }
-    Ok(uri)
-}
-
-/// Checks a `host:port` address; the error says what would be valid.
-pub(super) fn host_port(address: &str) -> Result<(), String> {
-    const SHAPE: &str = "expected host:port, like 127.0.0.1:5432, db:5432 or [::1]:5432";
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| format!("`{address}` has no port: {SHAPE}"))?;
-    if host.is_empty() {
-        return Err(format!("`{address}` has no host: {SHAPE}"));
-    }
-    if host.chars().any(|ch| ch.is_whitespace() || ch == '/') {
-        return Err(format!("`{address}` is not a host and port: {SHAPE}"));
-    }
-    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
-        return Err(format!(
-            "`{address}`: write an IPv6 host in brackets: {SHAPE}"
-        ));
-    }
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(()),
-        _ => Err(format!(
-            "`{address}`: port `{port}` must be 1-65535: {SHAPE}"
-        )),
-    }
 }
 
 #[cfg(test)]
@@ -496,47 +363,5 @@ mod tests {
         assert!(found[0].contains("tcp.address: `localhost` has no port"));
         assert!(found[1].contains("tcp.timeout: must be greater than 0s"));
         assert!(found[2].contains("maxInFlight: must be at least 1"));
-    }
-
-    #[test]
-    fn urls() {
-        for good in [
-            "http://127.0.0.1:8080/health",
-            "http://svc/",
-            "http://[::1]:80/x?q=1",
-            "http://h",
-        ] {
-            assert!(http_url(good).is_ok(), "{good}");
-        }
-        for (bad, why) in [
-            ("https://h/", "https is not supported here"),
-            ("127.0.0.1:8080/health", "has no scheme"),
-            ("ftp://h/", "scheme `ftp`"),
-            ("http://h:0/", "port must be 1-65535"),
-            ("http://h:99999/", "port must be 1-65535"),
-            ("http://u:p@h/", "user info"),
-            ("http:// h/", "is not a URL"),
-        ] {
-            let e = http_url(bad).err().unwrap_or_default();
-            assert!(e.contains(why), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn addresses() {
-        for good in ["127.0.0.1:5432", "db:1", "[::1]:80"] {
-            assert_eq!(host_port(good), Ok(()), "{good}");
-        }
-        for (bad, why) in [
-            ("db", "has no port"),
-            (":80", "has no host"),
-            ("::1:80", "brackets"),
-            ("db:0", "must be 1-65535"),
-            ("db:x", "must be 1-65535"),
-            ("http://db:80", "is not a host and port"),
-        ] {
-            let e = host_port(bad).err().unwrap_or_default();
-            assert!(e.contains(why), "{bad}: {e}");
-        }
     }
 }

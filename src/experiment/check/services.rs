@@ -1,7 +1,7 @@
 //! Rules for `spec.services`: each supervised process has a unique name, a program to
 //! start and, when given, one readiness check the runner can perform.
 
-use super::probes::{host_port, http_url};
+use super::address::{host_port, http_url};
 use super::Checker;
 use crate::experiment::spec::{RestartPolicy, ServiceSpec, Spec};
 

@@ -2,7 +2,7 @@
 //! write (a write without `{seq}` or `{key}` would overwrite one key and measure nothing),
 //! URLs that parse, exactly one way to read back, positive bounds.
 
-use super::probes::http_url;
+use super::address::http_url;
 use super::Checker;
 use crate::experiment::spec::{HttpRequestSpec, WriteProbeSpec};
 use crate::experiment::template::Template;
