@@ -358,3 +358,56 @@ fn prometheus_over_https_is_trusted_by_its_ca_or_on_request_only() {
         "{reason}"
     );
 }
+
+/// `experiments/monitoring.yaml` as the README walks through it, against a real
+/// Prometheus (with `docs/monitoring/rules.yml`) and Alertmanager on ephemeral ports:
+/// PromQL objectives, the alert's verdicts, an https probe over HTTP/2 and a gRPC health
+/// probe trusting the example's private CA, and its certificate objective all pass.
+#[test]
+fn the_monitoring_example_runs_as_the_readme_walks_through_it() {
+    if !prometheus_or_skip("the_monitoring_example_runs_as_the_readme_walks_through_it") {
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules = std::fs::read_to_string(root.join("docs/monitoring/rules.yml")).unwrap();
+    let case = Case::new();
+    let sample = format!("127.0.0.1:{}", case.port);
+    let am = Alertmanager::start(case.dir());
+    let prom = Prometheus::start(
+        case.dir(),
+        &[("shakeout-sample", sample.clone())],
+        &rules,
+        Some(am.port),
+    );
+    let vars = [
+        format!("PROMETHEUS={}", prom.url()),
+        format!("ALERTMANAGER={}", am.url()),
+        format!("SAMPLE={sample}"),
+        format!("EDGE=127.0.0.1:{}", kit::free_port()),
+        format!("EDGE_GRPC=127.0.0.1:{}", kit::free_port()),
+    ];
+    let mut args = Vec::new();
+    for v in &vars {
+        args.extend(["--var", v.as_str()]);
+    }
+    let ran = case.run_with(&root.join("experiments/monitoring.yaml"), &args);
+    assert_eq!(ran.code(), Some(0), "{}", ran.explain());
+    let r = ran.report();
+    for id in [
+        "promql/served/baseline",
+        "promql/no-server-errors/run",
+        "alert/SampleDown/fires",
+        "alert/SampleDown/resolves",
+        "alert/SampleDown/noise",
+        "certificate/edge-h2",
+        "certificate/edge-grpc",
+        "rto/sample-health",
+    ] {
+        assert_eq!(r.verdict(id).status, "pass", "{id}: {:#?}", r.verdict(id));
+    }
+    // The TLS probes answered throughout: the kill was of the other service.
+    for probe in ["edge-h2", "edge-grpc"] {
+        let run = r.probe(probe).phase("run");
+        assert!(run.errors.is_empty() && run.ok > 0, "{probe}: {run:#?}");
+    }
+}
