@@ -976,6 +976,7 @@ def main() -> int:
     ap.add_argument("--steps", default=None,
                     help="comma list of steps to run: max,rss,fixed,accuracy "
                          "(with --tls: max,new,h2)")
+    ap.add_argument("--no-oha", action="store_true", help="without oha (not installed)")
     ap.add_argument("--tls", action="store_true",
                     help="the HTTPS and HTTP/2 steps instead (bench-out/prober-tls.json)")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECS",
@@ -1004,7 +1005,9 @@ def main() -> int:
     if not have_ours and not args.skip_ours:
         log(f"!! {OURS} not built (cargo build --release --example probe_bench); peers only")
     tools = ["wrk", "oha"] + (["ours"] if have_ours else [])
-    for exe in (WRK, OHA, NGINX, TIME):
+    if args.no_oha:
+        tools.remove("oha")
+    for exe in (WRK, NGINX, TIME) + (() if args.no_oha else (OHA,)):
         if not Path(exe).exists():
             log(f"!! missing {exe}")
             return 2
