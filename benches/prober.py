@@ -27,7 +27,8 @@ ALPN h2 and http/1.1):
       step 1 (goals: ours >= 1.0x oha req/s, CPU/request <= 1.2x wrk).
   T2. a new connection (TCP + full TLS handshake) per request at 1,000 req/s: ours vs
       `oha --disable-keepalive`; handshake time p50/p99, client and nginx CPU per request,
-      ours' scheduling lag p99 (goal <= 200 µs).
+      ours' scheduling lag p99 (goal <= 200 µs). T2b (`newplain`): the same over plain
+      http, the baseline that shows what the handshake adds.
   T3. HTTP/2 at 1,000 req/s over one multiplexed connection: ours (`--http-version http2`)
       vs `oha --http2 -c 1 -p 16`; latency p50/p99.
 Verification: ours and oha verify the server's certificate against the private CA (ours
@@ -789,13 +790,13 @@ def tls_table(L: list, block: dict) -> None:
              "nginx CPU µs/req | max RSS MiB | outside load (cores) |")
     L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for t, r in block["runs"].items():
+        tcp = hs = "—"
+        if r.get("connect_p50_us") is not None:
+            tcp = f"{fmt(r.get('connect_p50_us'), 0)} / {fmt(r.get('connect_p99_us'), 0)}"
         if r.get("handshake_p50_us") is not None:
             hs = f"{fmt(r.get('handshake_p50_us'), 0)} / {fmt(r.get('handshake_p99_us'), 0)}"
-            tcp = f"{fmt(r.get('connect_p50_us'), 0)} / {fmt(r.get('connect_p99_us'), 0)}"
-        elif r.get("dialup_avg_us") is not None:
-            hs, tcp = f"avg {fmt(r['dialup_avg_us'], 0)} (TCP + TLS)", "(in TLS)"
-        else:
-            hs = tcp = "—"
+        if r.get("dialup_avg_us") is not None:  # oha: one average for TCP and TLS together
+            tcp = hs = f"avg {fmt(r['dialup_avg_us'], 0)} (both)"
         lag = (f"{fmt(r.get('lag_p50_us'), 0)} / {fmt(r.get('lag_p99_us'), 0)}"
                if r.get("lag_p99_us") is not None else "—")
         L.append(f"| {t} | {fmt(r.get('ok'), 0)} | {fmt(r.get('errors'), 0)} | "
@@ -811,6 +812,7 @@ def markdown_tls(res: dict) -> str:
     L = [markdown({k: v for k, v in res.items() if k != "goals"}).rstrip(), ""]
     L.insert(1, f"\nnginx `{res['nginx_listen']}`; trust: {res['trust']}\n")
     for key, title in (("new_conns", "New connection (TCP + full TLS 1.3 handshake) per request"),
+                       ("new_conns_plain", "New connection per request, plain HTTP (baseline)"),
                        ("http2", "HTTP/2 over TLS, one multiplexed connection")):
         block = res.get(key)
         if block:
@@ -895,7 +897,7 @@ def main_tls(args, p: dict, tools: list[str], have_ours: bool) -> int:
             "numbers will be noisy (see the 'outside load' column)")
     t_start = time.monotonic()
     if args.steps is None:
-        args.steps = "max,new,h2" if args.tls else "max,rss,fixed,accuracy"
+        args.steps = "max,new,newplain,h2" if args.tls else "max,rss,fixed,accuracy"
     steps = set(args.steps.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="shakeout-bench-tls-"))
     nginx = None
@@ -923,22 +925,44 @@ def main_tls(args, p: dict, tools: list[str], have_ours: bool) -> int:
             res["max_rate"] = step_max_rate(url, vtools, [16, 1], p["max_dur"], p["reps"], pgid,
                                             extra=h1)
         fixed_tools = [t for t in ("ours", "oha") if t in tools]
+        vfixed = fixed_tools + (list(VARIANTS) if have_ours else [])  # variants: T2 and T3 too
+
+        def for_ours(args_: list[str]) -> dict:
+            return {t: args_ for t in ["ours", *VARIANTS]}
         if "new" in steps:
             log(f"step T2: new connection per request, {p['fixed_rate']} req/s")
-            extra = {"ours": ["--http-version", "http1", "--new-connections"],
+            extra = {**for_ours(["--http-version", "http1", "--new-connections"]),
                      "oha": ["--disable-keepalive"]}
-            runs = step_fixed_rate(url, fixed_tools, p["fixed_rate"], p["fixed_conns"],
+            runs = step_fixed_rate(url, vfixed, p["fixed_rate"], p["fixed_conns"],
                                    p["fixed_dur"], pgid, "https-new", extra=extra)
             res["new_conns"] = {"rate": p["fixed_rate"], "conns": p["fixed_conns"],
                                 "dur": p["fixed_dur"], "runs": runs,
                                 "note": "HTTP/1.1, ours `--new-connections`, oha `--disable-keepalive`; "
                                         "no session resumption on the server."}
+        if "newplain" in steps:
+            # the same over plain http (another nginx, same config without TLS): the
+            # difference is what the TLS handshake costs per request
+            log(f"step T2b: new connection per request over plain HTTP, {p['fixed_rate']} req/s")
+            ptmp = tmp / "plain"
+            ptmp.mkdir()
+            plain, pport = start_nginx(ptmp)
+            try:
+                extra = {**for_ours(["--new-connections"]), "oha": ["--disable-keepalive"]}
+                runs = step_fixed_rate(f"http://127.0.0.1:{pport}/", vfixed, p["fixed_rate"],
+                                       p["fixed_conns"], p["fixed_dur"], os.getpgid(plain.pid),
+                                       "http-new", extra=extra)
+            finally:
+                stop(plain, group=True)
+            res["new_conns_plain"] = {"rate": p["fixed_rate"], "conns": p["fixed_conns"],
+                                      "dur": p["fixed_dur"], "runs": runs,
+                                      "note": "plain HTTP/1.1 (no TLS), same nginx config: the "
+                                              "baseline for T2's handshake cost."}
         if "h2" in steps:
             log(f"step T3: HTTP/2, {p['fixed_rate']} req/s, one connection")
-            extra = {"ours": ["--http-version", "http2"], "oha": ["--http2", "-p", "16"]}
+            extra = {**for_ours(["--http-version", "http2"]), "oha": ["--http2", "-p", "16"]}
             # ours: 16 in flight over its one HTTP/2 connection; oha: 1 connection x 16 streams
             runs = {}
-            for t in fixed_tools:
+            for t in vfixed:
                 conns = 1 if t == "oha" else p["fixed_conns"]
                 runs.update(step_fixed_rate(url, [t], p["fixed_rate"], conns, p["fixed_dur"],
                                             pgid, "h2", extra=extra))
@@ -975,7 +999,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, help="repetitions of each max-rate run (default 3, quick 1)")
     ap.add_argument("--steps", default=None,
                     help="comma list of steps to run: max,rss,fixed,accuracy "
-                         "(with --tls: max,new,h2)")
+                         "(with --tls: max,new,newplain,h2)")
     ap.add_argument("--no-oha", action="store_true", help="without oha (not installed)")
     ap.add_argument("--tls", action="store_true",
                     help="the HTTPS and HTTP/2 steps instead (bench-out/prober-tls.json)")
@@ -998,7 +1022,7 @@ def main() -> int:
     if args.reps:
         p["reps"] = args.reps
     if args.steps is None:
-        args.steps = "max,new,h2" if args.tls else "max,rss,fixed,accuracy"
+        args.steps = "max,new,newplain,h2" if args.tls else "max,rss,fixed,accuracy"
     steps = set(args.steps.split(","))
 
     have_ours = OURS.exists() and not args.skip_ours

@@ -84,6 +84,10 @@ fn main() -> anyhow::Result<()> {
     let mut target = HttpTarget::get(uri, timeout, connection)
         .ok_or_else(|| anyhow::anyhow!("--url `{}` has no host", args.url))?;
     target.version = version;
+    if https && target.uri.port_u16().is_none() {
+        // `HttpTarget::get` is for plain-http readiness checks: it defaults to port 80.
+        target.authority = format!("{host}:443");
+    }
     let tls = if https {
         let tls = TlsTarget {
             ca: args.ca.clone(),
@@ -143,6 +147,9 @@ fn main() -> anyhow::Result<()> {
             h.value_at_quantile(q)
         }
     };
+    let pq = |h: &Histogram<u64>| {
+        (!h.is_empty()).then(|| serde_json::json!({ "p50": q(h, 0.5), "p99": q(h, 0.99) }))
+    };
     let line = serde_json::json!({
         "sent": stats.scheduled,
         "ok": total.counts.ok(),
@@ -165,8 +172,9 @@ fn main() -> anyhow::Result<()> {
         "maxRssKiB": usage.max_rss(),
         "connectionSetup": {
             "opened": setup.connect.len(),
-            "connectUs": { "p50": q(&setup.connect, 0.5), "p99": q(&setup.connect, 0.99) },
-            "handshakeUs": { "p50": q(&setup.handshake, 0.5), "p99": q(&setup.handshake, 0.99) },
+            "connectUs": pq(&setup.connect),
+            // null over plain http (no handshakes)
+            "handshakeUs": pq(&setup.handshake),
             "tlsFailures": setup.tls_failures.iter().sum::<u64>(),
         },
     });
