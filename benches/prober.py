@@ -19,6 +19,23 @@ Steps:
   3. accuracy: the sample service with a known added delay; the truth is its service time
      measured closed-loop by `wrk -t1 -c1 --latency`; ours (and oha) at a fixed rate.
 
+`--tls` runs the HTTPS and HTTP/2 steps instead (bench-out/prober-tls.json), against an
+nginx serving HTTPS (TLS 1.3, ECDSA P-256 certificate from a private CA made with the
+openssl CLI for this run, session tickets off so every new connection is a full handshake;
+ALPN h2 and http/1.1):
+  T1. max rate, HTTP/1.1 over TLS at 16 and 1 keep-alive connections: wrk, oha, ours, as
+      step 1 (goals: ours >= 1.0x oha req/s, CPU/request <= 1.2x wrk).
+  T2. a new connection (TCP + full TLS handshake) per request at 1,000 req/s: ours vs
+      `oha --disable-keepalive`; handshake time p50/p99, client and nginx CPU per request,
+      ours' scheduling lag p99 (goal <= 200 µs). T2b (`newplain`): the same over plain
+      http, the baseline that shows what the handshake adds.
+  T3. HTTP/2 at 1,000 req/s over one multiplexed connection: ours (`--http-version http2`)
+      vs `oha --http2 -c 1 -p 16`; latency p50/p99.
+Verification: ours and oha verify the server's certificate against the private CA (ours
+`--ca`, oha `--cacert`); wrk (4.1, OpenSSL) verifies nothing.
+
+    python3 benches/prober.py --tls --wait-quiet 300
+
 Python 3.11, stdlib only. Loopback only; every load is bounded by its duration and by a
 kill timer; every process started here is stopped in a finally block.
 """
@@ -47,6 +64,7 @@ OHA = shutil.which("oha") or str(Path.home() / ".cargo/bin/oha")
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 OURS_EXTRA: list[str] = []  # --ours-args, e.g. "--threads 0"
 VARIANTS: dict[str, list[str]] = {}  # --variant NAME=ARGS: more rows of ours in step 1
+TOOL_EXTRA: dict[str, list[str]] = {}  # per-tool arguments for the whole run (--tls: trust)
 TIME = "/usr/bin/time"  # GNU time, for the tool's own max RSS
 OURS = Path(os.environ.get("PROBE_BENCH", REPO / "target/release/examples/probe_bench"))
 SHAKEOUT = REPO / "target/release/shakeout"
@@ -358,6 +376,10 @@ def parse_oha(out: str) -> dict:
     for p in ("p50", "p90", "p99"):
         if pct.get(p) is not None:
             r[f"lat_{p}_us"] = pct[p] * 1e6
+    # oha's connection set-up (TCP connect + TLS handshake, one figure), average only
+    dial = (d.get("details") or {}).get("DNSDialup") or {}
+    if dial.get("average") is not None:
+        r["dialup_avg_us"] = dial["average"] * 1e6
     return r
 
 
@@ -401,27 +423,41 @@ def parse_ours(out: str) -> dict:
         v = _get(d, f"lagUs.{p}", f"lag_us.{p}", f"lag.{p}Us")
         if v is not None:
             r[f"lag_{p}_us"] = float(v)
+    # connection set-up cost (https:// and new connections; the run report's connectionSetup)
+    cs = d.get("connectionSetup") or {}
+    if cs:
+        r["conns_opened"] = cs.get("opened")
+        r["tls_failures"] = cs.get("tlsFailures")
+        for k, name in (("connectUs", "connect"), ("handshakeUs", "handshake")):
+            for p in ("p50", "p99"):
+                v = (cs.get(k) or {}).get(p)
+                if v is not None:
+                    r[f"{name}_{p}_us"] = float(v)
     return r
 
 
 def run_tool(tool: str, url: str, *, rate: str, conns: int, dur: float,
-             server_pgid: int | None) -> dict:
+             server_pgid: int | None, extra: dict[str, list[str]] | None = None) -> dict:
+    """`extra`: more arguments per tool for this run (TLS trust, HTTP version, new
+    connections), on top of TOOL_EXTRA (the whole run's)."""
     secs = max(1, int(round(dur)))
+    more = TOOL_EXTRA.get(tool, []) + (extra or {}).get(tool, [])
     if tool == "wrk":
         if rate != "max":
             raise ValueError("wrk is closed-loop only")
         threads = min(2, conns)
-        cmd = [WRK, f"-t{threads}", f"-c{conns}", f"-d{secs}s", "--latency", url]
+        cmd = [WRK, f"-t{threads}", f"-c{conns}", f"-d{secs}s", "--latency", *more, url]
         parse = parse_wrk
     elif tool == "oha":
         cmd = [OHA, "-z", f"{secs}s", "-c", str(conns), "--no-tui", "--output-format", "json"]
         if rate != "max":
             cmd += ["-q", str(rate), "--latency-correction"]
+        cmd += more
         cmd.append(url)
         parse = parse_oha
     elif tool == "ours" or tool in VARIANTS:
         cmd = [str(OURS), "--url", url, "--rate", str(rate), "--connections", str(conns),
-               "--duration", str(secs), *OURS_EXTRA, *VARIANTS.get(tool, [])]
+               "--duration", str(secs), *OURS_EXTRA, *VARIANTS.get(tool, []), *more]
         parse = parse_ours
     else:
         raise ValueError(tool)
@@ -473,14 +509,15 @@ def summarize(runs: list[dict]) -> dict:
     return s
 
 
-def step_max_rate(url, tools, conn_counts, dur, reps, pgid) -> dict:
+def step_max_rate(url, tools, conn_counts, dur, reps, pgid, extra=None) -> dict:
     out = {}
     for conns in conn_counts:
         runs = {t: [] for t in tools}
         for rep in range(reps):
             order = tools[rep % len(tools):] + tools[:rep % len(tools)]  # rotate
             for t in order:
-                r = run_tool(t, url, rate="max", conns=conns, dur=dur, server_pgid=pgid)
+                r = run_tool(t, url, rate="max", conns=conns, dur=dur, server_pgid=pgid,
+                             extra=extra)
                 runs[t].append(r)
                 log(f"  c={conns:<2} rep {rep + 1}/{reps} {t:<4} "
                     f"{fmt(r.get('rps'), 0):>8} req/s  {fmt(r.get('cpu_us_per_req'), 1):>6} µs CPU/req  "
@@ -498,10 +535,11 @@ def step_rss_flat(url, short, long_, pgid) -> dict:
     return res
 
 
-def step_fixed_rate(url, tools, rate, conns, dur, pgid, label) -> dict:
+def step_fixed_rate(url, tools, rate, conns, dur, pgid, label, extra=None) -> dict:
     res = {}
     for t in tools:
-        r = run_tool(t, url, rate=str(rate), conns=conns, dur=dur, server_pgid=pgid)
+        r = run_tool(t, url, rate=str(rate), conns=conns, dur=dur, server_pgid=pgid,
+                     extra=extra)
         res[t] = r
         log(f"  {label} {t:<4} p50 {fmt(r.get('lat_p50_us'), 0)} µs  p99 {fmt(r.get('lat_p99_us'), 0)} µs  "
             f"lag p50/p99 {fmt(r.get('lag_p50_us'), 0)}/{fmt(r.get('lag_p99_us'), 0)} µs  "
@@ -683,6 +721,273 @@ def goals(res: dict) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------
+# --tls: HTTPS and HTTP/2
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, timeout=30,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def make_certs(tmp: Path) -> dict:
+    """A private CA and a server certificate for 127.0.0.1 (ECDSA P-256), made once per run."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=shakeout bench CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=tmp)
+    openssl("req", "-new", *ec, "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=127.0.0.1", cwd=tmp)
+    (tmp / "server.ext").write_text(
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext",
+            cwd=tmp)
+    return {"ca": tmp / "ca.pem", "cert": tmp / "server.pem", "key": tmp / "server.key"}
+
+
+def nginx_version() -> tuple[int, ...]:
+    out = subprocess.run([NGINX, "-v"], capture_output=True, text=True, timeout=10).stderr
+    m = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
+
+
+def start_nginx_tls(tmp: Path, certs: dict) -> tuple[subprocess.Popen, int, str]:
+    """nginx serving HTTPS with HTTP/2 by ALPN; the listen syntax nginx's version takes."""
+    port = free_port()
+    if nginx_version() >= (1, 25, 1):
+        listen = f"listen 127.0.0.1:{port} ssl;\n        http2 on;"
+    else:
+        listen = f"listen 127.0.0.1:{port} ssl http2;"
+    tls = (f"{listen}\n"
+           f"        ssl_certificate {certs['cert']};\n"
+           f"        ssl_certificate_key {certs['key']};\n"
+           "        ssl_protocols TLSv1.2 TLSv1.3;\n"
+           "        ssl_session_tickets off;  # no resumption: every new connection is a full handshake\n"
+           "        ssl_session_cache off;")
+    conf_text = NGINX_CONF.format(tmp=tmp, port=port).replace(
+        f"listen 127.0.0.1:{port};", tls)
+    conf = tmp / "nginx.conf"
+    conf.write_text(conf_text)
+    proc = subprocess.Popen(
+        [NGINX, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "nginx.stderr", "wb"), start_new_session=True)
+    try:
+        wait_listening(port, proc)
+    except Exception:
+        stop(proc, group=True)
+        raise
+    return proc, port, listen
+
+
+def tls_table(L: list, block: dict) -> None:
+    L.append(f"{block['rate']:,} req/s, {block['conns']} in flight at most, {block['dur']} s; "
+             f"{block['note']}")
+    L.append("")
+    L.append("| tool | ok | errors | connections opened | TCP connect p50/p99 µs | TLS handshake p50/p99 µs | "
+             "latency p50 µs | p90 µs | p99 µs | lag p50/p99 µs | client CPU µs/req | client CPU % of a core | "
+             "nginx CPU µs/req | max RSS MiB | outside load (cores) |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for t, r in block["runs"].items():
+        tcp = hs = "—"
+        if r.get("connect_p50_us") is not None:
+            tcp = f"{fmt(r.get('connect_p50_us'), 0)} / {fmt(r.get('connect_p99_us'), 0)}"
+        if r.get("handshake_p50_us") is not None:
+            hs = f"{fmt(r.get('handshake_p50_us'), 0)} / {fmt(r.get('handshake_p99_us'), 0)}"
+        if r.get("dialup_avg_us") is not None:  # oha: one average for TCP and TLS together
+            tcp = hs = f"avg {fmt(r['dialup_avg_us'], 0)} (both)"
+        lag = (f"{fmt(r.get('lag_p50_us'), 0)} / {fmt(r.get('lag_p99_us'), 0)}"
+               if r.get("lag_p99_us") is not None else "—")
+        L.append(f"| {t} | {fmt(r.get('ok'), 0)} | {fmt(r.get('errors'), 0)} | "
+                 f"{fmt(r.get('conns_opened'), 0)} | {tcp} | {hs} | "
+                 f"{fmt(r.get('lat_p50_us'), 0)} | {fmt(r.get('lat_p90_us'), 0)} | "
+                 f"{fmt(r.get('lat_p99_us'), 0)} | {lag} | {fmt(r.get('cpu_us_per_req'), 1)} | "
+                 f"{fmt(r.get('cpu_pct'), 1)} | {fmt(r.get('server_cpu_us_per_req'), 1)} | "
+                 f"{fmt(r.get('maxrss_mib'), 1)} | {fmt(r.get('other_cores'), 2)} |")
+    L.append("")
+
+
+def markdown_tls(res: dict) -> str:
+    L = [markdown({k: v for k, v in res.items() if k != "goals"}).rstrip(), ""]
+    L.insert(1, f"\nnginx `{res['nginx_listen']}`; trust: {res['trust']}\n")
+    for key, title in (("new_conns", "New connection (TCP + full TLS 1.3 handshake) per request"),
+                       ("new_conns_plain", "New connection per request, plain HTTP (baseline)"),
+                       ("http2", "HTTP/2 over TLS, one multiplexed connection")):
+        block = res.get(key)
+        if block:
+            L.append(f"### {title}")
+            L.append("")
+            tls_table(L, block)
+    if res.get("goals"):
+        L.append("### Goals")
+        L.append("")
+        L.append("| goal | measured | verdict |")
+        L.append("|---|---|---|")
+        for g in res["goals"]:
+            L.append(f"| {g['goal']} | {g['measured']} | {g['verdict']} |")
+        L.append("")
+    return "\n".join(L)
+
+
+def goals_tls(res: dict) -> list[dict]:
+    G = []
+
+    def add(goal, value, ok, text, info=False):
+        verdict = "n/a" if value is None else ("info" if info else ("met" if ok else "**not met**"))
+        G.append({"goal": goal, "measured": text if value is not None else "not measured",
+                  "verdict": verdict, "value": value})
+
+    for conns in ("16", "1"):
+        m = res.get("max_rate", {}).get(conns, {}).get("median", {})
+        info = conns != "16"
+        for which in ("all", "quiet"):
+            pick = (lambda t: m.get(t)) if which == "all" else (lambda t: (m.get(t) or {}).get("quiet"))
+            o, w, h = pick("ours"), pick("wrk"), pick("oha")
+            pre = f"HTTPS keep-alive, {conns} conn{'s' if conns != '1' else ''}" + (
+                ", quiet runs" if which == "quiet" else "")
+            if info:
+                pre = "(info) " + pre
+            if o and h:
+                r = ratio(o["rps"], h["rps"])
+                add(f"{pre}: max rate ≥ 1.0× oha", r, r is not None and r >= 1.0,
+                    f"{fmt(r, 2)}× ({fmt(o['rps'], 0)} vs {fmt(h['rps'], 0)} req/s)", info)
+            if o and w:
+                r = ratio(o["cpu_us_per_req"], w["cpu_us_per_req"])
+                add(f"{pre}: CPU/request ≤ 1.2× wrk", r, r is not None and r <= 1.2,
+                    f"{fmt(r, 2)}× ({fmt(o['cpu_us_per_req'], 2)} vs {fmt(w['cpu_us_per_req'], 2)} µs)", info)
+                r = ratio(o["rps"], w["rps"])
+                add(f"(info) {pre.removeprefix('(info) ')}: max rate vs wrk", r, True,
+                    f"{fmt(r, 2)}× ({fmt(o['rps'], 0)} vs {fmt(w['rps'], 0)} req/s)", True)
+    nc = (res.get("new_conns") or {}).get("runs", {})
+    o, h = nc.get("ours"), nc.get("oha")
+    if o and not o.get("failed"):
+        v = o.get("lag_p99_us")
+        add("new connection per request, 1k/s: lag p99 ≤ 200 µs", v, v is not None and v <= 200,
+            f"{fmt(v, 0)} µs")
+        v = o.get("handshake_p50_us")
+        add("(info) new connection: TLS handshake p50 / p99", v, True,
+            f"{fmt(v, 0)} / {fmt(o.get('handshake_p99_us'), 0)} µs (TCP connect "
+            f"{fmt(o.get('connect_p50_us'), 0)} / {fmt(o.get('connect_p99_us'), 0)} µs)", True)
+        v = o.get("cpu_us_per_req")
+        hv = (h or {}).get("cpu_us_per_req")
+        add("(info) new connection: client CPU per request (handshake included), ours vs oha", v, True,
+            f"{fmt(v, 1)} vs {fmt(hv, 1)} µs ({fmt(ratio(v, hv), 2)}×)", True)
+    h2 = (res.get("http2") or {}).get("runs", {})
+    o, h = h2.get("ours"), h2.get("oha")
+    if o and not o.get("failed"):
+        add("(info) HTTP/2 1k/s: latency p50 / p99, ours vs oha --http2", o.get("lat_p50_us"), True,
+            f"{fmt(o.get('lat_p50_us'), 0)} / {fmt(o.get('lat_p99_us'), 0)} µs vs "
+            f"{fmt((h or {}).get('lat_p50_us'), 0)} / {fmt((h or {}).get('lat_p99_us'), 0)} µs", True)
+        v = o.get("lag_p99_us")
+        add("(info) HTTP/2 1k/s: ours' lag p99", v, True, f"{fmt(v, 0)} µs", True)
+    return G
+
+
+def main_tls(args, p: dict, tools: list[str], have_ours: bool) -> int:
+    if args.wait_quiet > 0:
+        log(f"busy cores before start: {wait_quiet(args.wait_quiet):.2f}")
+    res: dict = {"mode": ("quick" if args.quick else "full") + " --tls", "params": p,
+                 "machine": machine_info(),
+                 "ours_cmd": f"{OURS} {' '.join(OURS_EXTRA)}".strip()}
+    log(f"machine: {res['machine']}")
+    la = res["machine"]["loadavg_start"]
+    if la[0] > 0.5 * (os.cpu_count() or 1):
+        log(f"!! load average {la[0]} on {os.cpu_count()} cores: the machine is busy, "
+            "numbers will be noisy (see the 'outside load' column)")
+    t_start = time.monotonic()
+    if args.steps is None:
+        args.steps = "max,new,newplain,h2" if args.tls else "max,rss,fixed,accuracy"
+    steps = set(args.steps.split(","))
+    tmp = Path(tempfile.mkdtemp(prefix="shakeout-bench-tls-"))
+    nginx = None
+    try:
+        certs = make_certs(tmp)
+        ca = str(certs["ca"])
+        # the whole run's trust: ours and oha verify against the private CA; wrk verifies nothing
+        TOOL_EXTRA["ours"] = ["--ca", ca]
+        TOOL_EXTRA["oha"] = ["--cacert", ca]
+        for v in VARIANTS:
+            TOOL_EXTRA[v] = ["--ca", ca]
+        res["trust"] = ("ours verifies the certificate against the private CA (`--ca`), oha too "
+                        "(`--cacert`); wrk 4.1 (OpenSSL, SSL_VERIFY_NONE) verifies nothing")
+        nginx, port, listen = start_nginx_tls(tmp, certs)
+        res["nginx_listen"] = " ".join(listen.split())
+        pgid = os.getpgid(nginx.pid)
+        url = f"https://127.0.0.1:{port}/"
+        log(f"nginx on {url} (pgid {pgid}): {res['nginx_listen']}")
+        run_child([WRK, "-t1", "-c4", "-d1s", url], timeout_s=20)  # warm up
+        h1 = {t: ["--http-version", "http1"] for t in ["ours", *VARIANTS]}
+
+        if "max" in steps:
+            log("step T1: HTTPS keep-alive max rate (HTTP/1.1)")
+            vtools = tools + (list(VARIANTS) if have_ours else [])
+            res["max_rate"] = step_max_rate(url, vtools, [16, 1], p["max_dur"], p["reps"], pgid,
+                                            extra=h1)
+        fixed_tools = [t for t in ("ours", "oha") if t in tools]
+        vfixed = fixed_tools + (list(VARIANTS) if have_ours else [])  # variants: T2 and T3 too
+
+        def for_ours(args_: list[str]) -> dict:
+            return {t: args_ for t in ["ours", *VARIANTS]}
+        if "new" in steps:
+            log(f"step T2: new connection per request, {p['fixed_rate']} req/s")
+            extra = {**for_ours(["--http-version", "http1", "--new-connections"]),
+                     "oha": ["--disable-keepalive"]}
+            runs = step_fixed_rate(url, vfixed, p["fixed_rate"], p["fixed_conns"],
+                                   p["fixed_dur"], pgid, "https-new", extra=extra)
+            res["new_conns"] = {"rate": p["fixed_rate"], "conns": p["fixed_conns"],
+                                "dur": p["fixed_dur"], "runs": runs,
+                                "note": "HTTP/1.1, ours `--new-connections`, oha `--disable-keepalive`; "
+                                        "no session resumption on the server."}
+        if "newplain" in steps:
+            # the same over plain http (another nginx, same config without TLS): the
+            # difference is what the TLS handshake costs per request
+            log(f"step T2b: new connection per request over plain HTTP, {p['fixed_rate']} req/s")
+            ptmp = tmp / "plain"
+            ptmp.mkdir()
+            plain, pport = start_nginx(ptmp)
+            try:
+                extra = {**for_ours(["--new-connections"]), "oha": ["--disable-keepalive"]}
+                runs = step_fixed_rate(f"http://127.0.0.1:{pport}/", vfixed, p["fixed_rate"],
+                                       p["fixed_conns"], p["fixed_dur"], os.getpgid(plain.pid),
+                                       "http-new", extra=extra)
+            finally:
+                stop(plain, group=True)
+            res["new_conns_plain"] = {"rate": p["fixed_rate"], "conns": p["fixed_conns"],
+                                      "dur": p["fixed_dur"], "runs": runs,
+                                      "note": "plain HTTP/1.1 (no TLS), same nginx config: the "
+                                              "baseline for T2's handshake cost."}
+        if "h2" in steps:
+            log(f"step T3: HTTP/2, {p['fixed_rate']} req/s, one connection")
+            extra = {**for_ours(["--http-version", "http2"]), "oha": ["--http2", "-p", "16"]}
+            # ours: 16 in flight over its one HTTP/2 connection; oha: 1 connection x 16 streams
+            runs = {}
+            for t in vfixed:
+                conns = 1 if t == "oha" else p["fixed_conns"]
+                runs.update(step_fixed_rate(url, [t], p["fixed_rate"], conns, p["fixed_dur"],
+                                            pgid, "h2", extra=extra))
+            res["http2"] = {"rate": p["fixed_rate"], "conns": p["fixed_conns"],
+                            "dur": p["fixed_dur"], "runs": runs,
+                            "note": "ours `--http-version http2 --connections 16` (one connection, "
+                                    "16 streams at most), oha `--http2 -c 1 -p 16`."}
+    finally:
+        stop(nginx, group=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    res["goals"] = goals_tls(res) if have_ours else []
+    res["elapsed_s"] = round(time.monotonic() - t_start, 1)
+    res["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    out = Path(args.out if args.out != str(REPO / "bench-out/prober.json")
+               else REPO / "bench-out/prober-tls.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1, default=str))
+    print(markdown_tls(res))
+    print(f"\n(elapsed {res['elapsed_s']} s; load average at end {res['machine']['loadavg_end']}; "
+          f"JSON in {out})")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
 
 
 def main() -> int:
@@ -692,8 +997,12 @@ def main() -> int:
     ap.add_argument("--skip-ours", action="store_true", help="peers only (harness testing)")
     ap.add_argument("--delay", default="5ms", help="sample service added delay")
     ap.add_argument("--reps", type=int, help="repetitions of each max-rate run (default 3, quick 1)")
-    ap.add_argument("--steps", default="max,rss,fixed,accuracy",
-                    help="comma list of steps to run: max,rss,fixed,accuracy")
+    ap.add_argument("--steps", default=None,
+                    help="comma list of steps to run: max,rss,fixed,accuracy "
+                         "(with --tls: max,new,newplain,h2)")
+    ap.add_argument("--no-oha", action="store_true", help="without oha (not installed)")
+    ap.add_argument("--tls", action="store_true",
+                    help="the HTTPS and HTTP/2 steps instead (bench-out/prober-tls.json)")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECS",
                     help="first wait up to SECS for the machine to be idle (< 0.3 busy cores)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
@@ -712,17 +1021,23 @@ def main() -> int:
     p.update(fixed_rate=1000, fixed_conns=16, acc_rate=200, acc_conns=16)
     if args.reps:
         p["reps"] = args.reps
+    if args.steps is None:
+        args.steps = "max,new,newplain,h2" if args.tls else "max,rss,fixed,accuracy"
     steps = set(args.steps.split(","))
 
     have_ours = OURS.exists() and not args.skip_ours
     if not have_ours and not args.skip_ours:
         log(f"!! {OURS} not built (cargo build --release --example probe_bench); peers only")
     tools = ["wrk", "oha"] + (["ours"] if have_ours else [])
-    for exe in (WRK, OHA, NGINX, TIME):
+    if args.no_oha:
+        tools.remove("oha")
+    for exe in (WRK, NGINX, TIME) + (() if args.no_oha else (OHA,)):
         if not Path(exe).exists():
             log(f"!! missing {exe}")
             return 2
 
+    if args.tls:
+        return main_tls(args, p, tools, have_ours)
     if args.wait_quiet > 0:
         log(f"busy cores before start: {wait_quiet(args.wait_quiet):.2f}")
     res: dict = {"mode": "quick" if args.quick else "full", "params": p, "machine": machine_info(),

@@ -3,6 +3,10 @@
 //!
 //! `cargo run --release --example probe_bench -- --url http://127.0.0.1:8080/ --rate 1000
 //!  --connections 16 --duration 10 [--new-connections]`
+//!
+//! https:// URLs: `--ca ca.pem` (or `--insecure`), `--http-version auto|http1|http2`; the
+//! line then carries `connectionSetup` (connections opened, TCP connect and TLS handshake
+//! p50/p99) as the run report does.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +16,9 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use hyper::Uri;
 use nix::sys::resource::{getrusage, UsageWho};
-use shakeout::experiment::spec::ConnectionMode;
+use shakeout::experiment::model::TlsTarget;
+use shakeout::experiment::spec::{ConnectionMode, HttpVersion};
+use shakeout::probe::tls::TlsClient;
 use shakeout::probe::{self, HttpTarget, Outcome, Pace, ProbeConfig, Recorder, Target};
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +46,18 @@ struct Args {
     /// Per-request deadline in milliseconds.
     #[arg(long, default_value_t = 1000)]
     timeout_ms: u64,
+    /// https://: trust this CA's PEM file instead of the system's store.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
+    /// https://: accept any certificate (`insecureSkipVerify`).
+    #[arg(long)]
+    insecure: bool,
+    /// https://: the name to verify and send (default: the URL's host).
+    #[arg(long)]
+    server_name: Option<String>,
+    /// `auto` (ALPN over TLS), `http1` or `http2`.
+    #[arg(long, default_value = "auto")]
+    http_version: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,15 +73,40 @@ fn main() -> anyhow::Result<()> {
     } else {
         ConnectionMode::KeepAlive
     };
+    let version = match args.http_version.as_str() {
+        "auto" => HttpVersion::Auto,
+        "http1" => HttpVersion::Http1,
+        "http2" => HttpVersion::Http2,
+        v => anyhow::bail!("--http-version `{v}`: auto, http1 or http2"),
+    };
+    let https = uri.scheme_str() == Some("https");
+    let host = uri.host().unwrap_or_default().to_string();
+    let mut target = HttpTarget::get(uri, timeout, connection)
+        .ok_or_else(|| anyhow::anyhow!("--url `{}` has no host", args.url))?;
+    target.version = version;
+    if https && target.uri.port_u16().is_none() {
+        // `HttpTarget::get` is for plain-http readiness checks: it defaults to port 80.
+        target.authority = format!("{host}:443");
+    }
+    let tls = if https {
+        let tls = TlsTarget {
+            ca: args.ca.clone(),
+            server_name: args.server_name.clone().unwrap_or(host),
+            insecure_skip_verify: args.insecure,
+            client: None,
+        };
+        let client = TlsClient::new(&tls, version).map_err(|e| anyhow::anyhow!(e))?;
+        target.tls = Some(tls);
+        Some(client)
+    } else {
+        None
+    };
     let config = ProbeConfig {
         name: "bench".into(),
         pace,
         max_in_flight: args.connections.max(1),
-        target: Target::Http(
-            HttpTarget::get(uri, timeout, connection)
-                .ok_or_else(|| anyhow::anyhow!("--url `{}` has no host", args.url))?,
-        ),
-        tls: None,
+        target: Target::Http(target),
+        tls,
     };
     // One thread by default, at every rate: measured here, two worker threads wake each
     // other per request and cost 1.38x wrk's CPU per request at max rate, one costs 1.04x.
@@ -88,6 +131,7 @@ fn main() -> anyhow::Result<()> {
     let wall = started.elapsed().as_secs_f64();
     let recording = recorder.finish(stats.stopped_at);
     let total = recording.total();
+    let setup = &recording.setup;
     let usage = getrusage(UsageWho::RUSAGE_SELF)?;
     let cpu = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
     let cpu_s = cpu(usage.user_time()) + cpu(usage.system_time());
@@ -102,6 +146,9 @@ fn main() -> anyhow::Result<()> {
         } else {
             h.value_at_quantile(q)
         }
+    };
+    let pq = |h: &Histogram<u64>| {
+        (!h.is_empty()).then(|| serde_json::json!({ "p50": q(h, 0.5), "p99": q(h, 0.99) }))
     };
     let line = serde_json::json!({
         "sent": stats.scheduled,
@@ -123,6 +170,13 @@ fn main() -> anyhow::Result<()> {
         "cpuUsPerReq": 1e6 * cpu_s / (stats.scheduled.max(1) as f64),
         // Linux reports ru_maxrss in KiB.
         "maxRssKiB": usage.max_rss(),
+        "connectionSetup": {
+            "opened": setup.connect.len(),
+            "connectUs": pq(&setup.connect),
+            // null over plain http (no handshakes)
+            "handshakeUs": pq(&setup.handshake),
+            "tlsFailures": setup.tls_failures.iter().sum::<u64>(),
+        },
     });
     println!("{line}");
     Ok(())
