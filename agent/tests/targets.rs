@@ -160,10 +160,22 @@ async fn a_thread_of_a_protected_process_is_403_and_nothing_stops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thread_of_the_agent_itself_is_403() {
     let agent = InProcess::start().await;
-    let me = std::process::id();
-    let tids: Vec<u32> = threads_of(me).into_iter().filter(|t| *t != me).collect();
-    assert!(!tids.is_empty(), "the test runtime has threads");
-    for tid in tids.iter().take(4) {
+    // Threads of this process that live until the test ends (other tests' threads may
+    // exit between listing them and the request, and a gone thread is not a 403).
+    let (done, parked) = std::sync::mpsc::channel::<()>();
+    let parked = std::sync::Arc::new(std::sync::Mutex::new(parked));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let holders: Vec<_> = (0..2)
+        .map(|_| {
+            let (tx, parked) = (tx.clone(), parked.clone());
+            std::thread::spawn(move || {
+                tx.send(nix::unistd::gettid().as_raw() as u32).unwrap();
+                let _ = parked.lock().map(|p| p.recv());
+            })
+        })
+        .collect();
+    let tids: Vec<u32> = (0..2).map(|_| rx.recv().unwrap()).collect();
+    for tid in &tids {
         let (status, err) = pause(&agent, *tid).await;
         assert_eq!(status, 403, "thread {tid} of the agent: {err}");
         assert!(
@@ -185,6 +197,10 @@ async fn a_thread_of_the_agent_itself_is_403() {
         );
     }
     nothing_held(&agent).await;
+    drop(done);
+    for h in holders {
+        h.join().unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
