@@ -265,8 +265,9 @@ fn roots(ca: Option<&Path>) -> Result<RootCertStore, String> {
 
 /// `insecureSkipVerify`: any certificate, any name, any date. Signatures are still
 /// checked, so the handshake is real TLS.
+/// Also what the monitoring client trusts with `spec.prometheus.tls.insecureSkipVerify`.
 #[derive(Debug)]
-struct AcceptAnything(Arc<CryptoProvider>);
+pub(crate) struct AcceptAnything(pub(crate) Arc<CryptoProvider>);
 
 impl ServerCertVerifier for AcceptAnything {
     fn verify_server_cert(
