@@ -10,6 +10,7 @@ mod metrics;
 mod store;
 mod tls;
 
+pub use metrics::openmetrics;
 pub use store::{Durability, Store};
 pub use tls::TlsFiles;
 

@@ -236,28 +236,10 @@ async fn answer(
     req: Request<hyper::body::Incoming>,
     registry: Arc<Registry>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (status, body) = if req.uri().path() != "/metrics" {
-        (
-            StatusCode::NOT_FOUND,
-            "metrics are on /metrics\n".to_owned(),
-        )
-    } else {
-        let mut text = String::new();
-        match prometheus_client::encoding::text::encode(&mut text, &registry) {
-            Ok(()) => (StatusCode::OK, text),
-            Err(e) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("encoding: {e}\n"),
-            ),
-        }
-    };
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ),
-    );
-    Ok(resp)
+    if req.uri().path() != "/metrics" {
+        let mut resp = Response::new(Full::new(Bytes::from("metrics are on /metrics\n")));
+        *resp.status_mut() = StatusCode::NOT_FOUND;
+        return Ok(resp);
+    }
+    Ok(crate::sample::openmetrics(&registry))
 }

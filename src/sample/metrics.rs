@@ -74,23 +74,28 @@ impl Metrics {
 
     /// The counters as OpenMetrics text.
     pub fn render(&self) -> Response<Full<Bytes>> {
-        let mut text = String::new();
-        let (status, body) =
-            match prometheus_client::encoding::text::encode(&mut text, &self.registry) {
-                Ok(()) => (StatusCode::OK, text),
-                Err(e) => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("encoding: {e}\n"),
-                ),
-            };
-        let mut resp = Response::new(Full::new(Bytes::from(body)));
-        *resp.status_mut() = status;
-        resp.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static(
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            ),
-        );
-        resp
+        openmetrics(&self.registry)
     }
+}
+
+/// `registry` as an OpenMetrics text response (500 with the reason if it cannot be
+/// encoded): the sample's `/metrics` and the controller's `--metrics-listen`.
+pub fn openmetrics(registry: &Registry) -> Response<Full<Bytes>> {
+    let mut text = String::new();
+    let (status, body) = match prometheus_client::encoding::text::encode(&mut text, registry) {
+        Ok(()) => (StatusCode::OK, text),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding: {e}\n"),
+        ),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    resp
 }
